@@ -1,0 +1,148 @@
+//! A ring in a named shared-memory segment, for two processes.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use super::layout::{HEADER_LEN, MAX_CAPACITY, valid_capacity};
+use super::region::Region;
+use super::{Consumer, Producer};
+use crate::error::{Error, Result};
+use crate::sys;
+
+/// A mapped segment; the creator's copy removes the segment's name when dropped (the memory
+/// lives on while anyone has it mapped).
+struct Mapping {
+    segment: sys::Segment,
+    unlink_on_drop: bool,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            // Best effort: a peer or a cleaner may have removed it already.
+            let _ = sys::unlink_segment(self.segment.path());
+        }
+    }
+}
+
+/// A ring living in a shared-memory segment (a file on tmpfs, such as `/dev/shm`), mapped by
+/// the two processes it connects. One becomes the [`Producer`], the other the [`Consumer`].
+///
+/// The process that [`create`](RingSegment::create)s the segment owns its name and removes it
+/// when its end is dropped; the mapping stays valid for a peer that already opened it.
+///
+/// # Examples
+///
+/// ```no_run
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use mmipc::ring::RingSegment;
+///
+/// // Process A
+/// let mut tx = RingSegment::create("/dev/shm/my-ring", 1 << 20)?.into_producer();
+/// tx.write(b"hello")?;
+///
+/// // Process B
+/// let mut rx = RingSegment::open("/dev/shm/my-ring")?.into_consumer();
+/// let mut buf = Vec::new();
+/// rx.read(&mut buf)?;
+/// # Ok(()) }
+/// ```
+pub struct RingSegment {
+    region: Region,
+    path: PathBuf,
+}
+
+impl RingSegment {
+    /// Creates a new segment at `path` (which must not exist) holding a ring of `capacity`
+    /// bytes, a power of two from [`MIN_CAPACITY`](super::MIN_CAPACITY) to
+    /// [`MAX_CAPACITY`](super::MAX_CAPACITY). The file is created with mode 0600.
+    ///
+    /// # Errors
+    /// [`Error::BadSegment`] for an invalid capacity; [`Error::Io`] if the file exists or
+    /// cannot be created or mapped.
+    pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<RingSegment> {
+        let path = path.as_ref();
+        if !valid_capacity(capacity as u64) {
+            return Err(Error::BadSegment {
+                path: path.to_owned(),
+                problem: format!(
+                    "capacity {capacity} is not a power of two between {} and {MAX_CAPACITY}",
+                    super::MIN_CAPACITY
+                ),
+            });
+        }
+        let segment = sys::Segment::create(path, HEADER_LEN + capacity)?;
+        let base = segment.as_ptr();
+        let owner = Arc::new(Mapping {
+            segment,
+            unlink_on_drop: true,
+        });
+        // SAFETY: a fresh mapping is page-aligned, `HEADER_LEN + capacity` bytes long, kept
+        // alive by `owner`, and no peer has opened it yet (its header version is 0 until
+        // `init` stores it last).
+        let region = unsafe { Region::init(base, capacity as u64, owner) };
+        Ok(RingSegment {
+            region,
+            path: path.to_owned(),
+        })
+    }
+
+    /// Opens a segment another process created, validating its header.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if it cannot be opened or mapped; [`Error::BadSegment`] if it is too
+    /// small, not ours, or its header is not a compatible ring.
+    pub fn open(path: impl AsRef<Path>) -> Result<RingSegment> {
+        let path = path.as_ref();
+        let segment = sys::Segment::open(
+            path,
+            HEADER_LEN + super::MIN_CAPACITY,
+            HEADER_LEN + MAX_CAPACITY,
+        )?;
+        let (base, len) = (segment.as_ptr(), segment.len());
+        let owner = Arc::new(Mapping {
+            segment,
+            unlink_on_drop: false,
+        });
+        // SAFETY: the mapping is page-aligned and `len` bytes long (checked with fstat before
+        // mapping), kept alive by `owner`.
+        let region =
+            unsafe { Region::attach(base, len, owner) }.map_err(|problem| Error::BadSegment {
+                path: path.to_owned(),
+                problem,
+            })?;
+        Ok(RingSegment {
+            region,
+            path: path.to_owned(),
+        })
+    }
+
+    /// The segment's path.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Capacity of the ring's data area in bytes.
+    pub fn capacity(&self) -> usize {
+        self.region.capacity() as usize
+    }
+
+    /// Becomes the writing end.
+    pub fn into_producer(self) -> Producer {
+        Producer::new(self.region)
+    }
+
+    /// Becomes the reading end.
+    pub fn into_consumer(self) -> Consumer {
+        Consumer::new(self.region)
+    }
+}
+
+impl std::fmt::Debug for RingSegment {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RingSegment")
+            .field("path", &self.path)
+            .field("capacity", &self.capacity())
+            .finish()
+    }
+}

@@ -1,0 +1,205 @@
+//! Blocking: spin, then register as a waiter, re-check, and sleep on a futex word.
+//!
+//! The notifier's side ([`notify`]) costs a fence and one load when nobody is parked; the
+//! wake syscall happens only when a waiter registered. The lost-wake-up race is closed
+//! Dekker-style: the waiter increments `waiters` then re-checks its condition, the notifier
+//! publishes its change then loads `waiters`, with a `SeqCst` fence on both sides, so at least
+//! one of them sees the other's write. A waiter also sleeps only while the bell's `seq` still
+//! holds the value read before registering, so a ring between registration and sleep is not
+//! lost either.
+
+use std::time::{Duration, Instant};
+
+use super::layout::Bell;
+use crate::sync::{AtomicU32, Ordering, fence, spin_hint};
+
+/// How a blocked reader or writer waits for its peer.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mmipc::ring::WaitStrategy;
+///
+/// // Lowest latency, burns a core while waiting.
+/// let _spin = WaitStrategy::Spin;
+/// // The default: spin briefly, then sleep in the kernel.
+/// let default = WaitStrategy::default();
+/// assert!(matches!(default, WaitStrategy::SpinThenPark(_)));
+/// // Least CPU: sleep at once.
+/// let _park = WaitStrategy::Park;
+/// # let _ = Duration::ZERO;
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WaitStrategy {
+    /// Busy-wait; never sleeps. Lowest latency, one core at 100% while waiting.
+    Spin,
+    /// Busy-wait for the given time, then sleep on a futex until woken.
+    SpinThenPark(Duration),
+    /// Sleep on a futex at once.
+    Park,
+}
+
+/// The spin window of [`WaitStrategy::default`]. A peer that answers within this time is
+/// seen with spin-mode latency; an idle wait costs this much CPU once, then none.
+pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
+
+impl Default for WaitStrategy {
+    fn default() -> Self {
+        WaitStrategy::SpinThenPark(DEFAULT_SPIN)
+    }
+}
+
+/// Longest single sleep: a waiter re-checks at least this often, so a peer that corrupted
+/// the `waiters` count (and thus never rings) delays us but cannot hang us.
+const MAX_SLEEP: Duration = Duration::from_millis(500);
+
+/// Sleep and wake on a 32-bit word: the kernel futex in production, a model under loom.
+pub(crate) trait Futex {
+    /// Sleeps while `word == expected`, at most `timeout`. May return spuriously.
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
+    /// Wakes every thread sleeping on `word`.
+    fn wake(&self, word: &AtomicU32);
+}
+
+/// The operating system's futex (`sys::futex_wait` / `sys::futex_wake`).
+#[cfg(not(loom))]
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct OsFutex;
+
+#[cfg(not(loom))]
+impl Futex for OsFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
+        crate::sys::futex_wait(word, expected, timeout);
+    }
+    fn wake(&self, word: &AtomicU32) {
+        crate::sys::futex_wake(word, u32::MAX);
+    }
+}
+
+/// A futex for loom: a mutex and condition variable, checked and notified under the lock,
+/// which is exactly the futex contract. Loom reports a deadlock if a wake-up is lost.
+#[cfg(loom)]
+#[derive(Clone, Default)]
+pub(crate) struct LoomFutex(std::sync::Arc<(loom::sync::Mutex<()>, loom::sync::Condvar)>);
+
+#[cfg(loom)]
+impl Futex for LoomFutex {
+    fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+        let (lock, cv) = &*self.0;
+        let guard = lock.lock().unwrap();
+        if word.load(Ordering::SeqCst) == expected {
+            drop(cv.wait(guard).unwrap());
+        }
+    }
+    fn wake(&self, word: &AtomicU32) {
+        let _ = word;
+        let (lock, cv) = &*self.0;
+        let _guard = lock.lock().unwrap();
+        cv.notify_all();
+    }
+}
+
+/// The futex the ring uses in this build.
+#[cfg(not(loom))]
+pub(crate) type RingFutex = OsFutex;
+/// The futex the ring uses in this build.
+#[cfg(loom)]
+pub(crate) type RingFutex = LoomFutex;
+
+/// Rings `bell` if anyone is parked on it. Call after publishing the change the waiter
+/// waits for (a position store).
+#[inline]
+pub(crate) fn notify(futex: &impl Futex, bell: &Bell) {
+    // SYNC POINT wake: this fence orders our position store before the `waiters` load; it
+    // pairs with the fence in `wait_until` (Dekker: one side must see the other's write).
+    fence(Ordering::SeqCst);
+    if bell.waiters.load(Ordering::Relaxed) != 0 {
+        bell.seq.fetch_add(1, Ordering::Release);
+        futex.wake(&bell.seq);
+    }
+}
+
+/// Why a wait ended without its condition becoming true.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum WaitError<E> {
+    /// The deadline passed.
+    TimedOut,
+    /// The condition reported an error (the ring closed, a violation).
+    Failed(E),
+}
+
+/// Waits until `ready` returns `Ok(true)`, following `strategy`, until `deadline`.
+///
+/// `ready` must be cheap and side-effect free apart from refreshing cached positions.
+pub(crate) fn wait_until<E>(
+    futex: &impl Futex,
+    bell: &Bell,
+    strategy: WaitStrategy,
+    deadline: Option<Instant>,
+    mut ready: impl FnMut() -> Result<bool, E>,
+) -> Result<(), WaitError<E>> {
+    let check = |ready: &mut dyn FnMut() -> Result<bool, E>| ready().map_err(WaitError::Failed);
+    if check(&mut ready)? {
+        return Ok(());
+    }
+    let spin_for = match strategy {
+        WaitStrategy::Spin => None,
+        WaitStrategy::SpinThenPark(d) => Some(d),
+        WaitStrategy::Park => Some(Duration::ZERO),
+    };
+    if spin_for != Some(Duration::ZERO) {
+        let start = Instant::now();
+        let mut i = 0u32;
+        loop {
+            spin_hint();
+            if check(&mut ready)? {
+                return Ok(());
+            }
+            i = i.wrapping_add(1);
+            // Reading the clock costs ~20 ns; do it every 64 spins.
+            if cfg!(loom) || i.is_multiple_of(64) {
+                let now = Instant::now();
+                if deadline.is_some_and(|d| now >= d) {
+                    return Err(WaitError::TimedOut);
+                }
+                if spin_for.is_some_and(|s| now.duration_since(start) >= s) {
+                    break;
+                }
+                if cfg!(loom) && spin_for.is_some() {
+                    break; // one spin is enough to explore under the model checker
+                }
+            }
+        }
+    }
+    loop {
+        let seq = bell.seq.load(Ordering::Acquire);
+        bell.waiters.fetch_add(1, Ordering::Relaxed);
+        // SYNC POINT wake: pairs with the fence in `notify`.
+        fence(Ordering::SeqCst);
+        let outcome = check(&mut ready);
+        let timeout = match deadline {
+            None => Some(MAX_SLEEP),
+            Some(d) => match d.checked_duration_since(Instant::now()) {
+                Some(left) if !left.is_zero() => Some(left.min(MAX_SLEEP)),
+                _ => None,
+            },
+        };
+        match outcome {
+            Ok(false) if timeout.is_some() => {}
+            other => {
+                bell.waiters.fetch_sub(1, Ordering::Relaxed);
+                return match other {
+                    Ok(true) => Ok(()),
+                    Err(e) => Err(e),
+                    Ok(false) => Err(WaitError::TimedOut),
+                };
+            }
+        }
+        futex.wait(&bell.seq, seq, if cfg!(loom) { None } else { timeout });
+        bell.waiters.fetch_sub(1, Ordering::Relaxed);
+        if check(&mut ready)? {
+            return Ok(());
+        }
+    }
+}

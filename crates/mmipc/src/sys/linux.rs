@@ -1,0 +1,412 @@
+//! Linux backend: files on tmpfs mapped shared, `futex(2)` without the private flag, `flock(2)`
+//! lock files.
+
+use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use super::{FutexWait, LockState};
+use crate::error::{Error, Result};
+
+/// A named shared-memory segment mapped read-write into this process.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    map: memmap2::MmapRaw,
+    path: PathBuf,
+}
+
+fn euid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+impl Segment {
+    /// Creates `path` exclusively (mode 0600, never following a symlink), sizes it to `len`
+    /// bytes of zeroes and maps it. On any failure after creation the name is removed again.
+    pub(crate) fn create(path: &Path, len: usize) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io("create segment", path, e))?;
+        let mapped = file
+            .set_len(len as u64)
+            .map_err(|e| Error::io("size segment", path, e))
+            .and_then(|()| {
+                memmap2::MmapOptions::new()
+                    .len(len)
+                    .map_raw(&file)
+                    .map_err(|e| Error::io("map segment", path, e))
+            });
+        match mapped {
+            Ok(map) => Ok(Segment {
+                map,
+                path: path.to_path_buf(),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_file(path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens an existing segment without following symlinks, checks with `fstat` that it is a
+    /// regular file owned by us, not accessible to others, with a size in `min_len..=max_len`,
+    /// and maps all of it.
+    pub(crate) fn open(path: &Path, min_len: usize, max_len: usize) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io("open segment", path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", path, e))?;
+        let bad = |problem: String| Error::BadSegment {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if !meta.file_type().is_file() {
+            return Err(bad("it is not a regular file".into()));
+        }
+        if meta.uid() != euid() {
+            return Err(bad(format!("it is owned by uid {}, not by us", meta.uid())));
+        }
+        if meta.mode() & 0o077 != 0 {
+            return Err(bad(format!(
+                "its mode {:o} gives access to other users",
+                meta.mode() & 0o777
+            )));
+        }
+        let size = meta.len();
+        if size < min_len as u64 || size > max_len as u64 {
+            return Err(bad(format!(
+                "its size {size} is outside {min_len}..={max_len} bytes"
+            )));
+        }
+        // The size check above happened on the open file, so the mapping covers only bytes
+        // that exist; a peer shrinking the file later is a hostile act we cannot prevent
+        // (the creator never truncates).
+        let map = memmap2::MmapOptions::new()
+            .len(size as usize)
+            .map_raw(&file)
+            .map_err(|e| Error::io("map segment", path, e))?;
+        Ok(Segment {
+            map,
+            path: path.to_path_buf(),
+        })
+    }
+
+    /// Start of the mapping. Valid for [`len`](Self::len) bytes while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The segment's file name.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Removes a segment's name; existing mappings stay valid. Returns whether it existed.
+pub(crate) fn unlink_segment(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("remove segment", path, e)),
+    }
+}
+
+/// Sleeps while `word` holds `expected`, at most `timeout` (forever if `None`).
+pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
+    let ts = timeout.map(|d| libc::timespec {
+        tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
+        // Always below 10^9, fits in any c_long.
+        tv_nsec: d.subsec_nanos() as libc::c_long,
+    });
+    let ts_ptr = ts
+        .as_ref()
+        .map_or(std::ptr::null(), |t| t as *const libc::timespec);
+    // SAFETY: `word` is a live, aligned 32-bit atomic for the duration of the call; the kernel
+    // only reads it. `ts_ptr` is null or points at a timespec on our stack. FUTEX_WAIT ignores
+    // the last two arguments. No private flag: the word may be shared with other processes.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAIT,
+            expected,
+            ts_ptr,
+            0usize,
+            0u32,
+        )
+    };
+    if r == 0 {
+        return FutexWait::Woken;
+    }
+    match io::Error::last_os_error().raw_os_error() {
+        Some(libc::EAGAIN) => FutexWait::ValueChanged,
+        Some(libc::ETIMEDOUT) => FutexWait::TimedOut,
+        // EINTR, or anything unexpected: report a wake-up; callers re-check their condition.
+        _ => FutexWait::Woken,
+    }
+}
+
+/// Wakes up to `n` sleepers on `word`; returns how many were woken.
+pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+    let n = n.min(i32::MAX as u32);
+    // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE does not dereference the
+    // remaining arguments.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_futex,
+            word.as_ptr(),
+            libc::FUTEX_WAKE,
+            n,
+            0usize,
+            0usize,
+            0u32,
+        )
+    };
+    usize::try_from(r).unwrap_or(0)
+}
+
+/// An exclusive `flock` on a file, held until drop or process death (the kernel releases it
+/// then, so a free lock means a dead owner, with no pid-reuse race).
+#[derive(Debug)]
+pub(crate) struct LockFile {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Creates (mode 0600, not following symlinks) or opens `path` and locks it exclusively
+    /// without blocking. Fails with `WouldBlock` if someone else holds it.
+    pub(crate) fn acquire(path: &Path) -> Result<LockFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+            .map_err(|e| Error::io("create lock file", path, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(LockFile {
+                _file: file,
+                path: path.to_path_buf(),
+            }),
+            Err(TryLockError::WouldBlock) => Err(Error::io(
+                "lock",
+                path,
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another live process holds this lock",
+                ),
+            )),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+        }
+    }
+
+    /// The lock file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Tests, without blocking and without creating anything, whether someone holds the lock on
+/// `path`.
+pub(crate) fn probe_lock(path: &Path) -> Result<LockState> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
+        Err(e) => return Err(Error::io("open lock file", path, e)),
+    };
+    match file.try_lock() {
+        // Dropping `file` releases our probe lock at once.
+        Ok(()) => Ok(LockState::Free),
+        Err(TryLockError::WouldBlock) => Ok(LockState::Held),
+        Err(TryLockError::Error(e)) => Err(Error::io("probe lock", path, e)),
+    }
+}
+
+/// Creates `dir` (and missing parents) with mode 0700 and checks that it is a real directory
+/// owned by us that other users cannot write.
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match DirBuilder::new().recursive(true).mode(0o700).create(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("create directory", dir, e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io("stat directory", dir, e))?;
+    let insecure = |problem: String| Error::InsecureDirectory {
+        path: dir.to_path_buf(),
+        problem,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(insecure("is a symbolic link".into()));
+    }
+    if !meta.is_dir() {
+        return Err(insecure("is not a directory".into()));
+    }
+    if meta.uid() != euid() {
+        return Err(insecure(format!(
+            "is owned by uid {}, not by you (uid {})",
+            meta.uid(),
+            euid()
+        )));
+    }
+    let mode = meta.permissions().mode();
+    if mode & 0o022 != 0 {
+        return Err(insecure(format!(
+            "is writable by other users (mode {:o})",
+            mode & 0o777
+        )));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
+    use std::time::Instant;
+
+    #[test]
+    fn segment_create_open_share_memory() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let a = Segment::create(&path, 4096).unwrap();
+        assert_eq!(a.len(), 4096);
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        let b = Segment::open(&path, 4096, 4096).unwrap();
+        // SAFETY: both mappings are 4096 bytes long and alive; single-threaded test.
+        unsafe {
+            a.as_ptr().add(100).write_volatile(42);
+            assert_eq!(b.as_ptr().add(100).read_volatile(), 42);
+        }
+        assert!(
+            matches!(Segment::create(&path, 4096), Err(Error::Io { .. })),
+            "create is exclusive"
+        );
+        assert!(unlink_segment(&path).unwrap());
+        assert!(!unlink_segment(&path).unwrap());
+    }
+
+    #[test]
+    fn open_refuses_wrong_size_symlink_and_loose_mode() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let _a = Segment::create(&path, 4096).unwrap();
+        assert!(matches!(
+            Segment::open(&path, 8192, 1 << 20),
+            Err(Error::BadSegment { .. })
+        ));
+        assert!(matches!(
+            Segment::open(&path, 64, 1024),
+            Err(Error::BadSegment { .. })
+        ));
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        assert!(
+            Segment::open(&link, 64, 1 << 20).is_err(),
+            "symlinks are not followed"
+        );
+        assert!(
+            Segment::create(&link, 64).is_err(),
+            "create never follows symlinks"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(matches!(
+            Segment::open(&path, 64, 1 << 20),
+            Err(Error::BadSegment { .. })
+        ));
+        std::fs::create_dir(dir.path().join("d")).unwrap();
+        assert!(Segment::open(&dir.path().join("d"), 0, 1 << 20).is_err());
+    }
+
+    #[test]
+    fn futex_wait_reports_value_change_timeout_and_wake() {
+        let word = Arc::new(AtomicU32::new(0));
+        assert_eq!(futex_wait(&word, 1, None), FutexWait::ValueChanged);
+        assert_eq!(
+            futex_wait(&word, 0, Some(Duration::from_millis(1))),
+            FutexWait::TimedOut
+        );
+        let w2 = Arc::clone(&word);
+        let sleeper = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            while w2.load(Ordering::Acquire) == 0 && Instant::now() < deadline {
+                futex_wait(&w2, 0, Some(Duration::from_secs(1)));
+            }
+            w2.load(Ordering::Acquire)
+        });
+        std::thread::sleep(Duration::from_millis(20));
+        word.store(7, Ordering::Release);
+        futex_wake(&word, u32::MAX);
+        assert_eq!(sleeper.join().unwrap(), 7);
+        assert_eq!(futex_wake(&word, 1), 0, "nobody left to wake");
+    }
+
+    #[test]
+    fn lock_file_is_exclusive_and_probe_sees_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("lock");
+        assert_eq!(probe_lock(&path).unwrap(), LockState::Missing);
+        let held = LockFile::acquire(&path).unwrap();
+        assert_eq!(held.path(), path);
+        assert_eq!(probe_lock(&path).unwrap(), LockState::Held);
+        assert!(
+            LockFile::acquire(&path).is_err(),
+            "a second holder is refused"
+        );
+        drop(held);
+        assert_eq!(probe_lock(&path).unwrap(), LockState::Free);
+        let _again = LockFile::acquire(&path).unwrap();
+    }
+
+    #[test]
+    fn private_dir_is_created_0700_and_loose_dirs_are_refused() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a/b");
+        ensure_private_dir(&dir).unwrap();
+        assert_eq!(
+            std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777,
+            0o700
+        );
+        ensure_private_dir(&dir).unwrap();
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(matches!(
+            ensure_private_dir(&dir),
+            Err(Error::InsecureDirectory { .. })
+        ));
+        let link = root.path().join("link");
+        std::os::unix::fs::symlink(root.path().join("a"), &link).unwrap();
+        assert!(matches!(
+            ensure_private_dir(&link),
+            Err(Error::InsecureDirectory { .. })
+        ));
+        let file = root.path().join("f");
+        std::fs::write(&file, b"x").unwrap();
+        assert!(ensure_private_dir(&file).is_err());
+    }
+}

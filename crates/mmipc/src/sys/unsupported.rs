@@ -1,0 +1,89 @@
+//! Backend for platforms without an implementation yet (macOS, Windows): every operation that
+//! needs the OS returns [`Error::Unsupported`], so the crate compiles and says clearly what is
+//! missing. Heap-backed rings still work (their waiting degrades to short sleeps).
+
+use std::path::Path;
+use std::sync::atomic::AtomicU32;
+use std::time::Duration;
+
+use super::{FutexWait, LockState};
+use crate::error::{Error, Result};
+
+/// Placeholder: segments cannot be created on this platform yet.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    never: std::convert::Infallible,
+}
+
+impl Segment {
+    pub(crate) fn create(_path: &Path, _len: usize) -> Result<Segment> {
+        Err(Error::Unsupported {
+            what: "shared-memory segments",
+        })
+    }
+
+    pub(crate) fn open(_path: &Path, _min_len: usize, _max_len: usize) -> Result<Segment> {
+        Err(Error::Unsupported {
+            what: "shared-memory segments",
+        })
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        match self.never {}
+    }
+
+    pub(crate) fn len(&self) -> usize {
+        match self.never {}
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match self.never {}
+    }
+}
+
+pub(crate) fn unlink_segment(_path: &Path) -> Result<bool> {
+    Err(Error::Unsupported {
+        what: "shared-memory segments",
+    })
+}
+
+/// Without a futex, sleep briefly; callers re-check their condition after every return.
+pub(crate) fn futex_wait(
+    _word: &AtomicU32,
+    _expected: u32,
+    timeout: Option<Duration>,
+) -> FutexWait {
+    let nap = Duration::from_millis(1);
+    std::thread::sleep(timeout.map_or(nap, |t| t.min(nap)));
+    FutexWait::Woken
+}
+
+pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) -> usize {
+    0
+}
+
+/// Placeholder: lock files are not implemented on this platform yet.
+#[derive(Debug)]
+pub(crate) struct LockFile {
+    never: std::convert::Infallible,
+}
+
+impl LockFile {
+    pub(crate) fn acquire(_path: &Path) -> Result<LockFile> {
+        Err(Error::Unsupported { what: "lock files" })
+    }
+
+    pub(crate) fn path(&self) -> &Path {
+        match self.never {}
+    }
+}
+
+pub(crate) fn probe_lock(_path: &Path) -> Result<LockState> {
+    Err(Error::Unsupported { what: "lock files" })
+}
+
+pub(crate) fn ensure_private_dir(_dir: &Path) -> Result<()> {
+    Err(Error::Unsupported {
+        what: "private directories",
+    })
+}
