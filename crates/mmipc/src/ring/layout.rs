@@ -234,6 +234,7 @@ mod tests {
 
     /// An empty ring must never make the producer wait: nobody would ever wake it.
     #[test]
+    #[cfg_attr(miri, ignore = "pure arithmetic, millions of cases")]
     fn empty_ring_never_waits() {
         for shift in 6..=12 {
             let cap = 1u64 << shift;
