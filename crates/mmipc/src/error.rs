@@ -1,10 +1,10 @@
-//! Errors of the segment and platform layer.
+//! The crate's error type.
 
 use std::io;
 use std::path::PathBuf;
 
-/// An error from creating, opening or checking shared-memory segments, lock files and
-/// directories.
+/// Everything that can go wrong in mmipc: creating endpoints, publishing, receiving, and the
+/// segment and platform operations beneath them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum Error {
@@ -39,6 +39,48 @@ pub enum Error {
         path: PathBuf,
         /// What is wrong with it.
         problem: String,
+    },
+    /// A channel name is unusable.
+    #[error(
+        "invalid channel name {name:?}: {problem}; use 1 to 100 printable characters without '/'"
+    )]
+    InvalidChannel {
+        /// The name given.
+        name: String,
+        /// What is wrong with it.
+        problem: &'static str,
+    },
+    /// A builder option is out of range.
+    #[error("invalid option {option}: {problem}")]
+    InvalidOption {
+        /// The option ("ring_capacity", ...).
+        option: &'static str,
+        /// What is wrong with the value given.
+        problem: String,
+    },
+    /// A wait ended before its condition held.
+    #[error("timed out {what}")]
+    Timeout {
+        /// What was being waited for ("waiting for 2 subscribers (have 1)", ...).
+        what: String,
+    },
+    /// The endpoint was closed.
+    #[error("the {0} is closed")]
+    Closed(&'static str),
+    /// A message is larger than the publisher's `max_message_size`.
+    #[error("message of {len} bytes exceeds the maximum of {max} bytes; raise max_message_size")]
+    MessageTooLarge {
+        /// Length of the message.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Under [`OnFull::Fail`](crate::OnFull::Fail), some subscribers' rings were full: they
+    /// did not get the message (every other subscriber did).
+    #[error("{} subscriber(s) had a full ring and did not get the message", .subscribers.len())]
+    Full {
+        /// The subscribers that missed the message.
+        subscribers: Vec<crate::EndpointId>,
     },
     /// The platform lacks an implementation of this operation.
     #[error("{what} is not supported on this platform yet (Linux is)")]

@@ -1,29 +1,33 @@
 //! # mmipc — publish/subscribe between processes over shared memory
 //!
-//! mmipc moves byte messages between processes on one machine through shared memory, with a
-//! kernel wake-up (futex) for a side that has nothing to do and no system call at all for a
-//! side that is busy.
+//! A [`Publisher`] on a named channel sends byte messages; every [`Subscriber`] of that
+//! channel, in any process of the same user on this machine, receives every message, each at
+//! its own pace. Peers find each other through a directory (no broker, no daemon), notice each
+//! other's arrival, departure, crash and hang ([`Event`]), and clean up after the dead.
 //!
-//! The foundation available today is [`ring`]: a lossless single-producer single-consumer
-//! ring of variable-length messages that lives in a shared segment mapped by two processes.
-//! Publishers, subscribers and discovery build on it.
+//! Each publisher→subscriber pair has its own lock-free ring in shared memory ([`ring`]); a
+//! subscriber sleeps on one futex doorbell for all of its publishers, and a busy one costs the
+//! publisher no system call.
 //!
 //! ```no_run
-//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
-//! use mmipc::ring::{RingSegment, WaitStrategy};
+//! use std::time::Duration;
 //!
-//! // Process A: create the segment and write.
-//! let mut tx = RingSegment::create("/dev/shm/demo-ring", 1 << 20)?.into_producer();
-//! tx.write(b"hello from A")?;
+//! // Process A
+//! let publisher = mmipc::Publisher::new("telemetry")?;
+//! publisher.wait_for_subscribers(1, Duration::from_secs(5))?;
+//! publisher.publish(b"hello")?;
+//! publisher.publish_parts(&[b"header|", b"body"])?; // gathered into one message
 //!
-//! // Process B: open it and read, sleeping in the kernel when idle.
-//! let mut rx = RingSegment::open("/dev/shm/demo-ring")?.into_consumer();
-//! rx.set_wait_strategy(WaitStrategy::default());
-//! let mut buf = Vec::new();
-//! rx.read(&mut buf)?;
-//! assert_eq!(buf, b"hello from A");
-//! # Ok(()) }
+//! // Process B
+//! let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+//! let msg = subscriber.recv()?; // sleeps in the kernel while idle
+//! assert_eq!(msg.payload(), b"hello");
+//! # Ok::<(), mmipc::Error>(())
 //! ```
+//!
+//! Files live under [`default_root`] (or the directory given to the builders): one JSON record
+//! and one lock file per endpoint, plus shared segments on tmpfs. See docs/ARCHITECTURE.md and
+//! docs/PROTOCOL.md in the repository.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
@@ -33,4 +37,37 @@ pub mod ring;
 mod sync;
 mod sys;
 
+#[cfg(not(loom))]
+mod channel;
+#[cfg(not(loom))]
+mod control;
+#[cfg(not(loom))]
+mod discovery;
+#[cfg(not(loom))]
+mod event;
+#[cfg(not(loom))]
+mod options;
+#[cfg(not(loom))]
+mod publisher;
+#[cfg(not(loom))]
+mod runtime;
+#[cfg(not(loom))]
+mod subscriber;
+
+#[cfg(not(loom))]
+pub use channel::{MAX_CHANNEL_LEN, default_root};
+#[cfg(not(loom))]
+pub use discovery::{EndpointId, EndpointKind};
 pub use error::{Error, Result};
+#[cfg(not(loom))]
+pub use event::{ConnectionStats, DisconnectReason, Event, Peer};
+#[cfg(not(loom))]
+pub use options::{
+    DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT,
+    DEFAULT_RING_CAPACITY, OnFull,
+};
+#[cfg(not(loom))]
+pub use publisher::{Publisher, PublisherBuilder};
+pub use ring::WaitStrategy;
+#[cfg(not(loom))]
+pub use subscriber::{CallbackHandle, Message, Subscriber, SubscriberBuilder};

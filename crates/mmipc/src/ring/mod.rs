@@ -56,13 +56,18 @@ mod tests;
 
 use std::time::Instant;
 
-use layout::{CLOSED, Kind, OPEN, RECORD_HEADER, Step, VIOLATED, encode, plan, record_len};
+pub(crate) use layout::Bell as RingBell;
+use layout::{Bell, CLOSED, Kind, OPEN, RECORD_HEADER, Step, VIOLATED, encode, plan, record_len};
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 use region::Region;
 #[cfg(not(loom))]
+pub(crate) use region::SharedBell;
+#[cfg(not(loom))]
 pub use segment::RingSegment;
+#[cfg(not(loom))]
+pub(crate) use wait::OsFutex;
 pub use wait::{DEFAULT_SPIN, WaitStrategy};
-use wait::{RingFutex, WaitError, notify, wait_until};
+pub(crate) use wait::{RingFutex, WaitError, notify, wait_until};
 
 use crate::sync::Ordering;
 
@@ -211,6 +216,9 @@ pub struct Producer {
     failed: Option<RingError>,
     /// Staging buffer for in-place writes that must be fragmented.
     staging: Vec<u8>,
+    /// Rung after each commit instead of the ring's own data bell (a subscriber's doorbell).
+    #[cfg(not(loom))]
+    doorbell: Option<SharedBell>,
 }
 
 /// Source bytes of one message, gathered from several slices.
@@ -265,6 +273,33 @@ impl Producer {
             abort_pending: false,
             failed: None,
             staging: Vec::new(),
+            #[cfg(not(loom))]
+            doorbell: None,
+        }
+    }
+
+    /// Rings `bell` instead of the ring's own data bell whenever data is published or the
+    /// producer closes: for a consumer that waits on one bell for many rings.
+    #[cfg(not(loom))]
+    pub(crate) fn set_doorbell(&mut self, bell: SharedBell) {
+        self.doorbell = Some(bell);
+    }
+
+    /// The bell the consumer sleeps on while waiting for data.
+    #[inline]
+    fn data_bell(&self) -> &Bell {
+        #[cfg(not(loom))]
+        if let Some(b) = &self.doorbell {
+            return b.bell();
+        }
+        &self.region.header().data_bell
+    }
+
+    /// A handle on the shared header for a supervising thread (heartbeats, liveness).
+    #[cfg(not(loom))]
+    pub(crate) fn control(&self) -> RingControl {
+        RingControl {
+            region: self.region.share(),
         }
     }
 
@@ -426,7 +461,7 @@ impl Producer {
         if let RingError::Violation(_) = err {
             let h = self.region.header();
             h.producer.closed.store(VIOLATED, Ordering::Release);
-            notify(&self.futex, &h.data_bell);
+            notify(&self.futex, self.data_bell());
         }
         self.failed = Some(err.clone());
         err
@@ -560,7 +595,7 @@ impl Producer {
         let h = self.region.header();
         // SYNC POINT data: pairs with the Acquire load in `Consumer::refresh`.
         h.producer.pos.store(self.write, Ordering::Release);
-        notify(&self.futex, &h.data_bell);
+        notify(&self.futex, self.data_bell());
     }
 
     /// Reloads the consumer's position. `Ok(true)` if it moved.
@@ -614,7 +649,7 @@ impl Drop for Producer {
         if h.producer.closed.load(Ordering::Relaxed) == OPEN {
             h.producer.closed.store(CLOSED, Ordering::Release);
         }
-        notify(&self.futex, &h.data_bell);
+        notify(&self.futex, self.data_bell());
     }
 }
 
@@ -849,6 +884,23 @@ impl Consumer {
                 Ok(None) => self.wait_for_data(deadline)?,
                 Err(e) => return Err(self.fail(e)),
             }
+        }
+    }
+
+    /// Whether a read might make progress now: unread bytes are published, or the ring is
+    /// closed or failed (so a read would report it). Never blocks.
+    pub(crate) fn poll(&mut self) -> bool {
+        if self.failed.is_some() || self.read != self.write_cache {
+            return true;
+        }
+        !matches!(self.refresh(), Ok(false))
+    }
+
+    /// A handle on the shared header for a supervising thread (heartbeats, liveness).
+    #[cfg(not(loom))]
+    pub(crate) fn control(&self) -> RingControl {
+        RingControl {
+            region: self.region.share(),
         }
     }
 
@@ -1132,5 +1184,102 @@ impl std::fmt::Debug for ReadGuard<'_> {
         f.debug_struct("ReadGuard")
             .field("len", &self.len())
             .finish()
+    }
+}
+
+/// A second handle on a ring's shared header, for the thread that supervises connections:
+/// it bumps heartbeats, reads the peer's, and closes a side on behalf of a peer found dead
+/// (waking whoever is parked). It never touches the data area.
+#[cfg(not(loom))]
+pub(crate) struct RingControl {
+    region: Region,
+}
+
+#[cfg(not(loom))]
+impl RingControl {
+    pub(crate) fn beat_producer(&self) {
+        self.region
+            .header()
+            .producer
+            .heartbeat
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn beat_consumer(&self) {
+        self.region
+            .header()
+            .consumer
+            .heartbeat
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn producer_heartbeat(&self) -> u64 {
+        self.region
+            .header()
+            .producer
+            .heartbeat
+            .load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn consumer_heartbeat(&self) -> u64 {
+        self.region
+            .header()
+            .consumer
+            .heartbeat
+            .load(Ordering::Relaxed)
+    }
+
+    /// Whether the producer side is closed (normally or after a violation).
+    pub(crate) fn producer_closed(&self) -> bool {
+        self.region.header().producer.closed.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Whether the consumer side is closed (normally or after a violation).
+    pub(crate) fn consumer_closed(&self) -> bool {
+        self.region.header().consumer.closed.load(Ordering::Acquire) != OPEN
+    }
+
+    /// Whether either side closed because it found a protocol violation.
+    pub(crate) fn violated(&self) -> bool {
+        let h = self.region.header();
+        h.producer.closed.load(Ordering::Acquire) == VIOLATED
+            || h.consumer.closed.load(Ordering::Acquire) == VIOLATED
+    }
+
+    /// Marks the consumer side closed (its process died or hung) and wakes a parked producer.
+    pub(crate) fn close_consumer_side(&self) {
+        let h = self.region.header();
+        let _ =
+            h.consumer
+                .closed
+                .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        notify(&self.region.futex(), &h.space_bell);
+    }
+
+    /// Marks the producer side closed (its process died or hung); the caller wakes the
+    /// consumer's doorbell.
+    pub(crate) fn close_producer_side(&self) {
+        let h = self.region.header();
+        let _ =
+            h.producer
+                .closed
+                .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        notify(&self.region.futex(), &h.data_bell);
+    }
+
+    /// Bytes published and not yet consumed, as the header says (clamped to the capacity:
+    /// the peer's value is untrusted).
+    pub(crate) fn fill(&self) -> u64 {
+        let h = self.region.header();
+        let used = h
+            .producer
+            .pos
+            .load(Ordering::Relaxed)
+            .wrapping_sub(h.consumer.pos.load(Ordering::Relaxed));
+        used.min(self.region.capacity())
+    }
+
+    pub(crate) fn capacity(&self) -> u64 {
+        self.region.capacity()
     }
 }

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use super::layout::Header;
+use super::layout::{Bell, Header};
 #[cfg(not(loom))]
 use super::layout::{HEADER_LEN, MAGIC, VERSION, valid_capacity};
 #[cfg(not(loom))]
@@ -151,6 +151,42 @@ impl Region {
             capacity: self.capacity,
             _owner: Arc::clone(&self._owner),
         }
+    }
+}
+
+/// A futex bell living in some other shared memory (a subscriber's doorbell), kept alive by
+/// its owner. A producer rings it instead of its ring's own data bell, so that one sleeper
+/// can wait for data on many rings.
+#[cfg(not(loom))]
+#[derive(Clone)]
+pub(crate) struct SharedBell {
+    bell: *const Bell,
+    _owner: Arc<dyn Send + Sync>,
+}
+
+// SAFETY: the bell is made of atomics in memory that `_owner` (`Send + Sync`) keeps alive.
+#[cfg(not(loom))]
+unsafe impl Send for SharedBell {}
+// SAFETY: as above.
+#[cfg(not(loom))]
+unsafe impl Sync for SharedBell {}
+
+#[cfg(not(loom))]
+impl SharedBell {
+    /// # Safety
+    /// `bell` must be 4-aligned and point at 8 bytes that stay mapped while `owner` lives and
+    /// are only ever accessed atomically.
+    pub(crate) unsafe fn new(bell: *const Bell, owner: Arc<dyn Send + Sync>) -> SharedBell {
+        debug_assert!((bell as usize).is_multiple_of(align_of::<Bell>()));
+        SharedBell {
+            bell,
+            _owner: owner,
+        }
+    }
+
+    pub(crate) fn bell(&self) -> &Bell {
+        // SAFETY: per the contract of `new`, valid and atomic-only while `_owner` lives.
+        unsafe { &*self.bell }
     }
 }
 

@@ -25,6 +25,15 @@ impl Drop for Mapping {
     }
 }
 
+/// `dir/.name.tmp` for `dir/name`.
+fn temp_name(path: &Path) -> PathBuf {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy())
+        .unwrap_or_default();
+    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+}
+
 /// A ring living in a shared-memory segment (a file on tmpfs, such as `/dev/shm`), mapped by
 /// the two processes it connects. One becomes the [`Producer`], the other the [`Consumer`].
 ///
@@ -71,16 +80,38 @@ impl RingSegment {
                 ),
             });
         }
-        let segment = sys::Segment::create(path, HEADER_LEN + capacity)?;
-        let base = segment.as_ptr();
+        // Built under a hidden temporary name and renamed into place once initialised, so a
+        // peer never opens a half-made ring.
+        let tmp = temp_name(path);
+        let mut segment = sys::Segment::create(&tmp, HEADER_LEN + capacity)?;
+        // SAFETY: a fresh mapping is page-aligned and `HEADER_LEN + capacity` bytes long;
+        // `segment` outlives this temporary region (dropped at once, with a dummy owner), and
+        // no peer can open the temporary name.
+        drop(unsafe { Region::init(segment.as_ptr(), capacity as u64, Arc::new(())) });
+        let published = if path.exists() {
+            Err(Error::io(
+                "create segment",
+                path,
+                std::io::Error::from(std::io::ErrorKind::AlreadyExists),
+            ))
+        } else {
+            segment.rename(path)
+        };
+        if let Err(e) = published {
+            let _ = sys::unlink_segment(&tmp);
+            return Err(e);
+        }
+        let (base, len) = (segment.as_ptr(), segment.len());
         let owner = Arc::new(Mapping {
             segment,
             unlink_on_drop: true,
         });
-        // SAFETY: a fresh mapping is page-aligned, `HEADER_LEN + capacity` bytes long, kept
-        // alive by `owner`, and no peer has opened it yet (its header version is 0 until
-        // `init` stores it last).
-        let region = unsafe { Region::init(base, capacity as u64, owner) };
+        // SAFETY: the mapping is page-aligned and `len` bytes long, kept alive by `owner`.
+        let region =
+            unsafe { Region::attach(base, len, owner) }.map_err(|problem| Error::BadSegment {
+                path: path.to_owned(),
+                problem,
+            })?;
         Ok(RingSegment {
             region,
             path: path.to_owned(),

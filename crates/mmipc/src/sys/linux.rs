@@ -18,6 +18,31 @@ pub(crate) struct Segment {
     path: PathBuf,
 }
 
+/// The effective user id of this process.
+pub(crate) fn current_uid() -> u32 {
+    euid()
+}
+
+/// Whether `path` lives on a memory file system (tmpfs or ramfs), where shared segments cost
+/// no disk I/O.
+pub(crate) fn is_memory_fs(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: an all-zero statfs is a valid value for the out-parameter.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a NUL-terminated path and `st` a writable statfs.
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return false;
+    }
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    const RAMFS_MAGIC: i64 = 0x8584_58f6;
+    #[allow(clippy::unnecessary_cast)] // f_type's integer type differs between libcs
+    let kind = st.f_type as i64;
+    kind == TMPFS_MAGIC || kind == RAMFS_MAGIC
+}
+
 fn euid() -> u32 {
     // SAFETY: geteuid has no preconditions and cannot fail.
     unsafe { libc::geteuid() }
@@ -118,6 +143,46 @@ impl Segment {
     pub(crate) fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Renames the segment (atomically replacing any file at `to`): creating under a
+    /// temporary name and renaming once initialised means peers never see a half-made one.
+    pub(crate) fn rename(&mut self, to: &Path) -> Result<()> {
+        std::fs::rename(&self.path, to).map_err(|e| Error::io("rename segment", to, e))?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+}
+
+/// Writes `bytes` to `path` (created or truncated, mode 0600, never through a symlink).
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write;
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)?;
+    f.write_all(bytes)
+}
+
+/// Reads a regular file of at most `max` bytes without following a symlink.
+pub(crate) fn read_small_file(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a small regular file",
+        ));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(max).read_to_end(&mut buf)?;
+    Ok(buf)
 }
 
 /// Removes a segment's name; existing mappings stay valid. Returns whether it existed.

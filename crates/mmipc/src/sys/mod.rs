@@ -10,6 +10,9 @@
 //! | [`unlink_segment`]: remove a segment's name (mappings stay valid) | yes | `Unsupported` | `Unsupported` |
 //! | [`futex_wait`] / [`futex_wake`]: sleep on / wake sleepers of a 32-bit word in shared memory, across processes (no `FUTEX_PRIVATE_FLAG`) | yes | `Unsupported` | `Unsupported` |
 //! | [`LockFile::acquire`]: an exclusive lock held for a process's lifetime and released by the kernel when it dies; [`probe_lock`]: non-blocking test of someone else's | yes | `Unsupported` | `Unsupported` |
+//! | [`is_memory_fs`]: whether a directory is on tmpfs/ramfs (where segments may live) | yes | `false` | `false` |
+//! | [`write_private_file`] / [`read_small_file`]: small files (records) written 0600 and read without following symlinks | yes | plain std | plain std |
+//! | [`current_uid`]: the effective user id (names the per-user directory) | yes | 0 | 0 |
 //! | [`ensure_private_dir`]: create a directory 0700 (with parents) and refuse one owned by another user, writable by others, or a symlink | yes | `Unsupported` | `Unsupported` |
 //!
 //! Mappings are exposed only as raw pointers ([`Segment::as_ptr`]), never as `&mut [u8]`:
@@ -30,7 +33,8 @@ use unsupported as imp;
 // Lock files and private directories are used by the discovery layer built on top of the ring.
 #[allow(unused_imports)]
 pub(crate) use imp::{
-    LockFile, Segment, ensure_private_dir, futex_wait, futex_wake, probe_lock, unlink_segment,
+    LockFile, Segment, current_uid, ensure_private_dir, futex_wait, futex_wake, is_memory_fs,
+    probe_lock, read_small_file, unlink_segment, write_private_file,
 };
 
 /// What [`futex_wait`] observed.

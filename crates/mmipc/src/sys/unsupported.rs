@@ -39,6 +39,10 @@ impl Segment {
     pub(crate) fn path(&self) -> &Path {
         match self.never {}
     }
+
+    pub(crate) fn rename(&mut self, _to: &Path) -> Result<()> {
+        match self.never {}
+    }
 }
 
 pub(crate) fn unlink_segment(_path: &Path) -> Result<bool> {
@@ -86,4 +90,23 @@ pub(crate) fn ensure_private_dir(_dir: &Path) -> Result<()> {
     Err(Error::Unsupported {
         what: "private directories",
     })
+}
+
+pub(crate) fn current_uid() -> u32 {
+    0
+}
+
+pub(crate) fn is_memory_fs(_path: &Path) -> bool {
+    false
+}
+
+pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+pub(crate) fn read_small_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut buf = Vec::new();
+    std::fs::File::open(path)?.take(max).read_to_end(&mut buf)?;
+    Ok(buf)
 }

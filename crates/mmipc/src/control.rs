@@ -1,0 +1,167 @@
+//! A subscriber's control segment (`sub-<id>.bell`): its doorbell, which every publisher
+//! connected to it rings after writing, and a heartbeat. One futex word for all of a
+//! subscriber's incoming rings lets a blocking receive sleep on them all at once.
+//!
+//! ```text
+//! offset  size  field
+//! 0       8     magic      b"mmipcSUB"
+//! 8       4     version    1, stored last (Release)
+//! 12      4     reserved
+//! 16      8     heartbeat  bumped by the subscriber's runtime thread
+//! 24      4     bell.seq   futex word
+//! 28      4     bell.waiters
+//! 32      32    reserved (file is 64 bytes)
+//! ```
+
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::error::{Error, Result};
+use crate::ring::{RingBell, SharedBell};
+use crate::sync::{AtomicU32, AtomicU64, Ordering};
+use crate::sys;
+
+const MAGIC: u64 = u64::from_le_bytes(*b"mmipcSUB");
+const VERSION: u32 = 1;
+const LEN: usize = 64;
+
+#[repr(C)]
+struct ControlHeader {
+    magic: AtomicU64,
+    version: AtomicU32,
+    _reserved: AtomicU32,
+    heartbeat: AtomicU64,
+    bell: RingBell,
+}
+
+const _: () = assert!(size_of::<ControlHeader>() <= LEN);
+
+struct Mapping {
+    segment: sys::Segment,
+    owner: bool,
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        if self.owner {
+            let _ = sys::unlink_segment(self.segment.path());
+        }
+    }
+}
+
+/// A mapped control segment.
+#[derive(Clone)]
+pub(crate) struct Control {
+    map: Arc<Mapping>,
+}
+
+impl Control {
+    /// Creates the segment under a temporary name, initialises it, renames it to `path`.
+    /// The creator removes the name on drop.
+    pub(crate) fn create(path: &Path) -> Result<Control> {
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let tmp = path.with_file_name(format!(".{name}.tmp"));
+        let mut segment = sys::Segment::create(&tmp, LEN)?;
+        let header = segment.as_ptr().cast::<ControlHeader>();
+        // SAFETY: a fresh, page-aligned, zero-filled mapping of LEN >= size_of::<ControlHeader>
+        // bytes that no one else has opened (temporary name); every field is atomic, zero is a
+        // valid value for each.
+        let h = unsafe { &*header };
+        h.magic.store(MAGIC, Ordering::Relaxed);
+        // SYNC POINT control-header: pairs with the Acquire load in `open`.
+        h.version.store(VERSION, Ordering::Release);
+        if let Err(e) = segment.rename(path) {
+            let _ = sys::unlink_segment(&tmp);
+            return Err(e);
+        }
+        Ok(Control {
+            map: Arc::new(Mapping {
+                segment,
+                owner: true,
+            }),
+        })
+    }
+
+    /// Opens a subscriber's control segment and checks its header.
+    pub(crate) fn open(path: &Path) -> Result<Control> {
+        let segment = sys::Segment::open(path, LEN, LEN)?;
+        let control = Control {
+            map: Arc::new(Mapping {
+                segment,
+                owner: false,
+            }),
+        };
+        let h = control.header();
+        // SYNC POINT control-header: pairs with the Release store in `create`.
+        let version = h.version.load(Ordering::Acquire);
+        if h.magic.load(Ordering::Relaxed) != MAGIC || version != VERSION {
+            return Err(Error::BadSegment {
+                path: path.to_owned(),
+                problem: format!(
+                    "not an mmipc control segment of version {VERSION} (found {version})"
+                ),
+            });
+        }
+        Ok(control)
+    }
+
+    fn header(&self) -> &ControlHeader {
+        debug_assert!(self.map.segment.len() >= size_of::<ControlHeader>());
+        // SAFETY: the mapping is page-aligned and at least LEN bytes (checked by `create` /
+        // by `sys::Segment::open`'s fstat bounds), alive as long as `self.map`; every field
+        // is atomic, so a shared reference is sound while other processes write.
+        unsafe { &*self.map.segment.as_ptr().cast::<ControlHeader>() }
+    }
+
+    pub(crate) fn bell(&self) -> &RingBell {
+        &self.header().bell
+    }
+
+    /// The doorbell, for a producer to ring.
+    pub(crate) fn shared_bell(&self) -> SharedBell {
+        let owner: Arc<dyn Send + Sync> = self.map.clone();
+        // SAFETY: the bell lies inside the mapping (offset 24, 8 bytes, 4-aligned), which
+        // `owner` keeps mapped, and is only accessed atomically.
+        unsafe { SharedBell::new(&self.header().bell, owner) }
+    }
+
+    pub(crate) fn beat(&self) {
+        self.header().heartbeat.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn heartbeat(&self) -> u64 {
+        self.header().heartbeat.load(Ordering::Relaxed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_segment_shares_bell_and_heartbeat_and_rejects_junk() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("sub.bell");
+        let a = Control::create(&path).unwrap();
+        let b = Control::open(&path).unwrap();
+        a.beat();
+        assert_eq!(b.heartbeat(), 1);
+        b.bell().waiters.fetch_add(1, Ordering::Relaxed);
+        assert_eq!(a.shared_bell().bell().waiters.load(Ordering::Relaxed), 1);
+        drop((a, b));
+        assert!(!path.exists(), "the creator removes the name");
+        sys::write_private_file(&path, &[0u8; LEN]).unwrap();
+        assert!(matches!(
+            Control::open(&path),
+            Err(Error::BadSegment { .. })
+        ));
+        sys::write_private_file(&path, &[0u8; 10]).unwrap();
+        assert!(matches!(
+            Control::open(&path),
+            Err(Error::BadSegment { .. })
+        ));
+    }
+}

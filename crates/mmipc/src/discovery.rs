@@ -1,0 +1,362 @@
+//! The directory registry: endpoint records, lock files, scanning, and removing what dead
+//! endpoints left behind.
+//!
+//! Every file we create has a name we can recognise exactly (`pub-<32 hex>.json`, ...);
+//! anything else in a channel directory is ignored and never deleted.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::channel::ChannelDirs;
+use crate::error::{Error, Result};
+use crate::sys::{self, LockState};
+
+/// Version of the record format and of the connection protocol built on it.
+pub(crate) const PROTOCOL: u32 = 1;
+
+/// Largest record file we read (real ones are ~200 bytes).
+const MAX_RECORD_LEN: u64 = 64 * 1024;
+
+/// A 128-bit random identifier of a publisher or subscriber, shown as 32 hex digits.
+///
+/// # Examples
+///
+/// ```
+/// let id: mmipc::EndpointId = "0123456789abcdef0123456789abcdef".parse().unwrap();
+/// assert_eq!(id.to_string(), "0123456789abcdef0123456789abcdef");
+/// ```
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EndpointId(u128);
+
+impl EndpointId {
+    pub(crate) fn random() -> EndpointId {
+        let mut b = [0u8; 16];
+        if getrandom::fill(&mut b).is_err() {
+            // No OS randomness: fall back to time, pid and address entropy (ids need only be
+            // unique, not secret).
+            let t = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let salt = &b as *const _ as usize as u128;
+            b = (t ^ (u128::from(std::process::id()) << 64) ^ (salt << 32)).to_le_bytes();
+        }
+        EndpointId(u128::from_le_bytes(b))
+    }
+}
+
+impl fmt::Display for EndpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:032x}", self.0)
+    }
+}
+
+impl fmt::Debug for EndpointId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EndpointId({self})")
+    }
+}
+
+impl std::str::FromStr for EndpointId {
+    type Err = std::num::ParseIntError;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        if s.len() != 32 || !s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
+            // Force a ParseIntError for anything but exactly 32 lowercase hex digits.
+            return Err("x".parse::<u8>().unwrap_err());
+        }
+        u128::from_str_radix(s, 16).map(EndpointId)
+    }
+}
+
+/// Publisher or subscriber.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EndpointKind {
+    /// A [`Publisher`](crate::Publisher).
+    Publisher,
+    /// A [`Subscriber`](crate::Subscriber).
+    Subscriber,
+}
+
+impl EndpointKind {
+    fn prefix(self) -> &'static str {
+        match self {
+            EndpointKind::Publisher => "pub",
+            EndpointKind::Subscriber => "sub",
+        }
+    }
+}
+
+/// The JSON record an endpoint publishes in its channel directory.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Record {
+    pub protocol: u32,
+    pub kind: EndpointKind,
+    pub id: String,
+    pub pid: u32,
+    /// Largest message this endpoint sends or accepts (payload bytes).
+    pub max_message_size: u64,
+    pub created_unix_ms: u64,
+}
+
+/// An endpoint found in a channel directory.
+#[derive(Debug, Clone)]
+pub(crate) struct Found {
+    pub id: EndpointId,
+    pub record: Record,
+}
+
+pub(crate) fn record_path(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> PathBuf {
+    dirs.records.join(format!("{}-{id}.json", kind.prefix()))
+}
+
+pub(crate) fn lock_path(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> PathBuf {
+    dirs.records.join(format!("{}-{id}.lock", kind.prefix()))
+}
+
+pub(crate) fn bell_path(dirs: &ChannelDirs, sub: EndpointId) -> PathBuf {
+    dirs.segments.join(format!("sub-{sub}.bell"))
+}
+
+pub(crate) fn ring_path(
+    dirs: &ChannelDirs,
+    publisher: EndpointId,
+    sub: EndpointId,
+    generation: u64,
+) -> PathBuf {
+    dirs.segments
+        .join(format!("ring-{publisher}-{sub}-{generation}"))
+}
+
+/// Parses `ring-<pub>-<sub>-<gen>`.
+pub(crate) fn parse_ring_name(name: &str) -> Option<(EndpointId, EndpointId, u64)> {
+    let rest = name.strip_prefix("ring-")?;
+    let (p, rest) = rest.split_at_checked(32)?;
+    let rest = rest.strip_prefix('-')?;
+    let (s, rest) = rest.split_at_checked(32)?;
+    let generation = rest.strip_prefix('-')?;
+    if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((p.parse().ok()?, s.parse().ok()?, generation.parse().ok()?))
+}
+
+/// Parses `pub-<id>.json` / `sub-<id>.json`.
+fn parse_record_name(name: &str) -> Option<(EndpointKind, EndpointId)> {
+    let stem = name.strip_suffix(".json")?;
+    let (kind, id) = if let Some(id) = stem.strip_prefix("pub-") {
+        (EndpointKind::Publisher, id)
+    } else {
+        (EndpointKind::Subscriber, stem.strip_prefix("sub-")?)
+    };
+    Some((kind, id.parse().ok()?))
+}
+
+/// Writes `record` atomically (temporary file, then rename).
+pub(crate) fn write_record(dirs: &ChannelDirs, record: &Record, id: EndpointId) -> Result<PathBuf> {
+    let path = record_path(dirs, record.kind, id);
+    let tmp = dirs
+        .records
+        .join(format!(".{}-{id}.json.tmp", record.kind.prefix()));
+    let json = serde_json::to_vec_pretty(record)
+        .map_err(|e| Error::io("encode record", &path, e.into()))?;
+    let write = || -> std::io::Result<()> {
+        sys::write_private_file(&tmp, &json)?;
+        std::fs::rename(&tmp, &path)
+    };
+    write().map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        Error::io("write record", &path, e)
+    })?;
+    Ok(path)
+}
+
+/// Reads every recognisable record of `kind` in the channel directory. Unreadable, oversized,
+/// malformed or mismatching records are skipped (and left alone).
+pub(crate) fn scan(dirs: &ChannelDirs, kind: EndpointKind) -> Vec<Found> {
+    let Ok(entries) = std::fs::read_dir(&dirs.records) else {
+        return Vec::new();
+    };
+    let mut found = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some((k, id)) = name.to_str().and_then(parse_record_name) else {
+            continue;
+        };
+        if k != kind {
+            continue;
+        }
+        if let Some(record) = read_record(&entry.path()) {
+            if record.kind == kind && record.id == id.to_string() && record.protocol == PROTOCOL {
+                found.push(Found { id, record });
+            }
+        }
+    }
+    found
+}
+
+fn read_record(path: &Path) -> Option<Record> {
+    let buf = sys::read_small_file(path, MAX_RECORD_LEN).ok()?;
+    serde_json::from_slice(&buf).ok()
+}
+
+/// Whether the endpoint `(kind, id)` is alive, judged by its lock alone.
+pub(crate) fn is_alive(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> bool {
+    // An error probing (permissions, I/O) counts as alive: never clean up what we cannot judge.
+    !matches!(
+        sys::probe_lock(&lock_path(dirs, kind, id)),
+        Ok(LockState::Free | LockState::Missing)
+    )
+}
+
+/// Removes everything a dead endpoint left: its record, its segments, then its lock file.
+/// Only call after [`is_alive`] said no.
+pub(crate) fn remove_dead(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> Vec<PathBuf> {
+    let mut removed = Vec::new();
+    let mut rm = |p: PathBuf| {
+        if std::fs::remove_file(&p).is_ok() {
+            removed.push(p);
+        }
+    };
+    rm(record_path(dirs, kind, id));
+    rm(dirs
+        .records
+        .join(format!(".{}-{id}.json.tmp", kind.prefix())));
+    if kind == EndpointKind::Subscriber {
+        rm(bell_path(dirs, id));
+    }
+    for ring in rings_of(dirs, kind, id) {
+        rm(ring);
+    }
+    rm(lock_path(dirs, kind, id));
+    removed
+}
+
+/// Ring segments (and their temporary names) whose publisher (or subscriber) is `id`.
+pub(crate) fn rings_of(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(&dirs.segments) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name();
+            let name = name.to_str()?;
+            // Temporary names are `.ring-...-<gen>.<pid>.tmp`.
+            let base = name
+                .strip_prefix('.')
+                .and_then(|n| n.strip_suffix(".tmp"))
+                .and_then(|n| n.rsplit_once('.'))
+                .map_or(name, |(b, _)| b);
+            let (p, s, _) = parse_ring_name(base)?;
+            let mine = match kind {
+                EndpointKind::Publisher => p == id,
+                EndpointKind::Subscriber => s == id,
+            };
+            mine.then(|| e.path())
+        })
+        .collect()
+}
+
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn dirs() -> (tempfile::TempDir, ChannelDirs) {
+        let root = tempfile::tempdir().unwrap();
+        let d = ChannelDirs {
+            records: root.path().to_path_buf(),
+            segments: root.path().to_path_buf(),
+        };
+        (root, d)
+    }
+
+    #[test]
+    fn ids_round_trip_and_reject_junk() {
+        let id = EndpointId::random();
+        assert_eq!(id.to_string().parse::<EndpointId>().unwrap(), id);
+        for junk in [
+            "",
+            "xyz",
+            "0123456789ABCDEF0123456789ABCDEF",
+            "+123456789abcdef0123456789abcdef",
+        ] {
+            assert!(junk.parse::<EndpointId>().is_err(), "{junk}");
+        }
+        assert_ne!(EndpointId::random(), EndpointId::random());
+    }
+
+    #[test]
+    fn ring_names_parse_exactly() {
+        let (a, b) = (EndpointId::random(), EndpointId::random());
+        let (_root, d) = dirs();
+        let p = ring_path(&d, a, b, 7);
+        assert_eq!(
+            parse_ring_name(p.file_name().unwrap().to_str().unwrap()),
+            Some((a, b, 7))
+        );
+        assert_eq!(parse_ring_name(&format!("ring-{a}-{b}-")), None);
+        assert_eq!(parse_ring_name(&format!("ring-{a}-{b}-1x")), None);
+        assert_eq!(parse_ring_name(&format!("ring-{a}{b}-1")), None);
+    }
+
+    #[test]
+    fn scan_skips_junk_and_never_deletes_unknown_files() {
+        let (_root, d) = dirs();
+        let id = EndpointId::random();
+        let rec = Record {
+            protocol: PROTOCOL,
+            kind: EndpointKind::Subscriber,
+            id: id.to_string(),
+            pid: 1,
+            max_message_size: 10,
+            created_unix_ms: 0,
+        };
+        write_record(&d, &rec, id).unwrap();
+        let junk = EndpointId::random();
+        std::fs::write(
+            d.records.join(format!("sub-{junk}.json")),
+            b"{\"protocol\": 1, \"kind\"",
+        )
+        .unwrap();
+        let wrong_id = EndpointId::random();
+        std::fs::write(
+            d.records.join(format!("sub-{wrong_id}.json")),
+            serde_json::to_vec(&rec).unwrap(),
+        )
+        .unwrap();
+        std::fs::write(d.records.join("notes.json"), b"user data").unwrap();
+        std::fs::write(d.records.join("sub-zzz.json"), b"{}").unwrap();
+        let found = scan(&d, EndpointKind::Subscriber);
+        assert_eq!(found.len(), 1);
+        assert_eq!(found[0].id, id);
+        assert!(scan(&d, EndpointKind::Publisher).is_empty());
+        // The junk record's owner has no lock: it counts as dead, and cleaning it up removes
+        // only files with its exact names.
+        assert!(!is_alive(&d, EndpointKind::Subscriber, junk));
+        remove_dead(&d, EndpointKind::Subscriber, junk);
+        assert!(d.records.join("notes.json").exists());
+        assert!(d.records.join("sub-zzz.json").exists());
+        assert!(record_path(&d, EndpointKind::Subscriber, id).exists());
+    }
+
+    #[test]
+    fn liveness_follows_the_lock() {
+        let (_root, d) = dirs();
+        let id = EndpointId::random();
+        assert!(!is_alive(&d, EndpointKind::Publisher, id));
+        let lock = sys::LockFile::acquire(&lock_path(&d, EndpointKind::Publisher, id)).unwrap();
+        assert!(is_alive(&d, EndpointKind::Publisher, id));
+        drop(lock);
+        assert!(!is_alive(&d, EndpointKind::Publisher, id));
+        let removed = remove_dead(&d, EndpointKind::Publisher, id);
+        assert_eq!(removed, vec![lock_path(&d, EndpointKind::Publisher, id)]);
+    }
+}

@@ -1,0 +1,105 @@
+//! Options shared by publishers and subscribers.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use crate::error::{Error, Result};
+use crate::ring::{MAX_CAPACITY, MIN_CAPACITY, WaitStrategy};
+
+/// Default capacity of each publisher→subscriber ring (256 KiB).
+pub const DEFAULT_RING_CAPACITY: usize = 256 * 1024;
+/// Default largest message (64 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
+/// Default heartbeat interval (the seed's `millisBetweenPing`).
+pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
+/// Default time without a heartbeat after which a peer is disconnected as hung.
+pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest `max_message_size` accepted (1 TiB).
+const MAX_MESSAGE_LIMIT: usize = 1 << 40;
+
+/// What a publisher does when a subscriber's ring has no room for a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum OnFull {
+    /// Wait for room (lossless). A subscriber that crashes or stops heartbeating releases the
+    /// publisher within the peer timeout.
+    #[default]
+    Block,
+    /// Wait at most this long, then skip that subscriber for this message (counted as a drop).
+    BlockFor(Duration),
+    /// Skip that subscriber for this message at once and count a drop; a slow subscriber
+    /// never delays the others.
+    DropNewest,
+    /// Skip that subscriber and make `publish` return [`Error::Full`] naming it (after every
+    /// subscriber with room got the message).
+    Fail,
+}
+
+/// Settings common to both kinds of endpoint.
+#[derive(Debug, Clone)]
+pub(crate) struct Common {
+    pub dir: Option<PathBuf>,
+    pub max_message_size: usize,
+    pub wait: WaitStrategy,
+    pub heartbeat_interval: Duration,
+    pub peer_timeout: Duration,
+}
+
+impl Default for Common {
+    fn default() -> Self {
+        Common {
+            dir: None,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            wait: WaitStrategy::default(),
+            heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
+            peer_timeout: DEFAULT_PEER_TIMEOUT,
+        }
+    }
+}
+
+impl Common {
+    pub(crate) fn validate(&self) -> Result<()> {
+        let bad = |option, problem: String| Err(Error::InvalidOption { option, problem });
+        if self.max_message_size > MAX_MESSAGE_LIMIT {
+            return bad(
+                "max_message_size",
+                format!("{} exceeds the limit of 1 TiB", self.max_message_size),
+            );
+        }
+        if self.heartbeat_interval < Duration::from_millis(1) {
+            return bad("heartbeat_interval", "must be at least 1 ms".into());
+        }
+        if self.peer_timeout < 2 * self.heartbeat_interval {
+            return bad(
+                "peer_timeout",
+                format!(
+                    "{:?} must be at least twice the heartbeat interval ({:?})",
+                    self.peer_timeout, self.heartbeat_interval
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// How often the runtime ticks this endpoint.
+    pub(crate) fn tick_interval(&self) -> Duration {
+        (self.heartbeat_interval / 2)
+            .min(self.peer_timeout / 4)
+            .max(Duration::from_millis(1))
+    }
+
+    pub(crate) fn root(&self) -> PathBuf {
+        self.dir
+            .clone()
+            .unwrap_or_else(crate::channel::default_root)
+    }
+}
+
+pub(crate) fn validate_capacity(capacity: usize) -> Result<()> {
+    if !capacity.is_power_of_two() || !(MIN_CAPACITY.max(4096)..=MAX_CAPACITY).contains(&capacity) {
+        return Err(Error::InvalidOption {
+            option: "ring_capacity",
+            problem: format!("{capacity} is not a power of two between 4096 and {MAX_CAPACITY}"),
+        });
+    }
+    Ok(())
+}

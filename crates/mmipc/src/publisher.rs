@@ -1,0 +1,652 @@
+//! [`Publisher`]: sends every message to every subscriber of its channel.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
+
+use crate::channel::ChannelDirs;
+use crate::control::Control;
+use crate::discovery::{self, EndpointId, EndpointKind, Record};
+use crate::error::{Error, Result};
+use crate::event::{ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, lock};
+use crate::options::{Common, DEFAULT_RING_CAPACITY, OnFull, validate_capacity};
+use crate::ring::{Producer, RingError, RingSegment, WaitStrategy};
+use crate::runtime::{self, Endpoint};
+use crate::sys;
+
+/// The sending end of a channel.
+///
+/// Every [`Subscriber`](crate::Subscriber) of the channel, in any process, receives every
+/// message published after its connection, whole and in publish order. Each subscriber has
+/// its own ring, so each goes at its own pace; what happens when a ring is full is the
+/// [`OnFull`] policy.
+///
+/// `Send + Sync`: several threads may publish at once; each message is delivered whole and
+/// all subscribers see the same order.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mmipc::{Publisher, Subscriber};
+///
+/// # let dir = tempfile::tempdir()?;
+/// // Normally publisher and subscriber live in different processes; here both are in one,
+/// // so the publisher must opt in to same-process delivery.
+/// let publisher = Publisher::builder("docs-publisher").dir(dir.path()).deliver_to_same_process(true).build()?;
+/// let mut subscriber = Subscriber::builder("docs-publisher").dir(dir.path()).build()?;
+/// publisher.wait_for_subscribers(1, Duration::from_secs(10))?;
+/// publisher.publish(b"hello")?;
+/// publisher.publish_parts(&[b"hel", b"lo ", b"again"])?;
+/// assert_eq!(subscriber.recv()?.payload(), b"hello");
+/// assert_eq!(subscriber.recv()?.payload(), b"hello again");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Publisher {
+    shared: Arc<Shared>,
+}
+
+/// Configures a [`Publisher`]; from [`Publisher::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PublisherBuilder {
+    channel: String,
+    common: Common,
+    ring_capacity: usize,
+    on_full: OnFull,
+    same_process: bool,
+}
+
+impl PublisherBuilder {
+    /// The root directory where peers find each other (default:
+    /// [`default_root`](crate::default_root)).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.common.dir = Some(dir.into());
+        self
+    }
+
+    /// Bytes of each subscriber's ring, a power of two from 4 KiB to 2 GiB (default 256 KiB).
+    /// Larger messages still pass, in fragments.
+    pub fn ring_capacity(mut self, bytes: usize) -> Self {
+        self.ring_capacity = bytes;
+        self
+    }
+
+    /// Largest message accepted by `publish` (default 64 MiB).
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.common.max_message_size = bytes;
+        self
+    }
+
+    /// What to do when a subscriber's ring is full (default [`OnFull::Block`]).
+    pub fn on_full(mut self, policy: OnFull) -> Self {
+        self.on_full = policy;
+        self
+    }
+
+    /// How a publish blocked on a full ring waits (default: spin briefly, then sleep).
+    pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.common.wait = strategy;
+        self
+    }
+
+    /// How often this endpoint proves it is alive (default 1 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.common.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a subscriber may go without a heartbeat before it is disconnected as hung
+    /// (default 5 s; at least twice the heartbeat interval).
+    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
+        self.common.peer_timeout = timeout;
+        self
+    }
+
+    /// Whether subscribers in this same process receive this publisher's messages (default
+    /// `false`, as in the C# library this follows: a process does not hear its own echo).
+    pub fn deliver_to_same_process(mut self, yes: bool) -> Self {
+        self.same_process = yes;
+        self
+    }
+
+    /// Creates the publisher and announces it in the channel directory.
+    ///
+    /// # Errors
+    /// [`Error::InvalidChannel`], [`Error::InvalidOption`], [`Error::InsecureDirectory`] for a
+    /// directory others can write, [`Error::Io`] if files cannot be created.
+    pub fn build(self) -> Result<Publisher> {
+        self.common.validate()?;
+        validate_capacity(self.ring_capacity)?;
+        let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
+        let id = EndpointId::random();
+        let lock_file =
+            sys::LockFile::acquire(&discovery::lock_path(&dirs, EndpointKind::Publisher, id))?;
+        let record = Record {
+            protocol: discovery::PROTOCOL,
+            kind: EndpointKind::Publisher,
+            id: id.to_string(),
+            pid: std::process::id(),
+            max_message_size: self.common.max_message_size as u64,
+            created_unix_ms: discovery::unix_ms(),
+        };
+        let record_path = match discovery::write_record(&dirs, &record, id) {
+            Ok(p) => p,
+            Err(e) => {
+                let _ = std::fs::remove_file(lock_file.path());
+                return Err(e);
+            }
+        };
+        let now = Instant::now();
+        let shared = Arc::new(Shared {
+            id,
+            channel: self.channel,
+            dirs,
+            common: self.common,
+            ring_capacity: self.ring_capacity,
+            on_full: self.on_full,
+            same_process: self.same_process,
+            record_path,
+            out: Mutex::new(Out {
+                conns: Vec::new(),
+                seq: 0,
+            }),
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+            maint: Mutex::new(Maint {
+                conns: HashMap::new(),
+                timed_out: HashMap::new(),
+                generation: 0,
+                next_beat: now,
+                last_tick: now,
+            }),
+            changed: Condvar::new(),
+            events: EventHub::default(),
+            closed: AtomicBool::new(false),
+            lock_file: Mutex::new(Some(lock_file)),
+        });
+        let weak = Arc::downgrade(&shared);
+        runtime::register(weak);
+        Ok(Publisher { shared })
+    }
+}
+
+struct Shared {
+    id: EndpointId,
+    channel: String,
+    dirs: ChannelDirs,
+    common: Common,
+    ring_capacity: usize,
+    on_full: OnFull,
+    same_process: bool,
+    record_path: PathBuf,
+    /// The publishing path: held for the duration of one `publish`.
+    out: Mutex<Out>,
+    /// Connections made by the runtime, picked up by the next `publish`.
+    pending: Mutex<Vec<Outgoing>>,
+    has_pending: AtomicBool,
+    /// The runtime's view of the connections.
+    maint: Mutex<Maint>,
+    changed: Condvar,
+    events: EventHub,
+    closed: AtomicBool,
+    lock_file: Mutex<Option<sys::LockFile>>,
+}
+
+struct Out {
+    conns: Vec<Outgoing>,
+    seq: u64,
+}
+
+struct Outgoing {
+    producer: Producer,
+    info: Arc<ConnInfo>,
+    /// The subscriber's `max_message_size`.
+    max_len: u64,
+}
+
+struct Maint {
+    conns: HashMap<EndpointId, Tracked>,
+    /// Subscribers disconnected for silence, with their doorbell heartbeat at that moment:
+    /// reconnected once it moves again.
+    timed_out: HashMap<EndpointId, u64>,
+    generation: u64,
+    next_beat: Instant,
+    last_tick: Instant,
+}
+
+struct Tracked {
+    info: Arc<ConnInfo>,
+    ring_path: PathBuf,
+    doorbell: Control,
+    last_heartbeat: u64,
+    last_change: Instant,
+}
+
+impl Publisher {
+    /// A publisher on `channel` in the default directory, with default options.
+    ///
+    /// # Errors
+    /// As [`PublisherBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// publisher.publish(b"hello")?;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn new(channel: &str) -> Result<Publisher> {
+        Publisher::builder(channel).build()
+    }
+
+    /// A builder for a publisher on `channel`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// let publisher = mmipc::Publisher::builder("telemetry")
+    ///     .ring_capacity(1 << 20)
+    ///     .on_full(mmipc::OnFull::DropNewest)
+    ///     .heartbeat_interval(Duration::from_millis(200))
+    ///     .build()?;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn builder(channel: &str) -> PublisherBuilder {
+        PublisherBuilder {
+            channel: channel.to_owned(),
+            common: Common::default(),
+            ring_capacity: DEFAULT_RING_CAPACITY,
+            on_full: OnFull::default(),
+            same_process: false,
+        }
+    }
+
+    /// This publisher's id (subscribers see it in each [`Message`](crate::Message)).
+    pub fn id(&self) -> EndpointId {
+        self.shared.id
+    }
+
+    /// The channel name.
+    pub fn channel(&self) -> &str {
+        &self.shared.channel
+    }
+
+    /// Sends `msg` to every connected subscriber.
+    ///
+    /// # Errors
+    /// [`Error::MessageTooLarge`] above `max_message_size`; [`Error::Full`] under
+    /// [`OnFull::Fail`] when some subscriber had no room.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// publisher.publish(b"")?; // zero-length messages are delivered too
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn publish(&self, msg: &[u8]) -> Result<()> {
+        self.publish_parts(&[msg])
+    }
+
+    /// Sends one message made of `parts` concatenated, without concatenating them first.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// let header = [1u8, 2, 3];
+    /// publisher.publish_parts(&[&header, b"body"])?;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn publish_parts(&self, parts: &[&[u8]]) -> Result<()> {
+        let s = &*self.shared;
+        if s.closed.load(Ordering::Acquire) {
+            return Err(Error::Closed("publisher"));
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > s.common.max_message_size {
+            return Err(Error::MessageTooLarge {
+                len,
+                max: s.common.max_message_size,
+            });
+        }
+        let mut out = lock(&s.out);
+        if s.has_pending.swap(false, Ordering::AcqRel) {
+            out.conns.append(&mut lock(&s.pending));
+        }
+        out.seq += 1;
+        let seq = out.seq.to_le_bytes();
+        let mut small: [&[u8]; 8] = [&[]; 8];
+        let big: Vec<&[u8]>;
+        let frame: &[&[u8]] = if parts.len() < small.len() {
+            small[0] = &seq;
+            small[1..=parts.len()].copy_from_slice(parts);
+            &small[..=parts.len()]
+        } else {
+            big = std::iter::once(&seq[..])
+                .chain(parts.iter().copied())
+                .collect();
+            &big
+        };
+        let mut full = Vec::new();
+        out.conns.retain_mut(|c| {
+            if !c.info.is_live() {
+                return false;
+            }
+            if len as u64 > c.max_len {
+                c.info.drops.fetch_add(1, Ordering::Relaxed);
+                return true;
+            }
+            let result = match s.on_full {
+                OnFull::Block => c.producer.write_parts(frame, None),
+                OnFull::BlockFor(d) => c.producer.write_parts(frame, Some(Instant::now() + d)),
+                OnFull::DropNewest | OnFull::Fail => c.producer.try_write_parts(frame),
+            };
+            match result {
+                Ok(()) => {
+                    c.info.messages.fetch_add(1, Ordering::Relaxed);
+                    c.info.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    true
+                }
+                Err(RingError::Full | RingError::Timeout) => {
+                    c.info.drops.fetch_add(1, Ordering::Relaxed);
+                    if s.on_full == OnFull::Fail {
+                        full.push(c.info.peer.id);
+                    }
+                    true
+                }
+                Err(RingError::Violation(_)) => {
+                    c.info.end(DisconnectReason::ProtocolViolation, &s.events);
+                    false
+                }
+                Err(_) => {
+                    c.info.end(DisconnectReason::Closed, &s.events);
+                    false
+                }
+            }
+        });
+        drop(out);
+        if full.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Full { subscribers: full })
+        }
+    }
+
+    /// Waits until at least `n` subscribers are connected. Once this returns `Ok`, nothing
+    /// published afterwards can be lost to them (their rings exist and hold every message
+    /// until read). Returns the number connected.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if fewer than `n` connected in time.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// publisher.wait_for_subscribers(1, Duration::from_secs(5))?;
+    /// publisher.publish(b"nobody misses this")?;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<usize> {
+        runtime::rescan();
+        let deadline = Instant::now() + timeout;
+        let mut m = lock(&self.shared.maint);
+        loop {
+            let have = m.conns.len();
+            if have >= n {
+                return Ok(have);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    what: format!("waiting for {n} subscriber(s) (have {have})"),
+                });
+            }
+            m = self
+                .shared
+                .changed
+                .wait_timeout(m, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Number of subscribers currently connected.
+    pub fn num_active_connections(&self) -> usize {
+        lock(&self.shared.maint).conns.len()
+    }
+
+    /// A snapshot of every connection: peer, counters, ring fill.
+    pub fn connections(&self) -> Vec<ConnectionStats> {
+        lock(&self.shared.maint)
+            .conns
+            .values()
+            .map(|t| t.info.stats())
+            .collect()
+    }
+
+    /// A new receiver of this publisher's connection events (each call gets its own copy of
+    /// every later event).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// for event in publisher.events() {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn events(&self) -> mpsc::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Closes the publisher: subscribers see the end of its stream, files are removed.
+    /// Dropping it does the same.
+    pub fn close(self) {}
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.shared.shutdown();
+    }
+}
+
+impl std::fmt::Debug for Publisher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Publisher")
+            .field("channel", &self.shared.channel)
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+impl Shared {
+    fn shutdown(&self) {
+        if self.closed.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut m = lock(&self.maint);
+        let _ = std::fs::remove_file(&self.record_path);
+        for t in m.conns.values() {
+            let _ = sys::unlink_segment(&t.ring_path);
+        }
+        m.conns.clear();
+        drop(m);
+        // Dropping the producers marks each ring closed and rings each subscriber's doorbell.
+        lock(&self.out).conns.clear();
+        lock(&self.pending).clear();
+        if let Some(l) = lock(&self.lock_file).take() {
+            let _ = std::fs::remove_file(l.path());
+        }
+        self.changed.notify_all();
+    }
+
+    fn connect(&self, m: &mut Maint, sub: &discovery::Found) -> Result<()> {
+        let doorbell = Control::open(&discovery::bell_path(&self.dirs, sub.id))?;
+        m.generation += 1;
+        let ring_path = discovery::ring_path(&self.dirs, self.id, sub.id, m.generation);
+        let mut producer = RingSegment::create(&ring_path, self.ring_capacity)?.into_producer();
+        producer.set_doorbell(doorbell.shared_bell());
+        producer.set_wait_strategy(self.common.wait);
+        let peer = Peer {
+            id: sub.id,
+            pid: sub.record.pid,
+        };
+        let info = Arc::new(ConnInfo::new(peer, producer.control()));
+        lock(&self.pending).push(Outgoing {
+            producer,
+            info: Arc::clone(&info),
+            max_len: sub.record.max_message_size,
+        });
+        self.has_pending.store(true, Ordering::Release);
+        let last_heartbeat = info.control.consumer_heartbeat();
+        m.conns.insert(
+            sub.id,
+            Tracked {
+                info,
+                ring_path,
+                doorbell,
+                last_heartbeat,
+                last_change: Instant::now(),
+            },
+        );
+        self.events.emit(Event::Connected { peer });
+        self.changed.notify_all();
+        Ok(())
+    }
+
+    fn end(&self, m: &mut Maint, id: EndpointId, reason: DisconnectReason) {
+        if let Some(t) = m.conns.remove(&id) {
+            t.info.end(reason, &self.events);
+            // Release a publish blocked on this ring, and tell a resumed subscriber the
+            // connection is over.
+            t.info.control.close_consumer_side();
+            t.info.control.close_producer_side();
+            crate::ring::notify(&crate::ring::OsFutex, t.doorbell.bell());
+            let _ = sys::unlink_segment(&t.ring_path);
+            if reason == DisconnectReason::TimedOut {
+                m.timed_out.insert(id, t.doorbell.heartbeat());
+            }
+            self.changed.notify_all();
+        }
+    }
+}
+
+impl Endpoint for Shared {
+    fn dirs(&self) -> &ChannelDirs {
+        &self.dirs
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    fn scan(&self) {
+        let mut m = lock(&self.maint);
+        if self.is_closed() {
+            return;
+        }
+        let subs = discovery::scan(&self.dirs, EndpointKind::Subscriber);
+        let mut present = std::collections::HashSet::new();
+        for sub in &subs {
+            present.insert(sub.id);
+            let alive = discovery::is_alive(&self.dirs, EndpointKind::Subscriber, sub.id);
+            if !alive {
+                self.end(&mut m, sub.id, DisconnectReason::Crashed);
+                discovery::remove_dead(&self.dirs, EndpointKind::Subscriber, sub.id);
+                continue;
+            }
+            if m.conns.contains_key(&sub.id)
+                || (!self.same_process && sub.record.pid == std::process::id())
+            {
+                continue;
+            }
+            if let Some(&hb) = m.timed_out.get(&sub.id) {
+                match Control::open(&discovery::bell_path(&self.dirs, sub.id)) {
+                    Ok(c) if c.heartbeat() != hb => {
+                        m.timed_out.remove(&sub.id);
+                    }
+                    _ => continue,
+                }
+            }
+            // A subscriber whose doorbell is missing or malformed is skipped for now.
+            let _ = self.connect(&mut m, sub);
+        }
+        let gone: Vec<EndpointId> = m
+            .conns
+            .keys()
+            .filter(|id| !present.contains(id))
+            .copied()
+            .collect();
+        for id in gone {
+            let reason = if discovery::is_alive(&self.dirs, EndpointKind::Subscriber, id) {
+                DisconnectReason::Closed
+            } else {
+                // Record gone and lock released: it closed (a crash leaves the record).
+                DisconnectReason::Closed
+            };
+            self.end(&mut m, id, reason);
+        }
+        m.timed_out.retain(|id, _| present.contains(id));
+        // Dead publishers' leftovers, whoever notices first.
+        for p in discovery::scan(&self.dirs, EndpointKind::Publisher) {
+            if p.id != self.id && !discovery::is_alive(&self.dirs, EndpointKind::Publisher, p.id) {
+                discovery::remove_dead(&self.dirs, EndpointKind::Publisher, p.id);
+            }
+        }
+    }
+
+    fn tick(&self, now: Instant) -> Instant {
+        let mut m = lock(&self.maint);
+        let interval = self.common.tick_interval();
+        if self.is_closed() {
+            return now + interval;
+        }
+        if now >= m.next_beat {
+            for t in m.conns.values() {
+                t.info.control.beat_producer();
+            }
+            m.next_beat = now + self.common.heartbeat_interval;
+        }
+        // If this thread itself was held up (machine suspended, process stopped), judge no
+        // one on the stale clock: restart every silence count.
+        let delayed = now.duration_since(m.last_tick) > self.common.peer_timeout / 2;
+        m.last_tick = now;
+        let mut ended = Vec::new();
+        for (&id, t) in &mut m.conns {
+            let control = &t.info.control;
+            if !t.info.is_live() {
+                ended.push((id, t.info.reason().unwrap_or(DisconnectReason::Closed)));
+            } else if control.consumer_closed() {
+                let reason = if control.violated() {
+                    DisconnectReason::ProtocolViolation
+                } else {
+                    DisconnectReason::Closed
+                };
+                ended.push((id, reason));
+            } else {
+                let hb = control.consumer_heartbeat();
+                if hb != t.last_heartbeat || delayed {
+                    t.last_heartbeat = hb;
+                    t.last_change = now;
+                } else if now.duration_since(t.last_change) > self.common.peer_timeout {
+                    ended.push((id, DisconnectReason::TimedOut));
+                }
+            }
+        }
+        for (id, reason) in ended {
+            self.end(&mut m, id, reason);
+        }
+        now + interval
+    }
+}

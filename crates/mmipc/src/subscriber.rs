@@ -1,0 +1,797 @@
+//! [`Subscriber`]: receives every message of every publisher on its channel.
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Condvar, Mutex, mpsc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::channel::ChannelDirs;
+use crate::control::Control;
+use crate::discovery::{self, EndpointId, EndpointKind, Record};
+use crate::error::{Error, Result};
+use crate::event::{ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, lock};
+use crate::options::Common;
+use crate::ring::{
+    Consumer, OsFutex, RingError, RingSegment, WaitError, WaitStrategy, notify, wait_until,
+};
+use crate::runtime::{self, Endpoint};
+use crate::sys;
+
+/// Bytes of framing before each payload in a ring message: the publisher's sequence number.
+pub(crate) const FRAME_HEADER: usize = 8;
+
+/// One message, with where it came from.
+///
+/// # Examples
+///
+/// ```no_run
+/// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+/// let msg = subscriber.recv()?;
+/// println!("{} bytes from publisher {} (pid {}), #{}", msg.len(), msg.publisher_id(), msg.publisher_pid(), msg.sequence());
+/// # Ok::<(), mmipc::Error>(())
+/// ```
+#[derive(Clone, PartialEq, Eq)]
+pub struct Message {
+    payload: Vec<u8>,
+    publisher: Peer,
+    sequence: u64,
+}
+
+impl Message {
+    /// The payload bytes.
+    pub fn payload(&self) -> &[u8] {
+        &self.payload
+    }
+
+    /// The payload, taken out.
+    pub fn into_payload(self) -> Vec<u8> {
+        self.payload
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.payload.len()
+    }
+
+    /// Whether the payload is empty (zero-length messages are valid).
+    pub fn is_empty(&self) -> bool {
+        self.payload.is_empty()
+    }
+
+    /// The id of the publisher that sent it.
+    pub fn publisher_id(&self) -> EndpointId {
+        self.publisher.id
+    }
+
+    /// The process id of the publisher that sent it.
+    pub fn publisher_pid(&self) -> u32 {
+        self.publisher.pid
+    }
+
+    /// The publisher's sequence number for this message: it increases by one per published
+    /// message, so a gap means messages this subscriber did not get (full-ring drops).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+}
+
+impl AsRef<[u8]> for Message {
+    fn as_ref(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+impl std::ops::Deref for Message {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &self.payload
+    }
+}
+
+impl std::fmt::Debug for Message {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Message")
+            .field("len", &self.payload.len())
+            .field("publisher", &self.publisher.id)
+            .field("pid", &self.publisher.pid)
+            .field("sequence", &self.sequence)
+            .finish()
+    }
+}
+
+/// The receiving end of a channel. `Send`, not `Sync`: one thread receives at a time (move
+/// it into a thread, or use [`Subscriber::on_message`]).
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use mmipc::{Publisher, Subscriber};
+///
+/// # let dir = tempfile::tempdir()?;
+/// let mut subscriber = Subscriber::builder("docs-subscriber").dir(dir.path()).build()?;
+/// let publisher = Publisher::builder("docs-subscriber").dir(dir.path()).deliver_to_same_process(true).build()?;
+/// subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+/// publisher.publish(b"ping")?;
+/// let msg = subscriber.recv_timeout(Duration::from_secs(10))?;
+/// assert_eq!(msg.payload(), b"ping");
+/// assert_eq!(msg.publisher_id(), publisher.id());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Subscriber {
+    shared: Arc<Shared>,
+    active: Vec<Incoming>,
+    next: usize,
+}
+
+/// Configures a [`Subscriber`]; from [`Subscriber::builder`].
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct SubscriberBuilder {
+    channel: String,
+    common: Common,
+}
+
+impl SubscriberBuilder {
+    /// The root directory where peers find each other (default:
+    /// [`default_root`](crate::default_root)).
+    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.common.dir = Some(dir.into());
+        self
+    }
+
+    /// Largest message accepted (default 64 MiB); publishers skip (and count) larger ones
+    /// for this subscriber.
+    pub fn max_message_size(mut self, bytes: usize) -> Self {
+        self.common.max_message_size = bytes;
+        self
+    }
+
+    /// How a blocking receive waits (default: spin briefly, then sleep on the doorbell).
+    pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
+        self.common.wait = strategy;
+        self
+    }
+
+    /// How often this endpoint proves it is alive (default 1 s).
+    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
+        self.common.heartbeat_interval = interval;
+        self
+    }
+
+    /// How long a publisher may go without a heartbeat before it is disconnected as hung
+    /// (default 5 s).
+    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
+        self.common.peer_timeout = timeout;
+        self
+    }
+
+    /// Creates the subscriber and announces it; publishers connect to it from then on.
+    ///
+    /// # Errors
+    /// As [`PublisherBuilder::build`](crate::PublisherBuilder::build).
+    pub fn build(self) -> Result<Subscriber> {
+        self.common.validate()?;
+        let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
+        let id = EndpointId::random();
+        let lock_file =
+            sys::LockFile::acquire(&discovery::lock_path(&dirs, EndpointKind::Subscriber, id))?;
+        let cleanup = |e: Error| {
+            let _ = std::fs::remove_file(lock_file.path());
+            e
+        };
+        let control = Control::create(&discovery::bell_path(&dirs, id)).map_err(cleanup)?;
+        let record = Record {
+            protocol: discovery::PROTOCOL,
+            kind: EndpointKind::Subscriber,
+            id: id.to_string(),
+            pid: std::process::id(),
+            max_message_size: self.common.max_message_size as u64,
+            created_unix_ms: discovery::unix_ms(),
+        };
+        let record_path = discovery::write_record(&dirs, &record, id).map_err(cleanup)?;
+        let now = Instant::now();
+        let shared = Arc::new(Shared {
+            id,
+            channel: self.channel,
+            dirs,
+            common: self.common,
+            record_path,
+            control,
+            pending: Mutex::new(Vec::new()),
+            has_pending: AtomicBool::new(false),
+            maint: Mutex::new(Maint {
+                conns: HashMap::new(),
+                seen: HashMap::new(),
+                next_beat: now,
+                last_tick: now,
+            }),
+            changed: Condvar::new(),
+            events: EventHub::default(),
+            stop: AtomicBool::new(false),
+            cleaned: AtomicBool::new(false),
+            lock_file: Mutex::new(Some(lock_file)),
+        });
+        let weak = Arc::downgrade(&shared);
+        runtime::register(weak);
+        Ok(Subscriber {
+            shared,
+            active: Vec::new(),
+            next: 0,
+        })
+    }
+}
+
+struct Shared {
+    id: EndpointId,
+    channel: String,
+    dirs: ChannelDirs,
+    common: Common,
+    record_path: PathBuf,
+    control: Control,
+    pending: Mutex<Vec<Incoming>>,
+    has_pending: AtomicBool,
+    maint: Mutex<Maint>,
+    changed: Condvar,
+    events: EventHub,
+    /// A stop was requested: receives fail with `Closed`.
+    stop: AtomicBool,
+    /// Files removed.
+    cleaned: AtomicBool,
+    lock_file: Mutex<Option<sys::LockFile>>,
+}
+
+struct Incoming {
+    consumer: Consumer,
+    info: Arc<ConnInfo>,
+    last_seq: u64,
+    /// The ring reported its end (closed and drained, or violated): drop it.
+    done: bool,
+}
+
+struct Maint {
+    conns: HashMap<EndpointId, Tracked>,
+    /// Highest ring generation opened per publisher.
+    seen: HashMap<EndpointId, u64>,
+    next_beat: Instant,
+    last_tick: Instant,
+}
+
+struct Tracked {
+    info: Arc<ConnInfo>,
+    ring_path: PathBuf,
+    last_heartbeat: u64,
+    last_change: Instant,
+}
+
+/// What reading one connection produced.
+enum Read {
+    Message(Message),
+    Nothing,
+    Ended,
+}
+
+impl Subscriber {
+    /// A subscriber on `channel` in the default directory, with default options.
+    ///
+    /// # Errors
+    /// As [`SubscriberBuilder::build`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let msg = subscriber.recv()?;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn new(channel: &str) -> Result<Subscriber> {
+        Subscriber::builder(channel).build()
+    }
+
+    /// A builder for a subscriber on `channel`.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let subscriber = mmipc::Subscriber::builder("telemetry").max_message_size(1 << 20).build()?;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn builder(channel: &str) -> SubscriberBuilder {
+        SubscriberBuilder {
+            channel: channel.to_owned(),
+            common: Common::default(),
+        }
+    }
+
+    /// This subscriber's id.
+    pub fn id(&self) -> EndpointId {
+        self.shared.id
+    }
+
+    /// The channel name.
+    pub fn channel(&self) -> &str {
+        &self.shared.channel
+    }
+
+    /// Waits for the next message from any publisher.
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the subscriber was closed through its [`CallbackHandle`].
+    pub fn recv(&mut self) -> Result<Message> {
+        self.recv_until(None)
+    }
+
+    /// Waits at most `timeout` for the next message.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if none arrived in time.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// match subscriber.recv_timeout(Duration::from_secs(1)) {
+    ///     Ok(msg) => println!("{msg:?}"),
+    ///     Err(mmipc::Error::Timeout { .. }) => println!("quiet"),
+    ///     Err(e) => return Err(e),
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message> {
+        self.recv_until(Some(Instant::now() + timeout))
+    }
+
+    /// The next message if one is waiting; never blocks.
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv`].
+    pub fn try_recv(&mut self) -> Result<Option<Message>> {
+        self.poll_once()
+    }
+
+    /// An iterator of received messages; it ends when the subscriber is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// for msg in subscriber.iter().take(10) {
+    ///     println!("{} bytes", msg.len());
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn iter(&mut self) -> impl Iterator<Item = Message> + '_ {
+        std::iter::from_fn(move || self.recv().ok())
+    }
+
+    /// Runs `callback` on a thread of its own for each message (like the C# library's
+    /// `ReceivedBytes` event), until the returned handle is closed or dropped. Dropping the
+    /// handle from inside the callback is allowed and does not deadlock.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let handle = subscriber.on_message(|msg| println!("{} bytes", msg.len()));
+    /// std::thread::sleep(std::time::Duration::from_secs(1));
+    /// handle.close();
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn on_message<F>(mut self, mut callback: F) -> CallbackHandle
+    where
+        F: FnMut(Message) + Send + 'static,
+    {
+        let shared = Arc::clone(&self.shared);
+        let thread = std::thread::Builder::new()
+            .name("mmipc-callback".into())
+            .spawn(move || {
+                while let Ok(msg) = self.recv() {
+                    callback(msg);
+                }
+            })
+            .expect("cannot spawn the callback thread");
+        CallbackHandle {
+            shared,
+            thread: Some(thread),
+        }
+    }
+
+    /// Waits until at least `n` publishers are connected; returns the number connected.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if fewer than `n` connected in time.
+    pub fn wait_for_publishers(&self, n: usize, timeout: Duration) -> Result<usize> {
+        runtime::rescan();
+        let deadline = Instant::now() + timeout;
+        let mut m = lock(&self.shared.maint);
+        loop {
+            let have = m.conns.len();
+            if have >= n {
+                return Ok(have);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(Error::Timeout {
+                    what: format!("waiting for {n} publisher(s) (have {have})"),
+                });
+            }
+            m = self
+                .shared
+                .changed
+                .wait_timeout(m, left)
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
+    }
+
+    /// Number of publishers currently connected.
+    pub fn num_active_connections(&self) -> usize {
+        lock(&self.shared.maint).conns.len()
+    }
+
+    /// A snapshot of every connection: peer, counters, ring fill.
+    pub fn connections(&self) -> Vec<ConnectionStats> {
+        lock(&self.shared.maint)
+            .conns
+            .values()
+            .map(|t| t.info.stats())
+            .collect()
+    }
+
+    /// A new receiver of this subscriber's connection events.
+    pub fn events(&self) -> mpsc::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// Closes the subscriber and removes its files. Dropping it does the same.
+    pub fn close(self) {}
+
+    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message> {
+        loop {
+            if let Some(msg) = self.poll_once()? {
+                return Ok(msg);
+            }
+            let control = self.shared.control.clone();
+            let strategy = self.shared.common.wait;
+            let ready = wait_until(&OsFutex, control.bell(), strategy, deadline, || {
+                Ok::<bool, ()>(self.ready())
+            });
+            if let Err(WaitError::TimedOut) = ready {
+                return Err(Error::Timeout {
+                    what: "waiting for a message".into(),
+                });
+            }
+        }
+    }
+
+    fn ready(&mut self) -> bool {
+        self.shared.stop.load(Ordering::Relaxed)
+            || self.shared.has_pending.load(Ordering::Relaxed)
+            || self.active.iter_mut().any(|c| c.consumer.poll())
+    }
+
+    fn poll_once(&mut self) -> Result<Option<Message>> {
+        let s = &*self.shared;
+        if s.stop.load(Ordering::Acquire) {
+            return Err(Error::Closed("subscriber"));
+        }
+        if s.has_pending.swap(false, Ordering::AcqRel) {
+            self.active.append(&mut lock(&s.pending));
+        }
+        let n = self.active.len();
+        let mut ended = false;
+        for k in 0..n {
+            let i = (self.next + k) % n;
+            match read(&mut self.active[i], &s.events) {
+                Read::Message(msg) => {
+                    self.next = i + 1;
+                    return Ok(Some(msg));
+                }
+                Read::Nothing => {}
+                Read::Ended => ended = true,
+            }
+        }
+        if ended {
+            self.active.retain(|c| !c.done);
+        }
+        Ok(None)
+    }
+}
+
+fn read(c: &mut Incoming, events: &EventHub) -> Read {
+    let info = Arc::clone(&c.info);
+    let mut end = |reason| {
+        info.end(reason, events);
+        c.done = true;
+        Read::Ended
+    };
+    match c.consumer.try_read_in_place() {
+        Ok(Some(guard)) => {
+            let Some((seq, payload)) = guard.split_first_chunk::<FRAME_HEADER>() else {
+                drop(guard);
+                info.control.close_consumer_side();
+                return end(DisconnectReason::ProtocolViolation);
+            };
+            let seq = u64::from_le_bytes(*seq);
+            if seq <= c.last_seq {
+                drop(guard);
+                info.control.close_consumer_side();
+                return end(DisconnectReason::ProtocolViolation);
+            }
+            let payload = payload.to_vec();
+            drop(guard);
+            if c.last_seq != 0 {
+                info.drops
+                    .fetch_add(seq - c.last_seq - 1, Ordering::Relaxed);
+            }
+            c.last_seq = seq;
+            info.messages.fetch_add(1, Ordering::Relaxed);
+            info.bytes
+                .fetch_add(payload.len() as u64, Ordering::Relaxed);
+            Read::Message(Message {
+                payload,
+                publisher: info.peer,
+                sequence: seq,
+            })
+        }
+        Ok(None) => Read::Nothing,
+        Err(RingError::Violation(_)) => end(DisconnectReason::ProtocolViolation),
+        Err(_) => end(DisconnectReason::Closed),
+    }
+}
+
+impl Drop for Subscriber {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        self.shared.shutdown();
+        // Dropping our consumers marks the rings closed and wakes blocked publishers.
+        self.active.clear();
+    }
+}
+
+impl std::fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("channel", &self.shared.channel)
+            .field("id", &self.shared.id)
+            .finish()
+    }
+}
+
+/// Stops a [`Subscriber::on_message`] callback thread when closed or dropped.
+#[must_use = "dropping the handle stops the callback at once"]
+pub struct CallbackHandle {
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl CallbackHandle {
+    /// Stops the callback thread and waits for it (unless called from the callback itself),
+    /// then closes the subscriber.
+    pub fn close(self) {}
+}
+
+impl Drop for CallbackHandle {
+    fn drop(&mut self) {
+        self.shared.stop.store(true, Ordering::Release);
+        notify(&OsFutex, self.shared.control.bell());
+        if let Some(t) = self.thread.take() {
+            if t.thread().id() != std::thread::current().id() {
+                let _ = t.join();
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for CallbackHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallbackHandle")
+            .field("subscriber", &self.shared.id)
+            .finish()
+    }
+}
+
+impl Shared {
+    fn shutdown(&self) {
+        if self.cleaned.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let mut m = lock(&self.maint);
+        let _ = std::fs::remove_file(&self.record_path);
+        for t in m.conns.values() {
+            t.info.control.close_consumer_side();
+            let _ = sys::unlink_segment(&t.ring_path);
+        }
+        m.conns.clear();
+        drop(m);
+        for ring in discovery::rings_of(&self.dirs, EndpointKind::Subscriber, self.id) {
+            let _ = sys::unlink_segment(&ring);
+        }
+        lock(&self.pending).clear();
+        let _ = sys::unlink_segment(&discovery::bell_path(&self.dirs, self.id));
+        if let Some(l) = lock(&self.lock_file).take() {
+            let _ = std::fs::remove_file(l.path());
+        }
+        self.changed.notify_all();
+    }
+
+    fn ring_doorbell(&self) {
+        notify(&OsFutex, self.control.bell());
+    }
+
+    fn end(&self, m: &mut Maint, id: EndpointId, reason: DisconnectReason) {
+        if let Some(t) = m.conns.remove(&id) {
+            t.info.end(reason, &self.events);
+            if reason != DisconnectReason::Closed {
+                // The publisher is dead or hung: mark its side closed so that the reader,
+                // after the last complete message, sees the end; and ours, so that a resumed
+                // publisher stops writing.
+                t.info.control.close_producer_side();
+                t.info.control.close_consumer_side();
+            }
+            let _ = sys::unlink_segment(&t.ring_path);
+            self.ring_doorbell();
+            self.changed.notify_all();
+        }
+    }
+
+    fn open(
+        &self,
+        m: &mut Maint,
+        publisher: &discovery::Found,
+        path: PathBuf,
+        generation: u64,
+    ) -> Result<()> {
+        let mut consumer = RingSegment::open(&path)?.into_consumer();
+        consumer.set_max_message_len(self.common.max_message_size.saturating_add(FRAME_HEADER));
+        consumer.set_wait_strategy(self.common.wait);
+        let peer = Peer {
+            id: publisher.id,
+            pid: publisher.record.pid,
+        };
+        let info = Arc::new(ConnInfo::new(peer, consumer.control()));
+        m.seen.insert(publisher.id, generation);
+        let last_heartbeat = info.control.producer_heartbeat();
+        m.conns.insert(
+            publisher.id,
+            Tracked {
+                info: Arc::clone(&info),
+                ring_path: path,
+                last_heartbeat,
+                last_change: Instant::now(),
+            },
+        );
+        lock(&self.pending).push(Incoming {
+            consumer,
+            info,
+            last_seq: 0,
+            done: false,
+        });
+        self.has_pending.store(true, Ordering::Release);
+        self.events.emit(Event::Connected { peer });
+        self.ring_doorbell();
+        self.changed.notify_all();
+        Ok(())
+    }
+}
+
+impl Endpoint for Shared {
+    fn dirs(&self) -> &ChannelDirs {
+        &self.dirs
+    }
+
+    fn is_closed(&self) -> bool {
+        self.stop.load(Ordering::Acquire) || self.cleaned.load(Ordering::Acquire)
+    }
+
+    fn scan(&self) {
+        let mut m = lock(&self.maint);
+        if self.is_closed() {
+            return;
+        }
+        let mut live: HashMap<EndpointId, discovery::Found> = HashMap::new();
+        for p in discovery::scan(&self.dirs, EndpointKind::Publisher) {
+            if discovery::is_alive(&self.dirs, EndpointKind::Publisher, p.id) {
+                live.insert(p.id, p);
+            } else {
+                self.end(&mut m, p.id, DisconnectReason::Crashed);
+                discovery::remove_dead(&self.dirs, EndpointKind::Publisher, p.id);
+            }
+        }
+        let gone: Vec<EndpointId> = m
+            .conns
+            .keys()
+            .filter(|id| !live.contains_key(id))
+            .copied()
+            .collect();
+        for id in gone {
+            self.end(&mut m, id, DisconnectReason::Closed);
+        }
+        // Rings addressed to us, newest generation per publisher.
+        let mut newest: HashMap<EndpointId, (u64, PathBuf)> = HashMap::new();
+        if let Ok(entries) = std::fs::read_dir(&self.dirs.segments) {
+            for e in entries.flatten() {
+                let name = e.file_name();
+                let Some((p, s, generation)) = name.to_str().and_then(discovery::parse_ring_name)
+                else {
+                    continue;
+                };
+                if s == self.id && newest.get(&p).is_none_or(|(g, _)| generation > *g) {
+                    newest.insert(p, (generation, e.path()));
+                }
+            }
+        }
+        for (p, (generation, path)) in newest {
+            let Some(publisher) = live.get(&p) else {
+                continue;
+            };
+            if m.seen.get(&p).is_some_and(|&g| g >= generation) {
+                continue;
+            }
+            if m.conns.contains_key(&p) {
+                // A newer generation replaces an old connection the publisher gave up on.
+                self.end(&mut m, p, DisconnectReason::Closed);
+            }
+            // A malformed or half-gone ring is skipped; the publisher's next attempt or the
+            // next scan retries.
+            let _ = self.open(&mut m, publisher, path, generation);
+        }
+        // Dead subscribers' leftovers, whoever notices first.
+        let others: HashSet<EndpointId> = discovery::scan(&self.dirs, EndpointKind::Subscriber)
+            .into_iter()
+            .map(|f| f.id)
+            .filter(|&id| id != self.id)
+            .collect();
+        for id in others {
+            if !discovery::is_alive(&self.dirs, EndpointKind::Subscriber, id) {
+                discovery::remove_dead(&self.dirs, EndpointKind::Subscriber, id);
+            }
+        }
+    }
+
+    fn tick(&self, now: Instant) -> Instant {
+        let mut m = lock(&self.maint);
+        let interval = self.common.tick_interval();
+        if self.is_closed() {
+            return now + interval;
+        }
+        if now >= m.next_beat {
+            self.control.beat();
+            for t in m.conns.values() {
+                t.info.control.beat_consumer();
+            }
+            m.next_beat = now + self.common.heartbeat_interval;
+        }
+        let delayed = now.duration_since(m.last_tick) > self.common.peer_timeout / 2;
+        m.last_tick = now;
+        let mut ended = Vec::new();
+        for (&id, t) in &mut m.conns {
+            let control = &t.info.control;
+            if !t.info.is_live() {
+                ended.push((id, t.info.reason().unwrap_or(DisconnectReason::Closed)));
+            } else if control.producer_closed() {
+                let reason = if control.violated() {
+                    DisconnectReason::ProtocolViolation
+                } else {
+                    DisconnectReason::Closed
+                };
+                ended.push((id, reason));
+            } else {
+                let hb = control.producer_heartbeat();
+                if hb != t.last_heartbeat || delayed {
+                    t.last_heartbeat = hb;
+                    t.last_change = now;
+                } else if now.duration_since(t.last_change) > self.common.peer_timeout {
+                    ended.push((id, DisconnectReason::TimedOut));
+                }
+            }
+        }
+        for (id, reason) in ended {
+            self.end(&mut m, id, reason);
+        }
+        now + interval
+    }
+}
