@@ -97,7 +97,25 @@ pub(crate) struct Record {
     pub pid: u32,
     /// Largest message this endpoint sends or accepts (payload bytes).
     pub max_message_size: u64,
+    /// How often this endpoint heartbeats; peers wait at least three of these before
+    /// declaring it hung, whatever their own timeout.
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_interval_ms: u64,
     pub created_unix_ms: u64,
+}
+
+fn default_heartbeat_ms() -> u64 {
+    1000
+}
+
+impl Record {
+    /// The silence after which this endpoint counts as hung, for a peer whose own timeout is
+    /// `peer_timeout`.
+    pub(crate) fn timeout_for(&self, peer_timeout: std::time::Duration) -> std::time::Duration {
+        peer_timeout.max(std::time::Duration::from_millis(
+            self.heartbeat_interval_ms.saturating_mul(3),
+        ))
+    }
 }
 
 /// An endpoint found in a channel directory.

@@ -130,6 +130,7 @@ impl PublisherBuilder {
             id: id.to_string(),
             pid: std::process::id(),
             max_message_size: self.common.max_message_size as u64,
+            heartbeat_interval_ms: self.common.heartbeat_interval.as_millis() as u64,
             created_unix_ms: discovery::unix_ms(),
         };
         let record_path = match discovery::write_record(&dirs, &record, id) {
@@ -223,6 +224,8 @@ struct Tracked {
     doorbell: Control,
     last_heartbeat: u64,
     last_change: Instant,
+    /// Silence after which the peer counts as hung.
+    timeout: Duration,
 }
 
 impl Publisher {
@@ -518,6 +521,7 @@ impl Shared {
                 doorbell,
                 last_heartbeat,
                 last_change: Instant::now(),
+                timeout: sub.record.timeout_for(self.common.peer_timeout),
             },
         );
         self.events.emit(Event::Connected { peer });
@@ -639,7 +643,7 @@ impl Endpoint for Shared {
                 if hb != t.last_heartbeat || delayed {
                     t.last_heartbeat = hb;
                     t.last_change = now;
-                } else if now.duration_since(t.last_change) > self.common.peer_timeout {
+                } else if now.duration_since(t.last_change) > t.timeout {
                     ended.push((id, DisconnectReason::TimedOut));
                 }
             }

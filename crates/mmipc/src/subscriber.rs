@@ -189,6 +189,7 @@ impl SubscriberBuilder {
             id: id.to_string(),
             pid: std::process::id(),
             max_message_size: self.common.max_message_size as u64,
+            heartbeat_interval_ms: self.common.heartbeat_interval.as_millis() as u64,
             created_unix_ms: discovery::unix_ms(),
         };
         let record_path = discovery::write_record(&dirs, &record, id).map_err(cleanup)?;
@@ -264,6 +265,8 @@ struct Tracked {
     ring_path: PathBuf,
     last_heartbeat: u64,
     last_change: Instant,
+    /// Silence after which the peer counts as hung.
+    timeout: Duration,
 }
 
 /// What reading one connection produced.
@@ -662,6 +665,7 @@ impl Shared {
                 ring_path: path,
                 last_heartbeat,
                 last_change: Instant::now(),
+                timeout: publisher.record.timeout_for(self.common.peer_timeout),
             },
         );
         lock(&self.pending).push(Incoming {
@@ -784,7 +788,7 @@ impl Endpoint for Shared {
                 if hb != t.last_heartbeat || delayed {
                     t.last_heartbeat = hb;
                     t.last_change = now;
-                } else if now.duration_since(t.last_change) > self.common.peer_timeout {
+                } else if now.duration_since(t.last_change) > t.timeout {
                     ended.push((id, DisconnectReason::TimedOut));
                 }
             }
