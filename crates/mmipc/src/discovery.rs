@@ -205,10 +205,12 @@ pub(crate) fn scan(dirs: &ChannelDirs, kind: EndpointKind) -> Vec<Found> {
         if k != kind {
             continue;
         }
-        if let Some(record) = read_record(&entry.path()) {
-            if record.kind == kind && record.id == id.to_string() && record.protocol == PROTOCOL {
-                found.push(Found { id, record });
-            }
+        if let Some(record) = read_record(&entry.path())
+            && record.kind == kind
+            && record.id == id.to_string()
+            && record.protocol == PROTOCOL
+        {
+            found.push(Found { id, record });
         }
     }
     found
@@ -335,6 +337,7 @@ mod tests {
             id: id.to_string(),
             pid: 1,
             max_message_size: 10,
+            heartbeat_interval_ms: 1000,
             created_unix_ms: 0,
         };
         write_record(&d, &rec, id).unwrap();

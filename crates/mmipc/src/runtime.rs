@@ -63,11 +63,14 @@ pub(crate) fn rescan() {
 }
 
 fn relevant(kind: &EventKind) -> bool {
-    match kind {
-        EventKind::Create(_) | EventKind::Remove(_) | EventKind::Modify(_) | EventKind::Any => true,
-        EventKind::Access(AccessKind::Close(AccessMode::Write)) => true,
-        _ => false,
-    }
+    matches!(
+        kind,
+        EventKind::Create(_)
+            | EventKind::Remove(_)
+            | EventKind::Modify(_)
+            | EventKind::Any
+            | EventKind::Access(AccessKind::Close(AccessMode::Write))
+    )
 }
 
 struct Entry {
@@ -78,11 +81,11 @@ struct Entry {
 
 fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
-        if let Ok(ev) = res {
-            if relevant(&ev.kind) {
-                for p in ev.paths {
-                    let _ = tx.send(Msg::Fs(p));
-                }
+        if let Ok(ev) = res
+            && relevant(&ev.kind)
+        {
+            for p in ev.paths {
+                let _ = tx.send(Msg::Fs(p));
             }
         }
     })
@@ -136,10 +139,10 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
             }
             for dir in &dirs {
                 let count = watched.entry(dir.clone()).or_insert(0);
-                if *count == 0 {
-                    if let Some(w) = watcher.as_mut() {
-                        let _ = w.watch(dir, RecursiveMode::NonRecursive);
-                    }
+                if *count == 0
+                    && let Some(w) = watcher.as_mut()
+                {
+                    let _ = w.watch(dir, RecursiveMode::NonRecursive);
                 }
                 *count += 1;
             }

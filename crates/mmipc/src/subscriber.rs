@@ -581,10 +581,10 @@ impl Drop for CallbackHandle {
     fn drop(&mut self) {
         self.shared.stop.store(true, Ordering::Release);
         notify(&OsFutex, self.shared.control.bell());
-        if let Some(t) = self.thread.take() {
-            if t.thread().id() != std::thread::current().id() {
-                let _ = t.join();
-            }
+        if let Some(t) = self.thread.take()
+            && t.thread().id() != std::thread::current().id()
+        {
+            let _ = t.join();
         }
     }
 }

@@ -38,6 +38,7 @@ pub(crate) use imp::{
 };
 
 /// What [`futex_wait`] observed.
+#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
     /// Woken by [`futex_wake`], by a signal, or spuriously; the caller re-checks its condition.
