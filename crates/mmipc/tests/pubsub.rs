@@ -173,7 +173,10 @@ fn one_publisher_to_three_subscriber_processes_delivers_everything_in_order() {
     for s in subs {
         let (status, out) = wait_child(s, "subscriber");
         assert!(status.success(), "subscriber failed");
-        assert!(out.contains(&format!("OK {count}")), "subscriber output: {out}");
+        assert!(
+            out.contains(&format!("OK {count}")),
+            "subscriber output: {out}"
+        );
     }
     assert_eq!(
         our_files(root.path()),
