@@ -77,6 +77,7 @@ pub enum Error {
     },
     /// Under [`OnFull::Fail`](crate::OnFull::Fail), some subscribers' rings were full: they
     /// did not get the message (every other subscriber did).
+    #[cfg(not(loom))]
     #[error("{} subscriber(s) had a full ring and did not get the message", .subscribers.len())]
     Full {
         /// The subscribers that missed the message.

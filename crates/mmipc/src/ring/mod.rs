@@ -56,6 +56,7 @@ mod tests;
 
 use std::time::Instant;
 
+#[cfg(not(loom))]
 pub(crate) use layout::Bell as RingBell;
 use layout::{Bell, CLOSED, Kind, OPEN, RECORD_HEADER, Step, VIOLATED, encode, plan, record_len};
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};

@@ -4,7 +4,9 @@
 
 use std::sync::Arc;
 
-use super::layout::{Bell, Header};
+#[cfg(not(loom))]
+use super::layout::Bell;
+use super::layout::Header;
 #[cfg(not(loom))]
 use super::layout::{HEADER_LEN, MAGIC, VERSION, valid_capacity};
 #[cfg(not(loom))]
