@@ -36,23 +36,11 @@ struct ControlHeader {
 
 const _: () = assert!(size_of::<ControlHeader>() <= LEN);
 
-struct Mapping {
-    segment: sys::Segment,
-    owner: bool,
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if self.owner {
-            let _ = sys::unlink_segment(self.segment.path());
-        }
-    }
-}
-
 /// A mapped control segment.
 #[derive(Clone)]
 pub(crate) struct Control {
-    map: Arc<Mapping>,
+    /// The creator's copy removes the name when the last clone drops.
+    map: Arc<sys::Segment>,
 }
 
 impl Control {
@@ -73,15 +61,10 @@ impl Control {
         h.magic.store(MAGIC, Ordering::Relaxed);
         // SYNC POINT control-header: pairs with the Acquire load in `open`.
         h.version.store(VERSION, Ordering::Release);
-        if let Err(e) = segment.rename(path) {
-            let _ = sys::unlink_segment(&tmp);
-            return Err(e);
-        }
+        // On failure, dropping `segment` removes the temporary name.
+        segment.rename(path)?;
         Ok(Control {
-            map: Arc::new(Mapping {
-                segment,
-                owner: true,
-            }),
+            map: Arc::new(segment),
         })
     }
 
@@ -89,10 +72,7 @@ impl Control {
     pub(crate) fn open(path: &Path) -> Result<Control> {
         let segment = sys::Segment::open(path, LEN, LEN)?;
         let control = Control {
-            map: Arc::new(Mapping {
-                segment,
-                owner: false,
-            }),
+            map: Arc::new(segment),
         };
         let h = control.header();
         // SYNC POINT control-header: pairs with the Release store in `create`.
@@ -109,11 +89,11 @@ impl Control {
     }
 
     fn header(&self) -> &ControlHeader {
-        debug_assert!(self.map.segment.len() >= size_of::<ControlHeader>());
+        debug_assert!(self.map.len() >= size_of::<ControlHeader>());
         // SAFETY: the mapping is page-aligned and at least LEN bytes (checked by `create` /
         // by `sys::Segment::open`'s fstat bounds), alive as long as `self.map`; every field
         // is atomic, so a shared reference is sound while other processes write.
-        unsafe { &*self.map.segment.as_ptr().cast::<ControlHeader>() }
+        unsafe { &*self.map.as_ptr().cast::<ControlHeader>() }
     }
 
     pub(crate) fn bell(&self) -> &RingBell {

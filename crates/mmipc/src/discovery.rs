@@ -16,6 +16,9 @@ use crate::sys::{self, LockState};
 /// Version of the record format and of the connection protocol built on it.
 pub(crate) const PROTOCOL: u32 = 1;
 
+/// Largest heartbeat interval we honour from a peer's record (one minute).
+const MAX_PEER_HEARTBEAT_MS: u64 = 60_000;
+
 /// Largest record file we read (real ones are ~200 bytes).
 const MAX_RECORD_LEN: u64 = 64 * 1024;
 
@@ -112,9 +115,10 @@ impl Record {
     /// The silence after which this endpoint counts as hung, for a peer whose own timeout is
     /// `peer_timeout`.
     pub(crate) fn timeout_for(&self, peer_timeout: std::time::Duration) -> std::time::Duration {
-        peer_timeout.max(std::time::Duration::from_millis(
-            self.heartbeat_interval_ms.saturating_mul(3),
-        ))
+        // The interval comes from a peer's file: capped, so that a bogus value cannot switch
+        // off hang detection.
+        let interval = self.heartbeat_interval_ms.min(MAX_PEER_HEARTBEAT_MS);
+        peer_timeout.max(std::time::Duration::from_millis(interval * 3))
     }
 }
 

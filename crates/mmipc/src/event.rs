@@ -1,7 +1,8 @@
 //! Connection events, per-connection statistics, and the shared bookkeeping behind them.
 
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Mutex, mpsc};
+use std::sync::{Condvar, Mutex, mpsc};
+use std::time::{Duration, Instant};
 
 use crate::discovery::EndpointId;
 use crate::ring::RingControl;
@@ -155,5 +156,103 @@ impl ConnInfo {
             ring_fill: self.control.fill(),
             ring_capacity: self.control.capacity(),
         }
+    }
+}
+
+/// Which end of the ring the peer holds.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PeerEnd {
+    Producer,
+    Consumer,
+}
+
+/// How long a connection's peer has been silent, for the runtime's hang detection.
+pub(crate) struct Silence {
+    peer: PeerEnd,
+    last_heartbeat: u64,
+    last_change: Instant,
+    timeout: Duration,
+}
+
+impl Silence {
+    pub(crate) fn new(info: &ConnInfo, peer: PeerEnd, timeout: Duration) -> Silence {
+        Silence {
+            peer,
+            last_heartbeat: peer_heartbeat(info, peer),
+            last_change: Instant::now(),
+            timeout,
+        }
+    }
+
+    /// Why the connection must end now, if it must: the data path ended it, the peer closed
+    /// its side, or the peer has not heartbeaten for the timeout. `delayed`: our own tick
+    /// came late, so silence is not judged (the clock says nothing about the peer).
+    pub(crate) fn judge(
+        &mut self,
+        info: &ConnInfo,
+        now: Instant,
+        delayed: bool,
+    ) -> Option<DisconnectReason> {
+        let control = &info.control;
+        let peer_closed = match self.peer {
+            PeerEnd::Producer => control.producer_closed(),
+            PeerEnd::Consumer => control.consumer_closed(),
+        };
+        if !info.is_live() {
+            return Some(info.reason().unwrap_or(DisconnectReason::Closed));
+        }
+        if peer_closed {
+            return Some(if control.violated() {
+                DisconnectReason::ProtocolViolation
+            } else {
+                DisconnectReason::Closed
+            });
+        }
+        let hb = peer_heartbeat(info, self.peer);
+        if hb != self.last_heartbeat || delayed {
+            self.last_heartbeat = hb;
+            self.last_change = now;
+            None
+        } else {
+            (now.duration_since(self.last_change) > self.timeout)
+                .then_some(DisconnectReason::TimedOut)
+        }
+    }
+}
+
+fn peer_heartbeat(info: &ConnInfo, peer: PeerEnd) -> u64 {
+    match peer {
+        PeerEnd::Producer => info.control.producer_heartbeat(),
+        PeerEnd::Consumer => info.control.consumer_heartbeat(),
+    }
+}
+
+/// Waits on `changed` until `count(&state) >= n`; returns the count, or a timeout error
+/// naming `what` ("subscriber", "publisher").
+pub(crate) fn wait_for_count<T>(
+    state: &Mutex<T>,
+    changed: &Condvar,
+    n: usize,
+    timeout: Duration,
+    what: &str,
+    count: impl Fn(&T) -> usize,
+) -> crate::Result<usize> {
+    let deadline = Instant::now() + timeout;
+    let mut guard = lock(state);
+    loop {
+        let have = count(&guard);
+        if have >= n {
+            return Ok(have);
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(crate::Error::Timeout {
+                what: format!("waiting for {n} {what}(s) (have {have})"),
+            });
+        }
+        guard = changed
+            .wait_timeout(guard, left)
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0;
     }
 }

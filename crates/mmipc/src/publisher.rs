@@ -10,7 +10,10 @@ use crate::channel::ChannelDirs;
 use crate::control::Control;
 use crate::discovery::{self, EndpointId, EndpointKind, Record};
 use crate::error::{Error, Result};
-use crate::event::{ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, lock};
+use crate::event::{
+    ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence, lock,
+    wait_for_count,
+};
 use crate::options::{Common, DEFAULT_RING_CAPACITY, OnFull, validate_capacity};
 use crate::ring::{Producer, RingError, RingSegment, WaitStrategy};
 use crate::runtime::{self, Endpoint};
@@ -222,10 +225,7 @@ struct Tracked {
     info: Arc<ConnInfo>,
     ring_path: PathBuf,
     doorbell: Control,
-    last_heartbeat: u64,
-    last_change: Instant,
-    /// Silence after which the peer counts as hung.
-    timeout: Duration,
+    silence: Silence,
 }
 
 impl Publisher {
@@ -321,7 +321,8 @@ impl Publisher {
             });
         }
         let mut out = lock(&s.out);
-        if s.has_pending.swap(false, Ordering::AcqRel) {
+        // A plain load first: the swap (a locked RMW) only when a new connection waits.
+        if s.has_pending.load(Ordering::Relaxed) && s.has_pending.swap(false, Ordering::AcqRel) {
             out.conns.append(&mut lock(&s.pending));
         }
         out.seq += 1;
@@ -401,26 +402,14 @@ impl Publisher {
     /// ```
     pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<usize> {
         runtime::rescan();
-        let deadline = Instant::now() + timeout;
-        let mut m = lock(&self.shared.maint);
-        loop {
-            let have = m.conns.len();
-            if have >= n {
-                return Ok(have);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout {
-                    what: format!("waiting for {n} subscriber(s) (have {have})"),
-                });
-            }
-            m = self
-                .shared
-                .changed
-                .wait_timeout(m, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
+        wait_for_count(
+            &self.shared.maint,
+            &self.shared.changed,
+            n,
+            timeout,
+            "subscriber",
+            |m| m.conns.len(),
+        )
     }
 
     /// Number of subscribers currently connected.
@@ -512,16 +501,15 @@ impl Shared {
             max_len: sub.record.max_message_size,
         });
         self.has_pending.store(true, Ordering::Release);
-        let last_heartbeat = info.control.consumer_heartbeat();
+        let timeout = sub.record.timeout_for(self.common.peer_timeout);
+        let silence = Silence::new(&info, PeerEnd::Consumer, timeout);
         m.conns.insert(
             sub.id,
             Tracked {
                 info,
                 ring_path,
                 doorbell,
-                last_heartbeat,
-                last_change: Instant::now(),
-                timeout: sub.record.timeout_for(self.common.peer_timeout),
+                silence,
             },
         );
         self.events.emit(Event::Connected { peer });
@@ -592,14 +580,9 @@ impl Endpoint for Shared {
             .filter(|id| !present.contains(id))
             .copied()
             .collect();
+        // A record that disappeared was removed by its owner closing (a crash leaves it).
         for id in gone {
-            let reason = if discovery::is_alive(&self.dirs, EndpointKind::Subscriber, id) {
-                DisconnectReason::Closed
-            } else {
-                // Record gone and lock released: it closed (a crash leaves the record).
-                DisconnectReason::Closed
-            };
-            self.end(&mut m, id, reason);
+            self.end(&mut m, id, DisconnectReason::Closed);
         }
         m.timed_out.retain(|id, _| present.contains(id));
         // Dead publishers' leftovers, whoever notices first.
@@ -626,28 +609,11 @@ impl Endpoint for Shared {
         // one on the stale clock: restart every silence count.
         let delayed = now.duration_since(m.last_tick) > self.common.peer_timeout / 2;
         m.last_tick = now;
-        let mut ended = Vec::new();
-        for (&id, t) in &mut m.conns {
-            let control = &t.info.control;
-            if !t.info.is_live() {
-                ended.push((id, t.info.reason().unwrap_or(DisconnectReason::Closed)));
-            } else if control.consumer_closed() {
-                let reason = if control.violated() {
-                    DisconnectReason::ProtocolViolation
-                } else {
-                    DisconnectReason::Closed
-                };
-                ended.push((id, reason));
-            } else {
-                let hb = control.consumer_heartbeat();
-                if hb != t.last_heartbeat || delayed {
-                    t.last_heartbeat = hb;
-                    t.last_change = now;
-                } else if now.duration_since(t.last_change) > t.timeout {
-                    ended.push((id, DisconnectReason::TimedOut));
-                }
-            }
-        }
+        let ended: Vec<_> = m
+            .conns
+            .iter_mut()
+            .filter_map(|(&id, t)| Some((id, t.silence.judge(&t.info, now, delayed)?)))
+            .collect();
         for (id, reason) in ended {
             self.end(&mut m, id, reason);
         }

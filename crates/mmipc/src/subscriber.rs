@@ -11,7 +11,10 @@ use crate::channel::ChannelDirs;
 use crate::control::Control;
 use crate::discovery::{self, EndpointId, EndpointKind, Record};
 use crate::error::{Error, Result};
-use crate::event::{ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, lock};
+use crate::event::{
+    ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence, lock,
+    wait_for_count,
+};
 use crate::options::Common;
 use crate::ring::{
     Consumer, OsFutex, RingError, RingSegment, WaitError, WaitStrategy, notify, wait_until,
@@ -263,10 +266,7 @@ struct Maint {
 struct Tracked {
     info: Arc<ConnInfo>,
     ring_path: PathBuf,
-    last_heartbeat: u64,
-    last_change: Instant,
-    /// Silence after which the peer counts as hung.
-    timeout: Duration,
+    silence: Silence,
 }
 
 /// What reading one connection produced.
@@ -408,26 +408,14 @@ impl Subscriber {
     /// [`Error::Timeout`] if fewer than `n` connected in time.
     pub fn wait_for_publishers(&self, n: usize, timeout: Duration) -> Result<usize> {
         runtime::rescan();
-        let deadline = Instant::now() + timeout;
-        let mut m = lock(&self.shared.maint);
-        loop {
-            let have = m.conns.len();
-            if have >= n {
-                return Ok(have);
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return Err(Error::Timeout {
-                    what: format!("waiting for {n} publisher(s) (have {have})"),
-                });
-            }
-            m = self
-                .shared
-                .changed
-                .wait_timeout(m, left)
-                .unwrap_or_else(std::sync::PoisonError::into_inner)
-                .0;
-        }
+        wait_for_count(
+            &self.shared.maint,
+            &self.shared.changed,
+            n,
+            timeout,
+            "publisher",
+            |m| m.conns.len(),
+        )
     }
 
     /// Number of publishers currently connected.
@@ -481,7 +469,8 @@ impl Subscriber {
         if s.stop.load(Ordering::Acquire) {
             return Err(Error::Closed("subscriber"));
         }
-        if s.has_pending.swap(false, Ordering::AcqRel) {
+        // A plain load first: the swap (a locked RMW) only when a new connection waits.
+        if s.has_pending.load(Ordering::Relaxed) && s.has_pending.swap(false, Ordering::AcqRel) {
             self.active.append(&mut lock(&s.pending));
         }
         let n = self.active.len();
@@ -657,15 +646,16 @@ impl Shared {
         };
         let info = Arc::new(ConnInfo::new(peer, consumer.control()));
         m.seen.insert(publisher.id, generation);
-        let last_heartbeat = info.control.producer_heartbeat();
         m.conns.insert(
             publisher.id,
             Tracked {
                 info: Arc::clone(&info),
                 ring_path: path,
-                last_heartbeat,
-                last_change: Instant::now(),
-                timeout: publisher.record.timeout_for(self.common.peer_timeout),
+                silence: Silence::new(
+                    &info,
+                    PeerEnd::Producer,
+                    publisher.record.timeout_for(self.common.peer_timeout),
+                ),
             },
         );
         lock(&self.pending).push(Incoming {
@@ -771,28 +761,11 @@ impl Endpoint for Shared {
         }
         let delayed = now.duration_since(m.last_tick) > self.common.peer_timeout / 2;
         m.last_tick = now;
-        let mut ended = Vec::new();
-        for (&id, t) in &mut m.conns {
-            let control = &t.info.control;
-            if !t.info.is_live() {
-                ended.push((id, t.info.reason().unwrap_or(DisconnectReason::Closed)));
-            } else if control.producer_closed() {
-                let reason = if control.violated() {
-                    DisconnectReason::ProtocolViolation
-                } else {
-                    DisconnectReason::Closed
-                };
-                ended.push((id, reason));
-            } else {
-                let hb = control.producer_heartbeat();
-                if hb != t.last_heartbeat || delayed {
-                    t.last_heartbeat = hb;
-                    t.last_change = now;
-                } else if now.duration_since(t.last_change) > t.timeout {
-                    ended.push((id, DisconnectReason::TimedOut));
-                }
-            }
-        }
+        let ended: Vec<_> = m
+            .conns
+            .iter_mut()
+            .filter_map(|(&id, t)| Some((id, t.silence.judge(&t.info, now, delayed)?)))
+            .collect();
         for (id, reason) in ended {
             self.end(&mut m, id, reason);
         }

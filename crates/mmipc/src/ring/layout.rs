@@ -87,9 +87,10 @@ const _: () = {
     assert!(core::mem::align_of::<Header>() == 64);
 };
 
+#[cfg(loom)]
 impl Header {
-    /// A header with every field zero except `capacity`; `version` stays 0 until
-    /// [`Header::publish`].
+    /// A fresh header value for the loom model (shared segments are initialised in place by
+    /// `Region::init` instead); `version` stays 0 until published.
     pub(crate) fn new(capacity: u64) -> Self {
         let side = || Side {
             pos: AtomicU64::new(0),

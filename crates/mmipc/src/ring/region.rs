@@ -75,11 +75,17 @@ impl Region {
     pub(crate) unsafe fn init(base: *mut u8, capacity: u64, owner: Arc<dyn Send + Sync>) -> Region {
         debug_assert!((base as usize).is_multiple_of(64) && valid_capacity(capacity));
         let header = base.cast::<Header>();
-        // SAFETY: per the contract, `base` is aligned and valid for a `Header`, and no peer
-        // can observe it before `version` is set below.
-        unsafe { header.write(Header::new(capacity)) };
-        // SAFETY: just initialised.
+        // Zero the whole header first rather than writing a `Header` value: a struct write
+        // may copy padding bytes (stack garbage) into memory a peer reads.
+        // SAFETY: per the contract, `base` is valid for `HEADER_LEN` bytes of writes, and no
+        // peer can observe them before `version` is set below.
+        unsafe { base.write_bytes(0, HEADER_LEN) };
+        // SAFETY: aligned and in bounds per the contract; all-zero bytes are a valid `Header`
+        // (every field is an atomic integer, zero meaning OPEN / no waiters / position 0).
         let h = unsafe { &*header };
+        h.magic.store(MAGIC, Ordering::Relaxed);
+        h.header_len.store(HEADER_LEN as u32, Ordering::Relaxed);
+        h.capacity.store(capacity, Ordering::Relaxed);
         // SYNC POINT header: pairs with the Acquire load in `Region::attach`.
         h.version.store(VERSION, Ordering::Release);
         Region {
@@ -390,6 +396,8 @@ impl Data {
         }
     }
 
+    /// # Safety
+    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
     pub(crate) unsafe fn read_word(&self, off: u64) -> u64 {
         let mut b = [0u8; 8];
         // SAFETY: forwarded contract.
@@ -397,11 +405,15 @@ impl Data {
         u64::from_ne_bytes(b)
     }
 
+    /// # Safety
+    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
     pub(crate) unsafe fn write_word(&self, off: u64, word: u64) {
         // SAFETY: forwarded contract.
         unsafe { self.write(off, &word.to_ne_bytes()) }
     }
 
+    /// # Safety
+    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
     pub(crate) unsafe fn write(&self, off: u64, src: &[u8]) {
         for (i, b) in src.iter().enumerate() {
             // SAFETY: loom checks that no read of this cell races with the write.
@@ -409,6 +421,8 @@ impl Data {
         }
     }
 
+    /// # Safety
+    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
     pub(crate) unsafe fn read(&self, off: u64, dst: &mut [u8]) {
         for (i, b) in dst.iter_mut().enumerate() {
             // SAFETY: loom checks that no write of this cell races with the read.
@@ -416,6 +430,8 @@ impl Data {
         }
     }
 
+    /// # Safety
+    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
     pub(crate) unsafe fn read_append(&self, off: u64, len: usize, out: &mut Vec<u8>) {
         let start = out.len();
         out.resize(start + len, 0);

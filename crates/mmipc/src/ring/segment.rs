@@ -9,22 +9,6 @@ use super::{Consumer, Producer};
 use crate::error::{Error, Result};
 use crate::sys;
 
-/// A mapped segment; the creator's copy removes the segment's name when dropped (the memory
-/// lives on while anyone has it mapped).
-struct Mapping {
-    segment: sys::Segment,
-    unlink_on_drop: bool,
-}
-
-impl Drop for Mapping {
-    fn drop(&mut self) {
-        if self.unlink_on_drop {
-            // Best effort: a peer or a cleaner may have removed it already.
-            let _ = sys::unlink_segment(self.segment.path());
-        }
-    }
-}
-
 /// `dir/.name.tmp` for `dir/name`.
 fn temp_name(path: &Path) -> PathBuf {
     let name = path
@@ -67,15 +51,15 @@ impl RingSegment {
     /// [`MAX_CAPACITY`](super::MAX_CAPACITY). The file is created with mode 0600.
     ///
     /// # Errors
-    /// [`Error::BadSegment`] for an invalid capacity; [`Error::Io`] if the file exists or
+    /// [`Error::InvalidOption`] for an invalid capacity; [`Error::Io`] if the file exists or
     /// cannot be created or mapped.
     pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<RingSegment> {
         let path = path.as_ref();
         if !valid_capacity(capacity as u64) {
-            return Err(Error::BadSegment {
-                path: path.to_owned(),
+            return Err(Error::InvalidOption {
+                option: "capacity",
                 problem: format!(
-                    "capacity {capacity} is not a power of two between {} and {MAX_CAPACITY}",
+                    "{capacity} is not a power of two between {} and {MAX_CAPACITY}",
                     super::MIN_CAPACITY
                 ),
             });
@@ -97,15 +81,10 @@ impl RingSegment {
         } else {
             segment.rename(path)
         };
-        if let Err(e) = published {
-            let _ = sys::unlink_segment(&tmp);
-            return Err(e);
-        }
+        // On failure, dropping `segment` removes the temporary name.
+        published?;
         let (base, len) = (segment.as_ptr(), segment.len());
-        let owner = Arc::new(Mapping {
-            segment,
-            unlink_on_drop: true,
-        });
+        let owner = Arc::new(segment); // removes the name when the last end drops
         // SAFETY: the mapping is page-aligned and `len` bytes long, kept alive by `owner`.
         let region =
             unsafe { Region::attach(base, len, owner) }.map_err(|problem| Error::BadSegment {
@@ -131,10 +110,7 @@ impl RingSegment {
             HEADER_LEN + MAX_CAPACITY,
         )?;
         let (base, len) = (segment.as_ptr(), segment.len());
-        let owner = Arc::new(Mapping {
-            segment,
-            unlink_on_drop: false,
-        });
+        let owner = Arc::new(segment);
         // SAFETY: the mapping is page-aligned and `len` bytes long (checked with fstat before
         // mapping), kept alive by `owner`.
         let region =

@@ -16,6 +16,17 @@ use crate::error::{Error, Result};
 pub(crate) struct Segment {
     map: memmap2::MmapRaw,
     path: PathBuf,
+    /// The creator's copy removes the name when dropped (the memory lives on while mapped).
+    unlink_on_drop: bool,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            // Best effort: a peer or a cleaner may have removed it already.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// The effective user id of this process.
@@ -50,7 +61,8 @@ fn euid() -> u32 {
 
 impl Segment {
     /// Creates `path` exclusively (mode 0600, never following a symlink), sizes it to `len`
-    /// bytes of zeroes and maps it. On any failure after creation the name is removed again.
+    /// bytes of zeroes and maps it. On any failure after creation the name is removed again;
+    /// on success the returned segment removes the name when dropped.
     pub(crate) fn create(path: &Path, len: usize) -> Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
@@ -73,6 +85,7 @@ impl Segment {
             Ok(map) => Ok(Segment {
                 map,
                 path: path.to_path_buf(),
+                unlink_on_drop: true,
             }),
             Err(e) => {
                 let _ = std::fs::remove_file(path);
@@ -126,6 +139,7 @@ impl Segment {
         Ok(Segment {
             map,
             path: path.to_path_buf(),
+            unlink_on_drop: false,
         })
     }
 

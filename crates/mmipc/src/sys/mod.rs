@@ -26,6 +26,7 @@ mod linux;
 use linux as imp;
 
 #[cfg(not(target_os = "linux"))]
+#[allow(dead_code)]
 mod unsupported;
 #[cfg(not(target_os = "linux"))]
 use unsupported as imp;
