@@ -169,7 +169,8 @@ pub(crate) enum PeerEnd {
 /// How long a connection's peer has been silent, for the runtime's hang detection.
 pub(crate) struct Silence {
     peer: PeerEnd,
-    last_heartbeat: u64,
+    /// The peer's heartbeat and ring position when last seen to change.
+    last_progress: (u64, u64),
     last_change: Instant,
     timeout: Duration,
 }
@@ -178,7 +179,7 @@ impl Silence {
     pub(crate) fn new(info: &ConnInfo, peer: PeerEnd, timeout: Duration) -> Silence {
         Silence {
             peer,
-            last_heartbeat: peer_heartbeat(info, peer),
+            last_progress: peer_progress(info, peer),
             last_change: Instant::now(),
             timeout,
         }
@@ -208,9 +209,9 @@ impl Silence {
                 DisconnectReason::Closed
             });
         }
-        let hb = peer_heartbeat(info, self.peer);
-        if hb != self.last_heartbeat || delayed {
-            self.last_heartbeat = hb;
+        let progress = peer_progress(info, self.peer);
+        if progress != self.last_progress || delayed {
+            self.last_progress = progress;
             self.last_change = now;
             None
         } else {
@@ -220,10 +221,12 @@ impl Silence {
     }
 }
 
-fn peer_heartbeat(info: &ConnInfo, peer: PeerEnd) -> u64 {
+/// A peer moving its ring position is as alive as one heartbeating: a process whose
+/// runtime thread is starved of CPU while its reader or writer runs is not hung.
+fn peer_progress(info: &ConnInfo, peer: PeerEnd) -> (u64, u64) {
     match peer {
-        PeerEnd::Producer => info.control.producer_heartbeat(),
-        PeerEnd::Consumer => info.control.consumer_heartbeat(),
+        PeerEnd::Producer => info.control.producer_progress(),
+        PeerEnd::Consumer => info.control.consumer_progress(),
     }
 }
 

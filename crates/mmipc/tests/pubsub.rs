@@ -57,12 +57,17 @@ fn child_process_entry() {
                 std::thread::sleep(WATCHDOG);
                 return;
             }
+            let events = sub.events();
             let mut next = std::collections::HashMap::new();
             let total = count * pubs as u64;
             for _ in 0..total {
                 let msg = sub.recv_timeout(WATCHDOG).unwrap();
                 let n = next.entry(msg.publisher_id()).or_insert(0u64);
-                check_msg(seed, msg.payload(), *n, max);
+                if let Err(e) = verify_msg(seed, msg.payload(), *n, max) {
+                    // Say what the connection went through (a reconnect loses messages).
+                    let seen: Vec<Event> = events.try_iter().collect();
+                    panic!("{e}; sequence {}; events: {seen:?}", msg.sequence());
+                }
                 *n += 1;
             }
             assert_eq!(next.len(), pubs);

@@ -1214,20 +1214,23 @@ impl RingControl {
             .fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn producer_heartbeat(&self) -> u64 {
-        self.region
-            .header()
-            .producer
-            .heartbeat
-            .load(Ordering::Relaxed)
+    /// The producer's sign of life: its heartbeat and its write position together, so a
+    /// peer busy writing is alive even if its heartbeat thread is starved of CPU.
+    pub(crate) fn producer_progress(&self) -> (u64, u64) {
+        let side = &self.region.header().producer;
+        (
+            side.heartbeat.load(Ordering::Relaxed),
+            side.pos.load(Ordering::Relaxed),
+        )
     }
 
-    pub(crate) fn consumer_heartbeat(&self) -> u64 {
-        self.region
-            .header()
-            .consumer
-            .heartbeat
-            .load(Ordering::Relaxed)
+    /// The consumer's sign of life: its heartbeat and its read position.
+    pub(crate) fn consumer_progress(&self) -> (u64, u64) {
+        let side = &self.region.header().consumer;
+        (
+            side.heartbeat.load(Ordering::Relaxed),
+            side.pos.load(Ordering::Relaxed),
+        )
     }
 
     /// Whether the producer side is closed (normally or after a violation).

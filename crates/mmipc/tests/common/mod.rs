@@ -130,16 +130,25 @@ pub fn make_msg(seed: u64, i: u64, max: usize) -> Vec<u8> {
 
 /// Checks a received message against the stream; returns its index.
 pub fn check_msg(seed: u64, payload: &[u8], expected_index: u64, max: usize) {
+    if let Err(e) = verify_msg(seed, payload, expected_index, max) {
+        panic!("{e}");
+    }
+}
+
+/// As [`check_msg`], returning what is wrong instead of panicking.
+pub fn verify_msg(seed: u64, payload: &[u8], expected_index: u64, max: usize) -> Result<(), String> {
     let want = make_msg(seed, expected_index, max);
-    assert_eq!(
-        payload.len(),
-        want.len(),
-        "message {expected_index}: length"
-    );
-    assert!(
-        payload == want.as_slice(),
-        "message {expected_index}: content differs"
-    );
+    if payload.len() != want.len() {
+        return Err(format!(
+            "message {expected_index}: length {} instead of {}",
+            payload.len(),
+            want.len()
+        ));
+    }
+    if payload != want.as_slice() {
+        return Err(format!("message {expected_index}: content differs"));
+    }
+    Ok(())
 }
 
 /// Files in a directory tree (for "nothing left behind" checks).
