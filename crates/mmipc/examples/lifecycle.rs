@@ -45,7 +45,9 @@ fn main() -> Res<()> {
         _ => {}
     }
     let rounds: usize = match args.get(1) {
-        Some(s) => s.parse().map_err(|_| format!("ROUNDS must be a number, not {s:?}"))?,
+        Some(s) => s
+            .parse()
+            .map_err(|_| format!("ROUNDS must be a number, not {s:?}"))?,
         None => 20,
     };
     // Records and segments on tmpfs, so the segment sizes can be read off the directory.
@@ -76,14 +78,23 @@ fn main() -> Res<()> {
     println!();
     println!("| what ({rounds} rounds, fresh processes) | p50 | p90 | max |");
     println!("|---|---|---|---|");
-    row("subscriber start → publisher's `Connected`", &mut connected_event);
+    row(
+        "subscriber start → publisher's `Connected`",
+        &mut connected_event,
+    );
     row(
         "subscriber start → `wait_for_publishers` returns",
         &mut connected_sub,
     );
     row("subscriber start → first message in hand", &mut first_msg);
-    row("`kill -9` publisher → subscriber's `Disconnected`", &mut kill_pub);
-    row("`kill -9` subscriber → publisher's `Disconnected`", &mut kill_sub);
+    row(
+        "`kill -9` publisher → subscriber's `Disconnected`",
+        &mut kill_pub,
+    );
+    row(
+        "`kill -9` subscriber → publisher's `Disconnected`",
+        &mut kill_sub,
+    );
 
     if let Some(m) = memory {
         println!();

@@ -98,9 +98,9 @@ const LIVE: u8 = 0;
 pub(crate) struct ConnInfo {
     pub peer: Peer,
     pub control: RingControl,
-    pub messages: AtomicU64,
-    pub bytes: AtomicU64,
-    pub drops: AtomicU64,
+    pub messages: Counter,
+    pub bytes: Counter,
+    pub drops: Counter,
     /// `LIVE`, or 1 + the `DisconnectReason` that ended it.
     state: AtomicU8,
     reported: AtomicBool,
@@ -111,9 +111,9 @@ impl ConnInfo {
         ConnInfo {
             peer,
             control,
-            messages: AtomicU64::new(0),
-            bytes: AtomicU64::new(0),
-            drops: AtomicU64::new(0),
+            messages: Counter::default(),
+            bytes: Counter::default(),
+            drops: Counter::default(),
             state: AtomicU8::new(LIVE),
             reported: AtomicBool::new(false),
         }
@@ -150,12 +150,31 @@ impl ConnInfo {
     pub(crate) fn stats(&self) -> ConnectionStats {
         ConnectionStats {
             peer: self.peer,
-            messages: self.messages.load(Ordering::Relaxed),
-            bytes: self.bytes.load(Ordering::Relaxed),
-            drops: self.drops.load(Ordering::Relaxed),
+            messages: self.messages.get(),
+            bytes: self.bytes.get(),
+            drops: self.drops.get(),
             ring_fill: self.control.fill(),
             ring_capacity: self.control.capacity(),
         }
+    }
+}
+
+/// A statistics counter with one writer (the publishing path under its lock, or the one
+/// receiving thread) and any number of readers: a plain load and store, not a locked
+/// read-modify-write, on the per-message path.
+#[derive(Default)]
+pub(crate) struct Counter(AtomicU64);
+
+impl Counter {
+    /// Adds `n`. Only the counter's single writer calls this.
+    #[inline]
+    pub(crate) fn add(&self, n: u64) {
+        let v = self.0.load(Ordering::Relaxed);
+        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
+    }
+
+    pub(crate) fn get(&self) -> u64 {
+        self.0.load(Ordering::Relaxed)
     }
 }
 

@@ -70,4 +70,4 @@ pub use options::{
 pub use publisher::{Publisher, PublisherBuilder};
 pub use ring::WaitStrategy;
 #[cfg(not(loom))]
-pub use subscriber::{CallbackHandle, Message, Subscriber, SubscriberBuilder};
+pub use subscriber::{CallbackHandle, Message, MessageRef, Subscriber, SubscriberBuilder};

@@ -345,7 +345,7 @@ impl Publisher {
                 return false;
             }
             if len as u64 > c.max_len {
-                c.info.drops.fetch_add(1, Ordering::Relaxed);
+                c.info.drops.add(1);
                 return true;
             }
             let result = match s.on_full {
@@ -355,12 +355,12 @@ impl Publisher {
             };
             match result {
                 Ok(()) => {
-                    c.info.messages.fetch_add(1, Ordering::Relaxed);
-                    c.info.bytes.fetch_add(len as u64, Ordering::Relaxed);
+                    c.info.messages.add(1);
+                    c.info.bytes.add(len as u64);
                     true
                 }
                 Err(RingError::Full | RingError::Timeout) => {
-                    c.info.drops.fetch_add(1, Ordering::Relaxed);
+                    c.info.drops.add(1);
                     if s.on_full == OnFull::Fail {
                         full.push(c.info.peer.id);
                     }

@@ -17,7 +17,8 @@ use crate::event::{
 };
 use crate::options::Common;
 use crate::ring::{
-    Consumer, OsFutex, RingError, RingSegment, WaitError, WaitStrategy, notify, wait_until,
+    Consumer, OsFutex, ReadGuard, RingError, RingSegment, WaitError, WaitStrategy, notify,
+    wait_until,
 };
 use crate::runtime::{self, Endpoint};
 use crate::sys;
@@ -97,6 +98,96 @@ impl std::fmt::Debug for Message {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Message")
             .field("len", &self.payload.len())
+            .field("publisher", &self.publisher.id)
+            .field("pid", &self.publisher.pid)
+            .field("sequence", &self.sequence)
+            .finish()
+    }
+}
+
+/// A message lent in place by [`Subscriber::recv_ref`]: its payload is read straight from
+/// the shared ring, without a copy. The ring space goes back to the publisher when this is
+/// dropped; until then the subscriber cannot receive (it is borrowed), and the publisher
+/// has that much less room, so hold it briefly and [`to_message`](MessageRef::to_message)
+/// it to keep it.
+///
+/// The bytes live in memory the publisher's process can write: a buggy or hostile
+/// publisher can change them while you read (never out of bounds of the message). Copy
+/// before validating if you do not trust the publisher.
+///
+/// # Examples
+///
+/// ```no_run
+/// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+/// let msg = subscriber.recv_ref()?;
+/// let first = msg.payload().first().copied();
+/// let kept: mmipc::Message = msg.to_message(); // an owned copy
+/// # Ok::<(), mmipc::Error>(())
+/// ```
+pub struct MessageRef<'a> {
+    guard: ReadGuard<'a>,
+    publisher: Peer,
+    sequence: u64,
+}
+
+impl MessageRef<'_> {
+    /// The payload bytes, in place.
+    pub fn payload(&self) -> &[u8] {
+        &self.guard[FRAME_HEADER..]
+    }
+
+    /// Payload length in bytes.
+    pub fn len(&self) -> usize {
+        self.guard.len() - FRAME_HEADER
+    }
+
+    /// Whether the payload is empty.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The id of the publisher that sent it.
+    pub fn publisher_id(&self) -> EndpointId {
+        self.publisher.id
+    }
+
+    /// The process id of the publisher that sent it.
+    pub fn publisher_pid(&self) -> u32 {
+        self.publisher.pid
+    }
+
+    /// The publisher's sequence number for this message (see [`Message::sequence`]).
+    pub fn sequence(&self) -> u64 {
+        self.sequence
+    }
+
+    /// An owned copy (one allocation), releasing the ring space.
+    pub fn to_message(&self) -> Message {
+        Message {
+            payload: self.payload().to_vec(),
+            publisher: self.publisher,
+            sequence: self.sequence,
+        }
+    }
+}
+
+impl std::ops::Deref for MessageRef<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.payload()
+    }
+}
+
+impl AsRef<[u8]> for MessageRef<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.payload()
+    }
+}
+
+impl std::fmt::Debug for MessageRef<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MessageRef")
+            .field("len", &self.len())
             .field("publisher", &self.publisher.id)
             .field("pid", &self.publisher.pid)
             .field("sequence", &self.sequence)
@@ -270,8 +361,10 @@ struct Tracked {
 }
 
 /// What reading one connection produced.
-enum Read {
-    Message(Message),
+/// What looking at one incoming ring found.
+enum Staged {
+    /// A valid message is staged in ring `active[i]`, with this sequence number.
+    Ready(u64),
     Nothing,
     Ended,
 }
@@ -322,8 +415,17 @@ impl Subscriber {
     ///
     /// # Errors
     /// [`Error::Closed`] if the subscriber was closed through its [`CallbackHandle`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let msg = subscriber.recv()?;
+    /// println!("{} bytes", msg.len());
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
     pub fn recv(&mut self) -> Result<Message> {
-        self.recv_until(None)
+        self.recv_ref().map(|m| m.to_message())
     }
 
     /// Waits at most `timeout` for the next message.
@@ -344,15 +446,88 @@ impl Subscriber {
     /// # Ok::<(), mmipc::Error>(())
     /// ```
     pub fn recv_timeout(&mut self, timeout: Duration) -> Result<Message> {
-        self.recv_until(Some(Instant::now() + timeout))
+        self.recv_ref_timeout(timeout).map(|m| m.to_message())
     }
 
     /// The next message if one is waiting; never blocks.
     ///
     /// # Errors
     /// As [`Subscriber::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// while let Some(msg) = subscriber.try_recv()? {
+    ///     println!("{} bytes", msg.len());
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
     pub fn try_recv(&mut self) -> Result<Option<Message>> {
-        self.poll_once()
+        Ok(self.try_recv_ref()?.map(|m| m.to_message()))
+    }
+
+    /// Waits for the next message and lends it in place, without copying or allocating: the
+    /// payload is read straight from shared memory (or from the subscriber's reassembly
+    /// buffer for a message larger than the ring). The publisher gets the space back when the
+    /// [`MessageRef`] drops, so hold it briefly.
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let mut total = 0usize;
+    /// for _ in 0..1000 {
+    ///     let msg = subscriber.recv_ref()?;
+    ///     total += msg.len(); // no copy, no allocation
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn recv_ref(&mut self) -> Result<MessageRef<'_>> {
+        self.recv_ref_until(None)
+    }
+
+    /// As [`Subscriber::recv_ref`], waiting at most `timeout`.
+    ///
+    /// # Errors
+    /// [`Error::Timeout`] if none arrived in time.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let msg = subscriber.recv_ref_timeout(Duration::from_secs(1))?;
+    /// println!("#{}: {} bytes", msg.sequence(), msg.len());
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn recv_ref_timeout(&mut self, timeout: Duration) -> Result<MessageRef<'_>> {
+        self.recv_ref_until(Some(Instant::now() + timeout))
+    }
+
+    /// As [`Subscriber::try_recv`], lending the message in place like
+    /// [`Subscriber::recv_ref`].
+    ///
+    /// # Errors
+    /// As [`Subscriber::recv`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// if let Some(msg) = subscriber.try_recv_ref()? {
+    ///     println!("{} bytes", msg.payload().len());
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn try_recv_ref(&mut self) -> Result<Option<MessageRef<'_>>> {
+        Ok(match self.find()? {
+            Some(found) => Some(self.take(found)),
+            None => None,
+        })
     }
 
     /// An iterator of received messages; it ends when the subscriber is closed.
@@ -440,10 +615,10 @@ impl Subscriber {
     /// Closes the subscriber and removes its files. Dropping it does the same.
     pub fn close(self) {}
 
-    fn recv_until(&mut self, deadline: Option<Instant>) -> Result<Message> {
+    fn recv_ref_until(&mut self, deadline: Option<Instant>) -> Result<MessageRef<'_>> {
         loop {
-            if let Some(msg) = self.poll_once()? {
-                return Ok(msg);
+            if let Some(found) = self.find()? {
+                return Ok(self.take(found));
             }
             let control = self.shared.control.clone();
             let strategy = self.shared.common.wait;
@@ -464,7 +639,10 @@ impl Subscriber {
             || self.active.iter_mut().any(|c| c.consumer.poll())
     }
 
-    fn poll_once(&mut self) -> Result<Option<Message>> {
+    /// Finds the next message, round-robin over the publishers, and leaves it staged in its
+    /// ring; returns which ring and its sequence number. Finding and taking are two steps so
+    /// that no borrow of a ring is held across the search.
+    fn find(&mut self) -> Result<Option<(usize, u64)>> {
         let s = &*self.shared;
         if s.stop.load(Ordering::Acquire) {
             return Err(Error::Closed("subscriber"));
@@ -477,13 +655,13 @@ impl Subscriber {
         let mut ended = false;
         for k in 0..n {
             let i = (self.next + k) % n;
-            match read(&mut self.active[i], &s.events) {
-                Read::Message(msg) => {
+            match stage(&mut self.active[i], &s.events) {
+                Staged::Ready(seq) => {
                     self.next = i + 1;
-                    return Ok(Some(msg));
+                    return Ok(Some((i, seq)));
                 }
-                Read::Nothing => {}
-                Read::Ended => ended = true,
+                Staged::Nothing => {}
+                Staged::Ended => ended = true,
             }
         }
         if ended {
@@ -491,47 +669,62 @@ impl Subscriber {
         }
         Ok(None)
     }
+
+    /// Takes the message `find` staged.
+    fn take(&mut self, (i, sequence): (usize, u64)) -> MessageRef<'_> {
+        let c = &mut self.active[i];
+        let publisher = c.info.peer;
+        let guard = c
+            .consumer
+            .try_read_in_place()
+            .ok()
+            .flatten()
+            .expect("find() staged a message in this ring");
+        MessageRef {
+            guard,
+            publisher,
+            sequence,
+        }
+    }
 }
 
-fn read(c: &mut Incoming, events: &EventHub) -> Read {
-    let info = Arc::clone(&c.info);
-    let mut end = |reason| {
-        info.end(reason, events);
+/// Stages the next message of one ring if there is one, checking its framing and counting
+/// it (and any gap in sequence numbers as drops).
+fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
+    let info = &c.info;
+    let end = |c: &mut Incoming, reason| {
+        c.info.end(reason, events);
         c.done = true;
-        Read::Ended
+        Staged::Ended
     };
-    match c.consumer.try_read_in_place() {
-        Ok(Some(guard)) => {
-            let Some((seq, payload)) = guard.split_first_chunk::<FRAME_HEADER>() else {
-                drop(guard);
-                info.control.close_consumer_side();
-                return end(DisconnectReason::ProtocolViolation);
-            };
-            let seq = u64::from_le_bytes(*seq);
-            if seq <= c.last_seq {
-                drop(guard);
-                info.control.close_consumer_side();
-                return end(DisconnectReason::ProtocolViolation);
+    match c.consumer.prepare() {
+        Ok(true) => {
+            let frame = c.consumer.staged().unwrap_or_default();
+            let seq = frame
+                .first_chunk::<FRAME_HEADER>()
+                .map(|seq| u64::from_le_bytes(*seq));
+            let len = frame.len().saturating_sub(FRAME_HEADER) as u64;
+            match seq {
+                Some(seq) if seq > c.last_seq => {
+                    if c.last_seq != 0 {
+                        info.drops.add(seq - c.last_seq - 1);
+                    }
+                    info.messages.add(1);
+                    info.bytes.add(len);
+                    c.last_seq = seq;
+                    Staged::Ready(seq)
+                }
+                _ => {
+                    // Too short for a frame, or a sequence number that went backwards.
+                    drop(c.consumer.try_read_in_place());
+                    info.control.close_consumer_side();
+                    end(c, DisconnectReason::ProtocolViolation)
+                }
             }
-            let payload = payload.to_vec();
-            drop(guard);
-            if c.last_seq != 0 {
-                info.drops
-                    .fetch_add(seq - c.last_seq - 1, Ordering::Relaxed);
-            }
-            c.last_seq = seq;
-            info.messages.fetch_add(1, Ordering::Relaxed);
-            info.bytes
-                .fetch_add(payload.len() as u64, Ordering::Relaxed);
-            Read::Message(Message {
-                payload,
-                publisher: info.peer,
-                sequence: seq,
-            })
         }
-        Ok(None) => Read::Nothing,
-        Err(RingError::Violation(_)) => end(DisconnectReason::ProtocolViolation),
-        Err(_) => end(DisconnectReason::Closed),
+        Ok(false) => Staged::Nothing,
+        Err(RingError::Violation(_)) => end(c, DisconnectReason::ProtocolViolation),
+        Err(_) => end(c, DisconnectReason::Closed),
     }
 }
 

@@ -749,6 +749,8 @@ pub struct Consumer {
     assembly: Vec<u8>,
     assembling: Option<u64>,
     failed: Option<RingError>,
+    /// A complete message located by `prepare` and not yet handed out.
+    staged: Option<Place>,
 }
 
 /// One record located and validated by [`Consumer::next_record`].
@@ -771,6 +773,7 @@ impl Consumer {
             assembly: Vec::new(),
             assembling: None,
             failed: None,
+            staged: None,
         }
     }
 
@@ -815,6 +818,14 @@ impl Consumer {
     /// [`RingError::Closed`] once the producer closed and everything was read;
     /// [`RingError::Violation`] if the shared state is corrupt (the ring is then closed).
     pub fn try_read(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
+        #[cfg(not(loom))]
+        if self.staged.is_some() {
+            if let Some(guard) = self.take_staged() {
+                out.clear();
+                out.extend_from_slice(&guard);
+            }
+            return Ok(true);
+        }
         self.check_usable()?;
         match self.step(Some(out)) {
             Ok(Some(_)) => Ok(true),
@@ -856,15 +867,8 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::try_read`].
     pub fn try_read_in_place(&mut self) -> Result<Option<ReadGuard<'_>>, RingError> {
-        self.check_usable()?;
-        match self.step(None) {
-            Ok(None) => Ok(None),
-            Ok(Some(place)) => Ok(Some(ReadGuard {
-                consumer: self,
-                place,
-            })),
-            Err(e) => Err(self.fail(e)),
-        }
+        self.prepare()?;
+        Ok(self.take_staged())
     }
 
     #[cfg(not(loom))]
@@ -873,25 +877,62 @@ impl Consumer {
     /// # Errors
     /// As [`Consumer::read_until`].
     pub fn read_in_place(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>, RingError> {
-        loop {
-            self.check_usable()?;
-            match self.step(None) {
-                Ok(Some(place)) => {
-                    return Ok(ReadGuard {
-                        consumer: self,
-                        place,
-                    });
-                }
-                Ok(None) => self.wait_for_data(deadline)?,
-                Err(e) => return Err(self.fail(e)),
+        while !self.prepare()? {
+            self.wait_for_data(deadline)?;
+        }
+        self.take_staged().ok_or(RingError::Closed)
+    }
+
+    #[cfg(not(loom))]
+    /// Locates the next complete message without consuming it, so that a caller can look at
+    /// it ([`Consumer::staged`]) before taking it ([`Consumer::try_read_in_place`] then hands
+    /// it out without searching again). Returns whether one is ready.
+    pub(crate) fn prepare(&mut self) -> Result<bool, RingError> {
+        if self.staged.is_some() {
+            return Ok(true);
+        }
+        self.check_usable()?;
+        match self.step(None) {
+            Ok(place) => {
+                self.staged = place;
+                Ok(self.staged.is_some())
             }
+            Err(e) => Err(self.fail(e)),
+        }
+    }
+
+    #[cfg(not(loom))]
+    /// The message located by [`Consumer::prepare`], if any, without taking it.
+    pub(crate) fn staged(&self) -> Option<&[u8]> {
+        self.staged.as_ref().map(|place| self.bytes(place))
+    }
+
+    #[cfg(not(loom))]
+    fn take_staged(&mut self) -> Option<ReadGuard<'_>> {
+        let place = self.staged.take()?;
+        Some(ReadGuard {
+            consumer: self,
+            place,
+        })
+    }
+
+    #[cfg(not(loom))]
+    fn bytes(&self, place: &Place) -> &[u8] {
+        match *place {
+            Place::Ring { payload, len, .. } => {
+                // SAFETY: validated by `next_record` to lie within published, contiguous
+                // bytes that the producer will not reuse before they are released (the
+                // staged or guarded message holds `self.read` back).
+                unsafe { self.region.data().slice(payload, len) }
+            }
+            Place::Assembled | Place::Copied => &self.assembly,
         }
     }
 
     /// Whether a read might make progress now: unread bytes are published, or the ring is
     /// closed or failed (so a read would report it). Never blocks.
     pub(crate) fn poll(&mut self) -> bool {
-        if self.failed.is_some() || self.read != self.write_cache {
+        if self.staged.is_some() || self.failed.is_some() || self.read != self.write_cache {
             return true;
         }
         !matches!(self.refresh(), Ok(false))
@@ -1158,14 +1199,7 @@ pub struct ReadGuard<'a> {
 impl std::ops::Deref for ReadGuard<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        match self.place {
-            Place::Ring { payload, len, .. } => {
-                // SAFETY: validated by `next_record` to lie within published, contiguous
-                // bytes that the producer will not reuse before this guard releases them.
-                unsafe { self.consumer.region.data().slice(payload, len) }
-            }
-            Place::Assembled | Place::Copied => &self.consumer.assembly,
-        }
+        self.consumer.bytes(&self.place)
     }
 }
 

@@ -178,6 +178,39 @@ fn in_place_write_and_read_round_trip() {
 }
 
 #[test]
+fn a_staged_message_is_held_until_taken_by_either_read_api() {
+    let (mut tx, mut rx) = with_capacity(256);
+    tx.try_write(b"first").unwrap();
+    let big = message(5, 1000); // reassembled: its records are consumed while staging
+    let t = {
+        let big = big.clone();
+        std::thread::spawn(move || {
+            tx.write(&big).unwrap();
+            tx.try_write(b"last").unwrap();
+        })
+    };
+    assert!(rx.prepare().unwrap());
+    assert_eq!(rx.staged(), Some(&b"first"[..]));
+    // Staging twice does not skip a message.
+    assert!(rx.prepare().unwrap());
+    assert!(rx.poll());
+    let mut buf = Vec::new();
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert_eq!(buf, b"first");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rx.prepare().unwrap() {
+        assert!(Instant::now() < deadline, "the big message never arrived");
+        std::thread::yield_now();
+    }
+    assert_eq!(rx.staged(), Some(&big[..]));
+    assert!(rx.poll(), "a staged reassembled message counts as ready");
+    assert_eq!(&*rx.try_read_in_place().unwrap().unwrap(), &big[..]);
+    t.join().unwrap();
+    assert_eq!(&*rx.read_in_place(None).unwrap(), b"last");
+    assert_eq!(rx.try_read(&mut buf), Err(RingError::Closed));
+}
+
+#[test]
 fn gathered_parts_arrive_as_one_message() {
     let (mut tx, mut rx) = with_capacity(128);
     let t = std::thread::spawn(move || {

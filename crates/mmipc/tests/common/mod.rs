@@ -136,7 +136,12 @@ pub fn check_msg(seed: u64, payload: &[u8], expected_index: u64, max: usize) {
 }
 
 /// As [`check_msg`], returning what is wrong instead of panicking.
-pub fn verify_msg(seed: u64, payload: &[u8], expected_index: u64, max: usize) -> Result<(), String> {
+pub fn verify_msg(
+    seed: u64,
+    payload: &[u8],
+    expected_index: u64,
+    max: usize,
+) -> Result<(), String> {
     let want = make_msg(seed, expected_index, max);
     if payload.len() != want.len() {
         return Err(format!(
