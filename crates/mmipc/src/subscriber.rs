@@ -524,10 +524,8 @@ impl Subscriber {
     /// # Ok::<(), mmipc::Error>(())
     /// ```
     pub fn try_recv_ref(&mut self) -> Result<Option<MessageRef<'_>>> {
-        Ok(match self.find()? {
-            Some(found) => Some(self.take(found)),
-            None => None,
-        })
+        let found = self.find()?;
+        Ok(found.map(|f| self.take(f)))
     }
 
     /// An iterator of received messages; it ends when the subscriber is closed.
