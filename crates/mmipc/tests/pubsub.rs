@@ -80,7 +80,6 @@ fn child_process_entry() {
                     check(msg.payload(), msg.publisher_id(), msg.sequence());
                 }
             }
-            drop(check);
             assert_eq!(next.len(), pubs);
             println!("OK {}", count * pubs as u64);
         }
