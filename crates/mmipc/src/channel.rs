@@ -17,6 +17,23 @@ use crate::sys;
 /// Longest channel name accepted, in bytes (file names built from it must stay short).
 pub const MAX_CHANNEL_LEN: usize = 100;
 
+/// Checks that `name` can be used as a channel name: 1 to [`MAX_CHANNEL_LEN`] bytes, no
+/// path separator, no leading `.`, no NUL or control character.
+///
+/// # Errors
+/// [`Error::InvalidChannel`] saying what is wrong.
+///
+/// # Examples
+///
+/// ```
+/// assert!(mmipc::validate_channel("telemetry").is_ok());
+/// let err = mmipc::validate_channel("a/b").unwrap_err();
+/// assert!(err.to_string().contains("path separator"));
+/// ```
+pub fn validate_channel(name: &str) -> Result<()> {
+    validate(name)
+}
+
 /// Checks that `name` can be used as a channel name.
 pub(crate) fn validate(name: &str) -> Result<()> {
     let problem = if name.is_empty() {
@@ -73,6 +90,22 @@ pub(crate) struct ChannelDirs {
 }
 
 impl ChannelDirs {
+    /// Where an existing channel's files are, creating nothing (for inspection tools). The
+    /// segment directory may not exist.
+    pub(crate) fn locate(root: &Path, channel: &str) -> Result<ChannelDirs> {
+        validate(channel)?;
+        let records = root.join(channel);
+        let segments = if sys::is_memory_fs(&records) {
+            records.clone()
+        } else {
+            let canonical = root
+                .canonicalize()
+                .map_err(|e| Error::io("resolve", root, e))?;
+            segment_dir(&canonical, channel)
+        };
+        Ok(ChannelDirs { records, segments })
+    }
+
     pub(crate) fn new(root: &Path, channel: &str) -> Result<ChannelDirs> {
         validate(channel)?;
         sys::ensure_private_dir(root)?;
@@ -84,19 +117,23 @@ impl ChannelDirs {
             let canonical = root
                 .canonicalize()
                 .map_err(|e| Error::io("resolve", root, e))?;
-            let base = shm_base();
-            sys::ensure_private_dir(&base)?;
-            let dir = base
-                .join(format!(
-                    "r{:016x}",
-                    fnv1a(canonical.as_os_str().as_encoded_bytes())
-                ))
-                .join(channel);
+            sys::ensure_private_dir(&shm_base())?;
+            let dir = segment_dir(&canonical, channel);
             sys::ensure_private_dir(&dir)?;
             dir
         };
         Ok(ChannelDirs { records, segments })
     }
+}
+
+/// The tmpfs directory of a channel whose (canonical) root is on disk.
+fn segment_dir(canonical_root: &Path, channel: &str) -> PathBuf {
+    shm_base()
+        .join(format!(
+            "r{:016x}",
+            fnv1a(canonical_root.as_os_str().as_encoded_bytes())
+        ))
+        .join(channel)
 }
 
 /// FNV-1a, to name a root directory by a short stable hash.

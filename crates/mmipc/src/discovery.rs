@@ -73,7 +73,7 @@ impl std::str::FromStr for EndpointId {
 }
 
 /// Publisher or subscriber.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum EndpointKind {
     /// A [`Publisher`](crate::Publisher).
@@ -235,26 +235,65 @@ pub(crate) fn is_alive(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -
 }
 
 /// Removes everything a dead endpoint left: its record, its segments, then its lock file.
-/// Only call after [`is_alive`] said no.
+/// Only call after [`is_alive`] said no. Returns what was removed.
 pub(crate) fn remove_dead(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> Vec<PathBuf> {
-    let mut removed = Vec::new();
-    let mut rm = |p: PathBuf| {
-        if std::fs::remove_file(&p).is_ok() {
-            removed.push(p);
-        }
-    };
-    rm(record_path(dirs, kind, id));
-    rm(dirs
-        .records
-        .join(format!(".{}-{id}.json.tmp", kind.prefix())));
+    leftovers(dirs, kind, id)
+        .into_iter()
+        .filter(|p| std::fs::remove_file(p).is_ok())
+        .collect()
+}
+
+/// The files of endpoint `(kind, id)` that exist, in removal order (the lock file last, so
+/// that a crash half-way through cleaning leaves the endpoint recognisably dead).
+pub(crate) fn leftovers(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> Vec<PathBuf> {
+    let mut files = vec![
+        record_path(dirs, kind, id),
+        dirs.records
+            .join(format!(".{}-{id}.json.tmp", kind.prefix())),
+    ];
     if kind == EndpointKind::Subscriber {
-        rm(bell_path(dirs, id));
+        files.push(bell_path(dirs, id));
     }
-    for ring in rings_of(dirs, kind, id) {
-        rm(ring);
+    files.extend(rings_of(dirs, kind, id));
+    files.push(lock_path(dirs, kind, id));
+    files.retain(|p| p.symlink_metadata().is_ok());
+    files
+}
+
+/// Every endpoint that has a recognisable file (record, lock or doorbell) in the channel,
+/// whether or not its record is readable.
+pub(crate) fn endpoints_with_files(dirs: &ChannelDirs) -> Vec<(EndpointKind, EndpointId)> {
+    let mut out = std::collections::BTreeSet::new();
+    for dir in [&dirs.records, &dirs.segments] {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(found) = parse_endpoint_file(name) {
+                out.insert(found);
+            } else if let Some((p, s, _)) = parse_ring_name(name) {
+                out.insert((EndpointKind::Publisher, p));
+                out.insert((EndpointKind::Subscriber, s));
+            }
+        }
     }
-    rm(lock_path(dirs, kind, id));
-    removed
+    out.into_iter().collect()
+}
+
+/// Parses `pub-<id>.json`, `pub-<id>.lock`, `sub-<id>.bell` and the like.
+fn parse_endpoint_file(name: &str) -> Option<(EndpointKind, EndpointId)> {
+    let (stem, _ext) = name.rsplit_once('.')?;
+    if !matches!(_ext, "json" | "lock" | "bell") {
+        return None;
+    }
+    let (kind, id) = if let Some(id) = stem.strip_prefix("pub-") {
+        (EndpointKind::Publisher, id)
+    } else {
+        (EndpointKind::Subscriber, stem.strip_prefix("sub-")?)
+    };
+    Some((kind, id.parse().ok()?))
 }
 
 /// Ring segments (and their temporary names) whose publisher (or subscriber) is `id`.

@@ -46,6 +46,8 @@ mod discovery;
 #[cfg(not(loom))]
 mod event;
 #[cfg(not(loom))]
+pub mod inspect;
+#[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
 mod publisher;
@@ -55,7 +57,7 @@ mod runtime;
 mod subscriber;
 
 #[cfg(not(loom))]
-pub use channel::{MAX_CHANNEL_LEN, default_root};
+pub use channel::{MAX_CHANNEL_LEN, default_root, validate_channel};
 #[cfg(not(loom))]
 pub use discovery::{EndpointId, EndpointKind};
 pub use error::{Error, Result};

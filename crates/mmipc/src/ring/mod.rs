@@ -1232,6 +1232,16 @@ pub(crate) struct RingControl {
 
 #[cfg(not(loom))]
 impl RingControl {
+    pub(crate) fn new(region: Region) -> RingControl {
+        RingControl { region }
+    }
+
+    /// Bytes the producer has written through the ring since it was created (records,
+    /// framing and padding included), as the header says.
+    pub(crate) fn written(&self) -> u64 {
+        self.region.header().producer.pos.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn beat_producer(&self) {
         self.region
             .header()

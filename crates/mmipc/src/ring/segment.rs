@@ -134,6 +134,13 @@ impl RingSegment {
         self.region.capacity() as usize
     }
 
+    /// A read-only view of the header (positions, heartbeats, closed flags), for tools that
+    /// inspect a ring without taking part in it.
+    #[cfg(not(loom))]
+    pub(crate) fn control(&self) -> super::RingControl {
+        super::RingControl::new(self.region.share())
+    }
+
     /// Becomes the writing end.
     pub fn into_producer(self) -> Producer {
         Producer::new(self.region)
