@@ -122,6 +122,22 @@ impl Record {
     }
 }
 
+impl Record {
+    /// A stand-in record for a publisher known only by a ring it left (it closed or crashed
+    /// before we opened the ring; `pid` 0 when its record is gone too).
+    pub(crate) fn orphan(id: EndpointId, pid: u32) -> Record {
+        Record {
+            protocol: PROTOCOL,
+            kind: EndpointKind::Publisher,
+            id: id.to_string(),
+            pid,
+            max_message_size: 0,
+            heartbeat_interval_ms: default_heartbeat_ms(),
+            created_unix_ms: 0,
+        }
+    }
+}
+
 /// An endpoint found in a channel directory.
 #[derive(Debug, Clone)]
 pub(crate) struct Found {
@@ -254,7 +270,17 @@ pub(crate) fn leftovers(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) 
     if kind == EndpointKind::Subscriber {
         files.push(bell_path(dirs, id));
     }
-    files.extend(rings_of(dirs, kind, id));
+    let rings = rings_of(dirs, kind, id).into_iter().filter(|ring| {
+        // A dead publisher's ring to a live subscriber may hold messages it has not read
+        // yet (it may not even have opened the ring): that subscriber drains and removes it.
+        kind == EndpointKind::Subscriber
+            || ring
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_ring_name)
+                .is_none_or(|(_, sub, _)| !is_alive(dirs, EndpointKind::Subscriber, sub))
+    });
+    files.extend(rings.collect::<Vec<_>>());
     files.push(lock_path(dirs, kind, id));
     files.retain(|p| p.symlink_metadata().is_ok());
     files

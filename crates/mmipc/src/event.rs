@@ -240,6 +240,23 @@ impl Silence {
     }
 }
 
+/// Why a peer whose process is gone (its lock is free) left: `Closed` if it had closed its
+/// side of the ring first (it exited normally, and we looked between its last two steps),
+/// else `Crashed`.
+pub(crate) fn departure(info: &ConnInfo, peer: PeerEnd) -> DisconnectReason {
+    let closed = match peer {
+        PeerEnd::Producer => info.control.producer_closed(),
+        PeerEnd::Consumer => info.control.consumer_closed(),
+    };
+    if !closed {
+        DisconnectReason::Crashed
+    } else if info.control.violated() {
+        DisconnectReason::ProtocolViolation
+    } else {
+        DisconnectReason::Closed
+    }
+}
+
 /// A peer moving its ring position is as alive as one heartbeating: a process whose
 /// runtime thread is starved of CPU while its reader or writer runs is not hung.
 fn peer_progress(info: &ConnInfo, peer: PeerEnd) -> (u64, u64) {

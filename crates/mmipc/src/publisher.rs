@@ -11,8 +11,8 @@ use crate::control::Control;
 use crate::discovery::{self, EndpointId, EndpointKind, Record};
 use crate::error::{Error, Result};
 use crate::event::{
-    ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence, lock,
-    wait_for_count,
+    ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence,
+    departure, lock, wait_for_count,
 };
 use crate::options::{Common, DEFAULT_RING_CAPACITY, OnFull, validate_capacity};
 use crate::ring::{Producer, RingError, RingSegment, WaitStrategy};
@@ -470,7 +470,12 @@ impl Shared {
         let mut m = lock(&self.maint);
         let _ = std::fs::remove_file(&self.record_path);
         for t in m.conns.values() {
-            let _ = sys::unlink_segment(&t.ring_path);
+            // A ring still holding messages stays for its subscriber, which may not even have
+            // opened it yet (it is told about rings by its directory watch): it drains the ring
+            // and removes it. Everything published before `close` is delivered.
+            if t.info.control.fill() == 0 {
+                let _ = sys::unlink_segment(&t.ring_path);
+            }
         }
         m.conns.clear();
         drop(m);
@@ -487,7 +492,8 @@ impl Shared {
         let doorbell = Control::open(&discovery::bell_path(&self.dirs, sub.id))?;
         m.generation += 1;
         let ring_path = discovery::ring_path(&self.dirs, self.id, sub.id, m.generation);
-        let mut producer = RingSegment::create(&ring_path, self.ring_capacity)?.into_producer();
+        let mut producer =
+            RingSegment::create_kept(&ring_path, self.ring_capacity)?.into_producer();
         producer.set_doorbell(doorbell.shared_bell());
         producer.set_wait_strategy(self.common.wait);
         let peer = Peer {
@@ -554,7 +560,10 @@ impl Endpoint for Shared {
             present.insert(sub.id);
             let alive = discovery::is_alive(&self.dirs, EndpointKind::Subscriber, sub.id);
             if !alive {
-                self.end(&mut m, sub.id, DisconnectReason::Crashed);
+                let reason = m.conns.get(&sub.id).map_or(DisconnectReason::Crashed, |t| {
+                    departure(&t.info, PeerEnd::Consumer)
+                });
+                self.end(&mut m, sub.id, reason);
                 discovery::remove_dead(&self.dirs, EndpointKind::Subscriber, sub.id);
                 continue;
             }

@@ -12,8 +12,8 @@ use crate::control::Control;
 use crate::discovery::{self, EndpointId, EndpointKind, Record};
 use crate::error::{Error, Result};
 use crate::event::{
-    ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence, lock,
-    wait_for_count,
+    ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence,
+    departure, lock, wait_for_count,
 };
 use crate::options::Common;
 use crate::ring::{
@@ -878,12 +878,18 @@ impl Endpoint for Shared {
             return;
         }
         let mut live: HashMap<EndpointId, discovery::Found> = HashMap::new();
+        let mut crashed: HashMap<EndpointId, discovery::Found> = HashMap::new();
         for p in discovery::scan(&self.dirs, EndpointKind::Publisher) {
             if discovery::is_alive(&self.dirs, EndpointKind::Publisher, p.id) {
                 live.insert(p.id, p);
             } else {
-                self.end(&mut m, p.id, DisconnectReason::Crashed);
+                let reason = m.conns.get(&p.id).map_or(DisconnectReason::Crashed, |t| {
+                    departure(&t.info, PeerEnd::Producer)
+                });
+                self.end(&mut m, p.id, reason);
+                // Rings addressed to live subscribers (us included) are left for them.
                 discovery::remove_dead(&self.dirs, EndpointKind::Publisher, p.id);
+                crashed.insert(p.id, p);
             }
         }
         let gone: Vec<EndpointId> = m
@@ -910,9 +916,6 @@ impl Endpoint for Shared {
             }
         }
         for (p, (generation, path)) in newest {
-            let Some(publisher) = live.get(&p) else {
-                continue;
-            };
             if m.seen.get(&p).is_some_and(|&g| g >= generation) {
                 continue;
             }
@@ -922,7 +925,24 @@ impl Endpoint for Shared {
             }
             // A malformed or half-gone ring is skipped; the publisher's next attempt or the
             // next scan retries.
-            let _ = self.open(&mut m, publisher, path, generation);
+            if let Some(publisher) = live.get(&p) {
+                let _ = self.open(&mut m, publisher, path, generation);
+                continue;
+            }
+            // The publisher connected to us and then closed or crashed before we saw its
+            // ring: what it published is still there. Deliver it, then end the connection
+            // (the reader drains the ring before it reports the end).
+            let pid = crashed.get(&p).map_or(0, |found| found.record.pid);
+            let found = discovery::Found {
+                id: p,
+                record: discovery::Record::orphan(p, pid),
+            };
+            if self.open(&mut m, &found, path, generation).is_ok()
+                && let Some(t) = m.conns.get(&p)
+            {
+                let reason = departure(&t.info, PeerEnd::Producer);
+                self.end(&mut m, p, reason);
+            }
         }
         // Dead subscribers' leftovers, whoever notices first.
         let others: HashSet<EndpointId> = discovery::scan(&self.dirs, EndpointKind::Subscriber)

@@ -342,6 +342,62 @@ fn late_subscriber_gets_everything_published_after_it_connected() {
 }
 
 #[test]
+fn a_publisher_that_exits_right_after_publishing_loses_nothing() {
+    if child_role().is_some() {
+        return;
+    }
+    // The publisher connects, publishes and exits before the subscriber has necessarily
+    // even opened the ring: what `wait_for_subscribers` promised must still arrive.
+    let root = test_root();
+    for round in 0..10 {
+        let channel = format!("brief-{round}");
+        let mut sub = Subscriber::builder(&channel)
+            .dir(root.path())
+            .build()
+            .unwrap();
+        let events = sub.events();
+        let env = child_env(
+            root.path(),
+            &channel,
+            &[
+                ("COUNT", "3".into()),
+                ("SEED", "5".into()),
+                ("MAX", "100".into()),
+                ("SUBS", "1".into()),
+                ("RING", "4096".into()),
+            ],
+        );
+        let (status, _) = wait_child(spawn_child(CHILD, "pub", &env), "publisher");
+        assert!(status.success());
+        for i in 0..3 {
+            let msg = sub.recv_timeout(WATCHDOG).unwrap_or_else(|e| {
+                panic!(
+                    "round {round}: message {i} lost ({e}); events {:?}",
+                    events.try_iter().collect::<Vec<_>>()
+                )
+            });
+            check_msg(5, msg.payload(), i, 100);
+        }
+        let seen = [next_event(&events), next_event(&events)];
+        assert!(
+            matches!(
+                seen,
+                [
+                    Event::Connected { .. },
+                    Event::Disconnected {
+                        reason: DisconnectReason::Closed,
+                        ..
+                    }
+                ]
+            ),
+            "round {round}: {seen:?}"
+        );
+        drop(sub);
+        eventually("the ring is removed", || our_files(root.path()).is_empty());
+    }
+}
+
+#[test]
 fn kill_9_of_a_publisher_is_reported_as_crashed_and_what_arrived_is_an_intact_prefix() {
     if child_role().is_some() {
         return;

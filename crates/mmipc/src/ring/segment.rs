@@ -54,7 +54,17 @@ impl RingSegment {
     /// [`Error::InvalidOption`] for an invalid capacity; [`Error::Io`] if the file exists or
     /// cannot be created or mapped.
     pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<RingSegment> {
-        let path = path.as_ref();
+        Self::create_with(path.as_ref(), capacity, true)
+    }
+
+    /// As [`RingSegment::create`], but the name stays when the ring is dropped: the caller
+    /// removes it (a publisher leaves a ring holding unread messages for its subscriber).
+    #[cfg(not(loom))]
+    pub(crate) fn create_kept(path: &Path, capacity: usize) -> Result<RingSegment> {
+        Self::create_with(path, capacity, false)
+    }
+
+    fn create_with(path: &Path, capacity: usize, unlink_on_drop: bool) -> Result<RingSegment> {
         if !valid_capacity(capacity as u64) {
             return Err(Error::InvalidOption {
                 option: "capacity",
@@ -83,6 +93,9 @@ impl RingSegment {
         };
         // On failure, dropping `segment` removes the temporary name.
         published?;
+        if !unlink_on_drop {
+            segment.keep_name();
+        }
         let (base, len) = (segment.as_ptr(), segment.len());
         let owner = Arc::new(segment); // removes the name when the last end drops
         // SAFETY: the mapping is page-aligned and `len` bytes long, kept alive by `owner`.

@@ -158,6 +158,11 @@ impl Segment {
         &self.path
     }
 
+    /// Leaves the name in place when dropped: the caller removes it explicitly.
+    pub(crate) fn keep_name(&mut self) {
+        self.unlink_on_drop = false;
+    }
+
     /// Renames the segment (atomically replacing any file at `to`): creating under a
     /// temporary name and renaming once initialised means peers never see a half-made one.
     pub(crate) fn rename(&mut self, to: &Path) -> Result<()> {

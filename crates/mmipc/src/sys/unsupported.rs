@@ -43,6 +43,10 @@ impl Segment {
     pub(crate) fn rename(&mut self, _to: &Path) -> Result<()> {
         match self.never {}
     }
+
+    pub(crate) fn keep_name(&mut self) {
+        match self.never {}
+    }
 }
 
 pub(crate) fn unlink_segment(_path: &Path) -> Result<bool> {
