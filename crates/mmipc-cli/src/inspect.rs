@@ -89,7 +89,7 @@ pub(crate) fn clean(root: &Path, dry_run: bool, as_json: bool) -> CliResult {
         println!("{verb} {}", f.display());
     }
     println!(
-        "{} file(s) {verb} left by dead endpoints under {}",
+        "{verb} {} file(s) left by dead endpoints under {}",
         files.len(),
         root.display()
     );

@@ -56,7 +56,8 @@ pub(crate) fn fmt_count(n: f64) -> String {
     }
 }
 
-/// A flag set by Ctrl-C (SIGINT/SIGTERM), installed once.
+/// A flag set by Ctrl-C or a termination request (SIGINT, SIGTERM, SIGHUP), installed once:
+/// commands stop at the next message and exit cleanly, removing their files.
 pub(crate) fn interrupted() -> Arc<AtomicBool> {
     static FLAG: OnceLock<Arc<AtomicBool>> = OnceLock::new();
     FLAG.get_or_init(|| {
