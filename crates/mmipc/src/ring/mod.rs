@@ -742,6 +742,10 @@ pub struct Consumer {
     strategy: WaitStrategy,
     /// Our read position (authoritative; the shared copy is only published).
     read: u64,
+    /// The read position last published to the producer. Whole messages are handed back in
+    /// batches of an eighth of the ring, and everything as soon as we find no more data, so
+    /// that a producer spinning on a full ring does not pull our cache line once per message.
+    released: u64,
     /// The producer's write position as last loaded and validated.
     write_cache: u64,
     max_message_len: usize,
@@ -768,6 +772,7 @@ impl Consumer {
             region,
             strategy: WaitStrategy::default(),
             read: 0,
+            released: 0,
             write_cache: 0,
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             assembly: Vec::new(),
@@ -989,23 +994,26 @@ impl Consumer {
     /// Reloads the producer's position. `Ok(true)` if there is new data; `Err(Closed)` if
     /// there is none and the producer closed.
     fn refresh(&mut self) -> Result<bool, RingError> {
-        let h = self.region.header();
         let cap = self.region.capacity();
         let mut closed = false;
         loop {
             // SYNC POINT data: pairs with the Release store in `Producer::commit`.
-            let write = h.producer.pos.load(Ordering::Acquire);
+            let write = self.region.header().producer.pos.load(Ordering::Acquire);
             check_position(write, self.write_cache, self.read, write, self.read, cap)?;
             self.write_cache = write;
             if write != self.read {
                 return Ok(true);
+            }
+            // Nothing left to read: hand back everything we held, before anyone waits.
+            if self.released != self.read {
+                self.release();
             }
             if closed {
                 return Err(RingError::Closed);
             }
             // The producer stores its position before its closed flag: after seeing the flag,
             // one more load of the position sees everything it wrote.
-            if h.producer.closed.load(Ordering::Acquire) == OPEN {
+            if self.region.header().producer.closed.load(Ordering::Acquire) == OPEN {
                 return Ok(false);
             }
             closed = true;
@@ -1018,7 +1026,17 @@ impl Consumer {
         let h = self.region.header();
         // SYNC POINT space: pairs with the Acquire load in `Producer::refresh`.
         h.consumer.pos.store(self.read, Ordering::Release);
+        self.released = self.read;
         notify(&self.futex, &h.space_bell);
+    }
+
+    /// Publishes our read position once an eighth of the ring has been read since the last
+    /// time; `refresh` publishes the rest when it finds the ring empty.
+    #[inline]
+    fn release_some(&mut self) {
+        if self.read - self.released >= self.region.capacity() / 8 {
+            self.release();
+        }
     }
 
     /// Locates and validates the next non-padding record, if any is published.
@@ -1094,7 +1112,7 @@ impl Consumer {
                     // contiguous bytes.
                     unsafe { data.read_append(rec.payload, len, out) };
                     self.read = end;
-                    self.release();
+                    self.release_some();
                     return Ok(Some(Place::Copied));
                 }
                 (Kind::First, None) => {
@@ -1208,7 +1226,7 @@ impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         if let Place::Ring { end, .. } = self.place {
             self.consumer.read = end;
-            self.consumer.release();
+            self.consumer.release_some();
         }
     }
 }

@@ -211,6 +211,35 @@ fn a_staged_message_is_held_until_taken_by_either_read_api() {
 }
 
 #[test]
+fn space_read_in_small_batches_is_handed_back_once_the_ring_runs_dry() {
+    let (mut tx, mut rx) = with_capacity(1024); // released in batches of 128 bytes
+    let mut sent = 0u8;
+    while tx.try_write(&[sent; 8]).is_ok() {
+        sent += 1;
+    }
+    let mut buf = Vec::new();
+    assert!(rx.try_read(&mut buf).unwrap());
+    // 16 bytes read and not yet handed back: still full for the producer.
+    assert_eq!(tx.try_write(&[0xee; 8]), Err(RingError::Full));
+    let writer = std::thread::spawn(move || {
+        tx.write(&[0xee; 8]).unwrap(); // blocks until the space comes back
+        tx
+    });
+    for i in 1..sent {
+        assert!(rx.try_read(&mut buf).unwrap());
+        assert_eq!(buf, [i; 8]);
+    }
+    // The ring looks empty to the reader: it hands everything back, waking the writer.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !rx.try_read(&mut buf).unwrap() {
+        assert!(Instant::now() < deadline, "the writer was never released");
+        std::thread::yield_now();
+    }
+    assert_eq!(buf, [0xee; 8]);
+    drop(writer.join().unwrap());
+}
+
+#[test]
 fn gathered_parts_arrive_as_one_message() {
     let (mut tx, mut rx) = with_capacity(128);
     let t = std::thread::spawn(move || {
