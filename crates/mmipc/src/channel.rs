@@ -15,6 +15,13 @@ use crate::error::{Error, Result};
 use crate::sys;
 
 /// Longest channel name accepted, in bytes (file names built from it must stay short).
+///
+/// # Examples
+///
+/// ```
+/// assert!(mmipc::validate_channel(&"x".repeat(mmipc::MAX_CHANNEL_LEN)).is_ok());
+/// assert!(mmipc::validate_channel(&"x".repeat(mmipc::MAX_CHANNEL_LEN + 1)).is_err());
+/// ```
 pub const MAX_CHANNEL_LEN: usize = 100;
 
 /// Checks that `name` can be used as a channel name: 1 to [`MAX_CHANNEL_LEN`] bytes, no
@@ -62,6 +69,14 @@ pub(crate) fn validate(name: &str) -> Result<()> {
 
 /// The default root directory: `$XDG_RUNTIME_DIR/mmipc` when that variable names an absolute
 /// directory, else `/dev/shm/mmipc-<uid>` (or the temp directory where `/dev/shm` is missing).
+///
+/// # Examples
+///
+/// ```
+/// let root = mmipc::default_root();
+/// println!("channels live under {}", root.display());
+/// assert!(root.is_absolute());
+/// ```
 pub fn default_root() -> PathBuf {
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
         let xdg = PathBuf::from(xdg);

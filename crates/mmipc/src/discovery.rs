@@ -75,6 +75,16 @@ impl std::str::FromStr for EndpointId {
 /// Publisher or subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let _publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+/// let info = mmipc::inspect::channel(dir.path(), "docs")?;
+/// assert_eq!(info.endpoints[0].kind, mmipc::EndpointKind::Publisher);
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum EndpointKind {
     /// A [`Publisher`](crate::Publisher).
     Publisher,

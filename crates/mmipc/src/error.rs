@@ -7,6 +7,16 @@ use std::path::PathBuf;
 /// segment and platform operations beneath them.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
+///
+/// # Examples
+///
+/// ```
+/// match mmipc::Publisher::new("bad/name") {
+///     Err(mmipc::Error::InvalidChannel { problem, .. }) => println!("refused: {problem}"),
+///     Err(e) => println!("other error: {e}"),
+///     Ok(_) => unreachable!(),
+/// }
+/// ```
 pub enum Error {
     /// An operating-system call failed.
     #[error("cannot {op} {}: {source}", path.display())]
@@ -102,4 +112,12 @@ impl Error {
 }
 
 /// Shorthand for results of this crate's segment and platform operations.
+///
+/// # Examples
+///
+/// ```
+/// fn start() -> mmipc::Result<mmipc::Publisher> {
+///     mmipc::Publisher::new("telemetry")
+/// }
+/// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;

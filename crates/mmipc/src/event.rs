@@ -9,6 +9,18 @@ use crate::ring::RingControl;
 
 /// The other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+///
+/// # Examples
+///
+/// ```no_run
+/// let subscriber = mmipc::Subscriber::new("telemetry")?;
+/// for event in subscriber.events() {
+///     if let mmipc::Event::Connected { peer } = event {
+///         println!("publisher {} in process {}", peer.id, peer.pid);
+///     }
+/// }
+/// # Ok::<(), mmipc::Error>(())
+/// ```
 pub struct Peer {
     /// The peer endpoint's id.
     pub id: EndpointId,
@@ -19,6 +31,21 @@ pub struct Peer {
 /// Why a connection ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
+///
+/// # Examples
+///
+/// ```no_run
+/// use mmipc::{DisconnectReason, Event};
+/// let publisher = mmipc::Publisher::new("telemetry")?;
+/// for event in publisher.events() {
+///     match event {
+///         Event::Disconnected { reason: DisconnectReason::Crashed, peer } => println!("{} died", peer.pid),
+///         Event::Disconnected { reason, .. } => println!("gone: {reason:?}"),
+///         _ => {}
+///     }
+/// }
+/// # Ok::<(), mmipc::Error>(())
+/// ```
 pub enum DisconnectReason {
     /// The peer closed or dropped its endpoint.
     Closed,
@@ -34,6 +61,23 @@ pub enum DisconnectReason {
 /// or [`Subscriber::events`](crate::Subscriber::events).
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+/// let events = publisher.events();
+/// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+/// assert!(matches!(events.recv_timeout(Duration::from_secs(10))?, mmipc::Event::Connected { .. }));
+/// drop(subscriber);
+/// assert!(matches!(
+///     events.recv_timeout(Duration::from_secs(10))?,
+///     mmipc::Event::Disconnected { reason: mmipc::DisconnectReason::Closed, .. }
+/// ));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum Event {
     /// A connection to `peer` was established.
     Connected {
@@ -52,6 +96,21 @@ pub enum Event {
 /// A snapshot of one connection, from `connections()`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+/// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+/// publisher.wait_for_subscribers(1, Duration::from_secs(10))?;
+/// publisher.publish(b"12345")?;
+/// let stats: mmipc::ConnectionStats = publisher.connections().remove(0);
+/// assert_eq!((stats.messages, stats.bytes, stats.drops), (1, 5, 0));
+/// assert_eq!(stats.peer.id, subscriber.id());
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ConnectionStats {
     /// The other end.
     pub peer: Peer,

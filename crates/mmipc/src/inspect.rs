@@ -2,6 +2,18 @@
 //! their rings are, and removing what dead ones left behind. This is what `mmipc ls` and
 //! `mmipc clean` show and do; it takes no part in any connection (it maps rings only to read
 //! their headers) and never touches a file whose name it does not recognise.
+//!
+//! # Examples
+//!
+//! ```no_run
+//! for channel in mmipc::inspect::channels(&mmipc::default_root())? {
+//!     let alive = channel.endpoints.iter().filter(|e| e.alive).count();
+//!     println!("{}: {alive} live endpoints, {} rings", channel.name, channel.rings.len());
+//! }
+//! let removed = mmipc::inspect::clean(&mmipc::default_root(), false)?;
+//! println!("cleaned {} leftover files", removed.len());
+//! # Ok::<(), mmipc::Error>(())
+//! ```
 
 use std::path::{Path, PathBuf};
 

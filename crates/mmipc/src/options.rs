@@ -7,18 +7,54 @@ use crate::error::{Error, Result};
 use crate::ring::{MAX_CAPACITY, MIN_CAPACITY, WaitStrategy};
 
 /// Default capacity of each publisher→subscriber ring (256 KiB).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::DEFAULT_RING_CAPACITY, 256 * 1024);
+/// ```
 pub const DEFAULT_RING_CAPACITY: usize = 256 * 1024;
 /// Default largest message (64 MiB).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::DEFAULT_MAX_MESSAGE_SIZE, 64 << 20);
+/// ```
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
 /// Default heartbeat interval (the seed's `millisBetweenPing`).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::DEFAULT_HEARTBEAT_INTERVAL, std::time::Duration::from_secs(1));
+/// ```
 pub const DEFAULT_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(1);
 /// Default time without a heartbeat after which a peer is disconnected as hung.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::DEFAULT_PEER_TIMEOUT, std::time::Duration::from_secs(5));
+/// ```
 pub const DEFAULT_PEER_TIMEOUT: Duration = Duration::from_secs(5);
 /// Largest `max_message_size` accepted (1 TiB).
 const MAX_MESSAGE_LIMIT: usize = 1 << 40;
 
 /// What a publisher does when a subscriber's ring has no room for a message.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// // A slow subscriber loses messages (counted) instead of slowing everyone down.
+/// let publisher = mmipc::Publisher::builder("docs")
+///     .dir(dir.path())
+///     .on_full(mmipc::OnFull::DropNewest)
+///     .build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub enum OnFull {
     /// Wait for room (lossless). A subscriber that crashes or stops heartbeating releases the
     /// publisher within the peer timeout.

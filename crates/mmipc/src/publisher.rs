@@ -54,6 +54,15 @@ pub struct Publisher {
 /// Configures a [`Publisher`]; from [`Publisher::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let builder: mmipc::PublisherBuilder = mmipc::Publisher::builder("docs").dir(dir.path());
+/// let publisher = builder.build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct PublisherBuilder {
     channel: String,
     common: Common,
@@ -65,6 +74,14 @@ pub struct PublisherBuilder {
 impl PublisherBuilder {
     /// The root directory where peers find each other (default:
     /// [`default_root`](crate::default_root)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.common.dir = Some(dir.into());
         self
@@ -72,30 +89,84 @@ impl PublisherBuilder {
 
     /// Bytes of each subscriber's ring, a power of two from 4 KiB to 2 GiB (default 256 KiB).
     /// Larger messages still pass, in fragments.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).ring_capacity(1 << 20).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn ring_capacity(mut self, bytes: usize) -> Self {
         self.ring_capacity = bytes;
         self
     }
 
     /// Largest message accepted by `publish` (default 64 MiB).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).max_message_size(1024).build()?;
+    /// assert!(matches!(publisher.publish(&[0; 2048]), Err(mmipc::Error::MessageTooLarge { .. })));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.common.max_message_size = bytes;
         self
     }
 
     /// What to do when a subscriber's ring is full (default [`OnFull::Block`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// // Never wait more than 10 ms for a slow subscriber; count a drop instead.
+    /// let publisher = mmipc::Publisher::builder("docs")
+    ///     .dir(dir.path())
+    ///     .on_full(mmipc::OnFull::BlockFor(Duration::from_millis(10)))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn on_full(mut self, policy: OnFull) -> Self {
         self.on_full = policy;
         self
     }
 
     /// How a publish blocked on a full ring waits (default: spin briefly, then sleep).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs")
+    ///     .dir(dir.path())
+    ///     .wait_strategy(mmipc::WaitStrategy::Park)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
         self.common.wait = strategy;
         self
     }
 
     /// How often this endpoint proves it is alive (default 1 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs")
+    ///     .dir(dir.path())
+    ///     .heartbeat_interval(Duration::from_millis(100))
+    ///     .peer_timeout(Duration::from_millis(500))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.common.heartbeat_interval = interval;
         self
@@ -103,6 +174,19 @@ impl PublisherBuilder {
 
     /// How long a subscriber may go without a heartbeat before it is disconnected as hung
     /// (default 5 s; at least twice the heartbeat interval).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// // A subscriber silent for 2 s is disconnected as `TimedOut`.
+    /// let publisher = mmipc::Publisher::builder("docs")
+    ///     .dir(dir.path())
+    ///     .peer_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn peer_timeout(mut self, timeout: Duration) -> Self {
         self.common.peer_timeout = timeout;
         self
@@ -110,6 +194,20 @@ impl PublisherBuilder {
 
     /// Whether subscribers in this same process receive this publisher's messages (default
     /// `false`, as in the C# library this follows: a process does not hear its own echo).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let publisher = mmipc::Publisher::builder("docs")
+    ///     .dir(dir.path())
+    ///     .deliver_to_same_process(true)
+    ///     .build()?;
+    /// assert_eq!(publisher.wait_for_subscribers(1, Duration::from_secs(10))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn deliver_to_same_process(mut self, yes: bool) -> Self {
         self.same_process = yes;
         self
@@ -120,6 +218,16 @@ impl PublisherBuilder {
     /// # Errors
     /// [`Error::InvalidChannel`], [`Error::InvalidOption`], [`Error::InsecureDirectory`] for a
     /// directory others can write, [`Error::Io`] if files cannot be created.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+    /// assert_eq!(publisher.channel(), "docs");
+    /// assert!(mmipc::Publisher::builder("no/slash").build().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<Publisher> {
         self.common.validate()?;
         validate_capacity(self.ring_capacity)?;
@@ -269,11 +377,29 @@ impl Publisher {
     }
 
     /// This publisher's id (subscribers see it in each [`Message`](crate::Message)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+    /// println!("publisher {}", publisher.id()); // 32 hex digits
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> EndpointId {
         self.shared.id
     }
 
     /// The channel name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+    /// assert_eq!(publisher.channel(), "docs");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn channel(&self) -> &str {
         &self.shared.channel
     }
@@ -413,11 +539,30 @@ impl Publisher {
     }
 
     /// Number of subscribers currently connected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+    /// assert_eq!(publisher.num_active_connections(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn num_active_connections(&self) -> usize {
         lock(&self.shared.maint).conns.len()
     }
 
     /// A snapshot of every connection: peer, counters, ring fill.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// for c in publisher.connections() {
+    ///     println!("pid {}: {} msgs, {} dropped, ring {}/{}", c.peer.pid, c.messages, c.drops, c.ring_fill, c.ring_capacity);
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
     pub fn connections(&self) -> Vec<ConnectionStats> {
         lock(&self.shared.maint)
             .conns
@@ -444,6 +589,15 @@ impl Publisher {
 
     /// Closes the publisher: subscribers see the end of its stream, files are removed.
     /// Dropping it does the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+    /// publisher.close(); // the same as dropping it
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(self) {}
 }
 

@@ -45,37 +45,136 @@ pub struct Message {
 
 impl Message {
     /// The payload bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.payload(), b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn payload(&self) -> &[u8] {
         &self.payload
     }
 
     /// The payload, taken out.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_timeout(Duration::from_secs(10))?;
+    /// let bytes: Vec<u8> = msg.into_payload();
+    /// assert_eq!(bytes, b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_payload(self) -> Vec<u8> {
         self.payload
     }
 
     /// Payload length in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.payload.len()
     }
 
     /// Whether the payload is empty (zero-length messages are valid).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_timeout(Duration::from_secs(10))?;
+    /// assert!(!msg.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.payload.is_empty()
     }
 
     /// The id of the publisher that sent it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.publisher_id(), publisher.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn publisher_id(&self) -> EndpointId {
         self.publisher.id
     }
 
     /// The process id of the publisher that sent it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.publisher_pid(), std::process::id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn publisher_pid(&self) -> u32 {
         self.publisher.pid
     }
 
     /// The publisher's sequence number for this message: it increases by one per published
     /// message, so a gap means messages this subscriber did not get (full-ring drops).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.sequence(), 1); // the publisher's first message
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
@@ -132,36 +231,135 @@ pub struct MessageRef<'a> {
 
 impl MessageRef<'_> {
     /// The payload bytes, in place.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_ref_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.payload(), b"hi"); // read in place
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn payload(&self) -> &[u8] {
         &self.guard[FRAME_HEADER..]
     }
 
     /// Payload length in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_ref_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.len(), 2);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn len(&self) -> usize {
         self.guard.len() - FRAME_HEADER
     }
 
     /// Whether the payload is empty.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_ref_timeout(Duration::from_secs(10))?;
+    /// assert!(!msg.is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
     /// The id of the publisher that sent it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_ref_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.publisher_id(), publisher.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn publisher_id(&self) -> EndpointId {
         self.publisher.id
     }
 
     /// The process id of the publisher that sent it.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_ref_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.publisher_pid(), std::process::id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn publisher_pid(&self) -> u32 {
         self.publisher.pid
     }
 
     /// The publisher's sequence number for this message (see [`Message::sequence`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_ref_timeout(Duration::from_secs(10))?;
+    /// assert_eq!(msg.sequence(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn sequence(&self) -> u64 {
         self.sequence
     }
 
     /// An owned copy (one allocation), releasing the ring space.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// # subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"hi")?;
+    /// let msg = subscriber.recv_ref_timeout(Duration::from_secs(10))?;
+    /// let kept: mmipc::Message = msg.to_message();
+    /// assert_eq!(kept.payload(), b"hi");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn to_message(&self) -> Message {
         Message {
             payload: self.payload().to_vec(),
@@ -223,6 +421,15 @@ pub struct Subscriber {
 /// Configures a [`Subscriber`]; from [`Subscriber::builder`].
 #[derive(Debug, Clone)]
 #[must_use]
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let builder: mmipc::SubscriberBuilder = mmipc::Subscriber::builder("docs").dir(dir.path());
+/// let subscriber = builder.build()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct SubscriberBuilder {
     channel: String,
     common: Common,
@@ -231,6 +438,14 @@ pub struct SubscriberBuilder {
 impl SubscriberBuilder {
     /// The root directory where peers find each other (default:
     /// [`default_root`](crate::default_root)).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.common.dir = Some(dir.into());
         self
@@ -238,18 +453,50 @@ impl SubscriberBuilder {
 
     /// Largest message accepted (default 64 MiB); publishers skip (and count) larger ones
     /// for this subscriber.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// // Larger messages are dropped for this subscriber (counted in `connections()`).
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).max_message_size(4096).build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.common.max_message_size = bytes;
         self
     }
 
     /// How a blocking receive waits (default: spin briefly, then sleep on the doorbell).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs")
+    ///     .dir(dir.path())
+    ///     .wait_strategy(mmipc::WaitStrategy::Spin) // lowest latency, one busy core
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
         self.common.wait = strategy;
         self
     }
 
     /// How often this endpoint proves it is alive (default 1 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs")
+    ///     .dir(dir.path())
+    ///     .heartbeat_interval(Duration::from_millis(100))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
         self.common.heartbeat_interval = interval;
         self
@@ -257,6 +504,18 @@ impl SubscriberBuilder {
 
     /// How long a publisher may go without a heartbeat before it is disconnected as hung
     /// (default 5 s).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs")
+    ///     .dir(dir.path())
+    ///     .peer_timeout(Duration::from_secs(2))
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn peer_timeout(mut self, timeout: Duration) -> Self {
         self.common.peer_timeout = timeout;
         self
@@ -266,6 +525,16 @@ impl SubscriberBuilder {
     ///
     /// # Errors
     /// As [`PublisherBuilder::build`](crate::PublisherBuilder::build).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// assert_eq!(subscriber.channel(), "docs");
+    /// assert!(mmipc::Subscriber::builder("").build().is_err());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn build(self) -> Result<Subscriber> {
         self.common.validate()?;
         let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
@@ -402,11 +671,29 @@ impl Subscriber {
     }
 
     /// This subscriber's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// println!("subscriber {}", subscriber.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn id(&self) -> EndpointId {
         self.shared.id
     }
 
     /// The channel name.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// assert_eq!(subscriber.channel(), "docs");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn channel(&self) -> &str {
         &self.shared.channel
     }
@@ -583,6 +870,17 @@ impl Subscriber {
     ///
     /// # Errors
     /// [`Error::Timeout`] if fewer than `n` connected in time.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// assert_eq!(subscriber.wait_for_publishers(1, Duration::from_secs(10))?, 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn wait_for_publishers(&self, n: usize, timeout: Duration) -> Result<usize> {
         runtime::rescan();
         wait_for_count(
@@ -596,11 +894,30 @@ impl Subscriber {
     }
 
     /// Number of publishers currently connected.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// assert_eq!(subscriber.num_active_connections(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn num_active_connections(&self) -> usize {
         lock(&self.shared.maint).conns.len()
     }
 
     /// A snapshot of every connection: peer, counters, ring fill.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// for c in subscriber.connections() {
+    ///     println!("publisher pid {}: {} msgs, {} missed", c.peer.pid, c.messages, c.drops);
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
     pub fn connections(&self) -> Vec<ConnectionStats> {
         lock(&self.shared.maint)
             .conns
@@ -610,11 +927,33 @@ impl Subscriber {
     }
 
     /// A new receiver of this subscriber's connection events.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let events = subscriber.events();
+    /// std::thread::spawn(move || {
+    ///     for event in events {
+    ///         println!("{event:?}"); // Connected { .. } / Disconnected { .., reason }
+    ///     }
+    /// });
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
     pub fn events(&self) -> mpsc::Receiver<Event> {
         self.shared.events.subscribe()
     }
 
     /// Closes the subscriber and removes its files. Dropping it does the same.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// subscriber.close(); // the same as dropping it: its files are removed
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(self) {}
 
     fn recv_ref_until(&mut self, deadline: Option<Instant>) -> Result<MessageRef<'_>> {
@@ -750,6 +1089,16 @@ impl std::fmt::Debug for Subscriber {
 
 /// Stops a [`Subscriber::on_message`] callback thread when closed or dropped.
 #[must_use = "dropping the handle stops the callback at once"]
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+/// let handle: mmipc::CallbackHandle = subscriber.on_message(|msg| println!("{msg:?}"));
+/// drop(handle); // stops the callback
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct CallbackHandle {
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
@@ -758,6 +1107,16 @@ pub struct CallbackHandle {
 impl CallbackHandle {
     /// Stops the callback thread and waits for it (unless called from the callback itself),
     /// then closes the subscriber.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let handle = subscriber.on_message(|msg| println!("{} bytes", msg.len()));
+    /// handle.close(); // stops the callback thread and closes the subscriber
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn close(self) {}
 }
 

@@ -23,8 +23,20 @@ pub(crate) const RECORD_HEADER: u64 = 8;
 /// Records start and end on multiples of this.
 pub(crate) const ALIGN: u64 = 8;
 /// Smallest data area we accept.
+///
+/// # Examples
+///
+/// ```
+/// assert!(mmipc::ring::RingSegment::create(std::env::temp_dir().join("never"), mmipc::ring::MIN_CAPACITY / 2).is_err());
+/// ```
 pub const MIN_CAPACITY: usize = 64;
 /// Largest data area we accept (record lengths are `u32`).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::ring::MAX_CAPACITY, 1 << 31);
+/// ```
 pub const MAX_CAPACITY: usize = 1 << 31;
 
 /// One side's cache line: written by its owner, read by the peer.

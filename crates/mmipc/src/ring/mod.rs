@@ -73,11 +73,31 @@ pub(crate) use wait::{RingFutex, WaitError, notify, wait_until};
 use crate::sync::Ordering;
 
 /// Default limit on the size of a message a [`Consumer`] accepts (64 MiB).
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+/// tx.try_write(&[0; 100])?;
+/// rx.set_max_message_len(mmipc::ring::DEFAULT_MAX_MESSAGE_LEN.min(64));
+/// let mut buf = Vec::new();
+/// assert!(matches!(rx.try_read(&mut buf), Err(mmipc::ring::RingError::Violation(_))));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub const DEFAULT_MAX_MESSAGE_LEN: usize = 64 << 20;
 
 /// Why a ring operation failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+/// drop(tx);
+/// let mut buf = Vec::new();
+/// assert_eq!(rx.try_read(&mut buf), Err(mmipc::ring::RingError::Closed));
+/// ```
 pub enum RingError {
     /// The peer closed the ring (for a consumer: after everything written was read).
     #[error("the peer closed the ring")]
@@ -96,6 +116,16 @@ pub enum RingError {
 /// A protocol violation found in the shared region: evidence of a buggy or hostile peer.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
+///
+/// # Examples
+///
+/// ```
+/// use mmipc::ring::{RingError, Violation};
+/// # let err = RingError::Violation(Violation::Fragments { total: 1 });
+/// if let RingError::Violation(v) = err {
+///     eprintln!("the peer broke the protocol: {v}; the ring is closed");
+/// }
+/// ```
 pub enum Violation {
     /// The peer's position is misaligned, moved backwards or is more than a capacity away.
     #[error("peer position {theirs} is impossible (ours {ours}, capacity {capacity})")]
@@ -204,6 +234,18 @@ fn check_position(
 }
 
 /// The writing end of a ring. `Send`, not `Sync`: one thread writes at a time.
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+/// tx.try_write(b"one")?;
+/// tx.try_write_parts(&[b"t", b"wo"])?;
+/// let mut buf = Vec::new();
+/// rx.read(&mut buf)?;
+/// assert_eq!(buf, b"one");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Producer {
     region: Region,
     futex: RingFutex,
@@ -305,17 +347,42 @@ impl Producer {
     }
 
     /// Sets how blocking writes wait for space.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.set_wait_strategy(mmipc::WaitStrategy::Spin);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.strategy = strategy;
     }
 
     /// Capacity of the data area in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// assert_eq!(tx.capacity(), 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.region.capacity() as usize
     }
 
     /// Bytes written but not yet consumed, as of the last time the consumer's position was
     /// loaded (an upper bound).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.try_write(b"12345678")?; // 8-byte header + 8 bytes
+    /// assert_eq!(tx.fill(), 16);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn fill(&self) -> usize {
         (self.write - self.read_cache) as usize
     }
@@ -325,6 +392,14 @@ impl Producer {
     /// # Errors
     /// [`RingError::Closed`] if the consumer left, [`RingError::Violation`] if it corrupted
     /// the shared state.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.write(b"waits for room if the ring is full")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write(&mut self, msg: &[u8]) -> Result<(), RingError> {
         self.send(&[msg], Blocking::Until(None))
     }
@@ -334,6 +409,15 @@ impl Producer {
     /// # Errors
     /// As [`Producer::write`], plus [`RingError::Timeout`]. If a message larger than the ring
     /// times out half-written, the consumer discards the part it received.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.write_until(b"or gives up", Instant::now() + Duration::from_millis(10))?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_until(&mut self, msg: &[u8], deadline: Instant) -> Result<(), RingError> {
         self.send(&[msg], Blocking::Until(Some(deadline)))
     }
@@ -343,6 +427,17 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::write_until`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.write_parts(&[b"head|", b"body"], None)?;
+    /// let mut buf = Vec::new();
+    /// rx.read(&mut buf)?;
+    /// assert_eq!(buf, b"head|body");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn write_parts(
         &mut self,
         parts: &[&[u8]],
@@ -355,6 +450,14 @@ impl Producer {
     ///
     /// # Errors
     /// [`RingError::Full`] if there is no room, else as [`Producer::write`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, _rx) = mmipc::ring::with_capacity(64);
+    /// while tx.try_write(&[0; 8]).is_ok() {}
+    /// assert_eq!(tx.try_write(&[0; 8]), Err(mmipc::ring::RingError::Full));
+    /// ```
     pub fn try_write(&mut self, msg: &[u8]) -> Result<(), RingError> {
         self.send(&[msg], Blocking::No)
     }
@@ -363,6 +466,14 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::try_write`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.try_write_parts(&[b"a", b"b", b"c"])?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_write_parts(&mut self, parts: &[&[u8]]) -> Result<(), RingError> {
         self.send(parts, Blocking::No)
     }
@@ -377,6 +488,16 @@ impl Producer {
     ///
     /// # Errors
     /// As [`Producer::write_until`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// let mut slot = tx.reserve(5, None)?; // waits for room, for ever
+    /// slot.copy_from_slice(b"hello");
+    /// slot.commit()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn reserve(
         &mut self,
         len: usize,
@@ -390,11 +511,31 @@ impl Producer {
     ///
     /// # Errors
     /// [`RingError::Full`] if there is no room now, else as [`Producer::write`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// let mut slot = tx.try_reserve(3)?;
+    /// slot.copy_from_slice(b"abc");
+    /// slot.commit()?;
+    /// assert_eq!(&*rx.read_in_place(None)?, b"abc");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_reserve(&mut self, len: usize) -> Result<WriteGuard<'_>, RingError> {
         self.reserve_with(len, Blocking::No)
     }
 
     /// Bumps this side's heartbeat counter (read by the layer above for liveness).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.beat();
+    /// assert_eq!(rx.peer_heartbeat(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn beat(&self) {
         self.region
             .header()
@@ -404,6 +545,15 @@ impl Producer {
     }
 
     /// The consumer's heartbeat counter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// rx.beat();
+    /// assert_eq!(tx.peer_heartbeat(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn peer_heartbeat(&self) -> u64 {
         self.region
             .header()
@@ -662,6 +812,16 @@ enum Target {
 #[cfg(not(loom))]
 /// Room for one message reserved by [`Producer::reserve`]: fill it through `DerefMut`, then
 /// [`commit`](WriteGuard::commit). Dropping it uncommitted publishes nothing.
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+/// let mut slot = tx.try_reserve(4)?;
+/// slot.copy_from_slice(&42u32.to_le_bytes());
+/// slot.commit()?; // dropped without commit, nothing would be published
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct WriteGuard<'a> {
     producer: &'a mut Producer,
     target: Target,
@@ -674,6 +834,16 @@ impl WriteGuard<'_> {
     /// # Errors
     /// For a staged (fragmented) message, as [`Producer::write_until`]; an in-place message
     /// cannot fail.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// let mut slot = tx.try_reserve(2)?;
+    /// slot.copy_from_slice(b"ok");
+    /// slot.commit()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn commit(self) -> Result<(), RingError> {
         let p = self.producer;
         match self.target {
@@ -736,6 +906,17 @@ impl std::ops::DerefMut for WriteGuard<'_> {
 }
 
 /// The reading end of a ring. `Send`, not `Sync`: one thread reads at a time.
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+/// tx.try_write(b"ping")?;
+/// let mut buf = Vec::new();
+/// assert!(rx.try_read(&mut buf)?);
+/// assert_eq!(buf, b"ping");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct Consumer {
     region: Region,
     futex: RingFutex,
@@ -783,22 +964,55 @@ impl Consumer {
     }
 
     /// Sets how blocking reads wait for data.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// rx.set_wait_strategy(mmipc::WaitStrategy::Park);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_wait_strategy(&mut self, strategy: WaitStrategy) {
         self.strategy = strategy;
     }
 
     /// Sets the largest message accepted ([`DEFAULT_MAX_MESSAGE_LEN`] by default); a larger
     /// one is a [`Violation::TooLarge`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// rx.set_max_message_len(1 << 20); // refuse anything larger as a violation
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn set_max_message_len(&mut self, max: usize) {
         self.max_message_len = max;
     }
 
     /// Capacity of the data area in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// assert_eq!(rx.capacity(), 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.region.capacity() as usize
     }
 
     /// Bumps this side's heartbeat counter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// rx.beat();
+    /// assert_eq!(tx.peer_heartbeat(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn beat(&self) {
         self.region
             .header()
@@ -808,6 +1022,15 @@ impl Consumer {
     }
 
     /// The producer's heartbeat counter.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.beat();
+    /// assert_eq!(rx.peer_heartbeat(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn peer_heartbeat(&self) -> u64 {
         self.region
             .header()
@@ -822,6 +1045,17 @@ impl Consumer {
     /// # Errors
     /// [`RingError::Closed`] once the producer closed and everything was read;
     /// [`RingError::Violation`] if the shared state is corrupt (the ring is then closed).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// let mut buf = Vec::new();
+    /// assert!(!rx.try_read(&mut buf)?); // nothing yet
+    /// tx.try_write(b"x")?;
+    /// assert!(rx.try_read(&mut buf)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
         #[cfg(not(loom))]
         if self.staged.is_some() {
@@ -843,6 +1077,17 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_read`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.try_write(b"x")?;
+    /// let mut buf = Vec::new();
+    /// rx.read(&mut buf)?; // waits as the wait strategy says
+    /// assert_eq!(buf, b"x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read(&mut self, out: &mut Vec<u8>) -> Result<(), RingError> {
         self.read_until(out, None)
     }
@@ -851,6 +1096,17 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_read`], plus [`RingError::Timeout`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::{Duration, Instant};
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// let mut buf = Vec::new();
+    /// let r = rx.read_until(&mut buf, Some(Instant::now() + Duration::from_millis(10)));
+    /// assert_eq!(r, Err(mmipc::ring::RingError::Timeout));
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_until(
         &mut self,
         out: &mut Vec<u8>,
@@ -871,6 +1127,17 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::try_read`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.try_write(b"in place")?;
+    /// if let Some(msg) = rx.try_read_in_place()? {
+    ///     assert_eq!(&*msg, b"in place"); // no copy; consumed when `msg` drops
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn try_read_in_place(&mut self) -> Result<Option<ReadGuard<'_>>, RingError> {
         self.prepare()?;
         Ok(self.take_staged())
@@ -881,6 +1148,16 @@ impl Consumer {
     ///
     /// # Errors
     /// As [`Consumer::read_until`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+    /// tx.try_write(b"x")?;
+    /// let msg = rx.read_in_place(None)?;
+    /// assert_eq!(&*msg, b"x");
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn read_in_place(&mut self, deadline: Option<Instant>) -> Result<ReadGuard<'_>, RingError> {
         while !self.prepare()? {
             self.wait_for_data(deadline)?;
@@ -1208,6 +1485,17 @@ enum Place {
 #[cfg(not(loom))]
 /// A message borrowed from a [`Consumer`]; it is consumed (its space handed back to the
 /// producer) when the guard drops.
+///
+/// # Examples
+///
+/// ```
+/// let (mut tx, mut rx) = mmipc::ring::with_capacity(4096);
+/// tx.try_write(b"borrowed")?;
+/// let guard: mmipc::ring::ReadGuard<'_> = rx.read_in_place(None)?;
+/// assert_eq!(guard.len(), 8);
+/// drop(guard); // hands the space back to the producer
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct ReadGuard<'a> {
     consumer: &'a mut Consumer,
     place: Place,

@@ -53,6 +53,16 @@ impl RingSegment {
     /// # Errors
     /// [`Error::InvalidOption`] for an invalid capacity; [`Error::Io`] if the file exists or
     /// cannot be created or mapped.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ring");
+    /// let segment = mmipc::ring::RingSegment::create(&path, 4096)?;
+    /// assert!(path.exists());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<RingSegment> {
         Self::create_with(path.as_ref(), capacity, true)
     }
@@ -115,6 +125,17 @@ impl RingSegment {
     /// # Errors
     /// [`Error::Io`] if it cannot be opened or mapped; [`Error::BadSegment`] if it is too
     /// small, not ours, or its header is not a compatible ring.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ring");
+    /// let segment = mmipc::ring::RingSegment::create(&path, 4096)?;
+    /// let peer = mmipc::ring::RingSegment::open(&path)?; // normally in another process
+    /// assert_eq!(peer.capacity(), 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<RingSegment> {
         let path = path.as_ref();
         let segment = sys::Segment::open(
@@ -138,11 +159,31 @@ impl RingSegment {
     }
 
     /// The segment's path.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ring");
+    /// let segment = mmipc::ring::RingSegment::create(&path, 4096)?;
+    /// assert_eq!(segment.path(), path);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn path(&self) -> &Path {
         &self.path
     }
 
     /// Capacity of the ring's data area in bytes.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ring");
+    /// let segment = mmipc::ring::RingSegment::create(&path, 4096)?;
+    /// assert_eq!(segment.capacity(), 4096);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn capacity(&self) -> usize {
         self.region.capacity() as usize
     }
@@ -155,11 +196,36 @@ impl RingSegment {
     }
 
     /// Becomes the writing end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ring");
+    /// let segment = mmipc::ring::RingSegment::create(&path, 4096)?;
+    /// let mut tx = segment.into_producer();
+    /// tx.try_write(b"hello")?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_producer(self) -> Producer {
         Producer::new(self.region)
     }
 
     /// Becomes the reading end.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let path = dir.path().join("ring");
+    /// let segment = mmipc::ring::RingSegment::create(&path, 4096)?;
+    /// let mut tx = segment.into_producer();
+    /// let mut rx = mmipc::ring::RingSegment::open(&path)?.into_consumer();
+    /// tx.try_write(b"hello")?;
+    /// let mut buf = Vec::new();
+    /// assert!(rx.try_read(&mut buf)?);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     pub fn into_consumer(self) -> Consumer {
         Consumer::new(self.region)
     }

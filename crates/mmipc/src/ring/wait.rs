@@ -42,6 +42,12 @@ pub enum WaitStrategy {
 
 /// The spin window of [`WaitStrategy::default`]. A peer that answers within this time is
 /// seen with spin-mode latency; an idle wait costs this much CPU once, then none.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::WaitStrategy::default(), mmipc::WaitStrategy::SpinThenPark(mmipc::ring::DEFAULT_SPIN));
+/// ```
 pub const DEFAULT_SPIN: Duration = Duration::from_micros(50);
 
 impl Default for WaitStrategy {
