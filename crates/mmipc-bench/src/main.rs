@@ -1,0 +1,206 @@
+//! `mmipc-bench`: mmipc side by side with iceoryx2, Unix domain sockets, pipes, TCP over
+//! loopback and a one-slot shared-memory mailbox (the hardware floor), two or three processes
+//! per measurement.
+//!
+//! ```text
+//! cargo run --release -p mmipc-bench -- compare                 # full run, a few minutes
+//! cargo run --release -p mmipc-bench -- compare --quick         # smoke run, well under 30 s
+//! cargo run --release -p mmipc-bench -- compare --rows latency --only mmipc-spin,iox2-poll,floor
+//! cargo run --release -p mmipc-bench -- compare --json results.json --md   # + bench/RESULTS.md
+//! ```
+//!
+//! The harness re-executes itself (`mmipc-bench peer <json>`) for every measurement: the
+//! responders (echoer, or receivers) first, pinned to one CPU, then the initiator (pinger, or
+//! sender), pinned to another. Every peer dies with the harness and ends itself after a
+//! deadline; the harness kills peers that do not report in time. The Markdown report goes to
+//! stdout, progress to stderr. The exit status is 1 if any measurement failed (a peer error,
+//! a hang, or a message that arrived wrong).
+
+mod harness;
+mod hooks;
+mod os;
+mod payload;
+mod peer;
+mod report;
+mod transport;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+use harness::{Ctx, Group, Settings};
+use transport::Mech;
+
+/// Where `--md` without a file name writes: `bench/RESULTS.md` in the workspace.
+const DEFAULT_MD: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../bench/RESULTS.md");
+
+#[derive(Parser)]
+#[command(
+    name = "mmipc-bench",
+    version,
+    about = "Benchmark mmipc side by side with iceoryx2, sockets, pipes and TCP"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Measure every mechanism and print a Markdown report.
+    Compare(CompareArgs),
+    /// A peer process of a measurement (started by `compare`).
+    #[command(hide = true)]
+    Peer {
+        /// The peer's task, as JSON.
+        spec: String,
+    },
+}
+
+#[derive(Args)]
+struct CompareArgs {
+    /// A tiny run for CI smoke tests: one short round of everything.
+    #[arg(long)]
+    quick: bool,
+    /// Rounds per row [default: 7; 1 with --quick].
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    rounds: Option<u16>,
+    /// Only these mechanisms (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "MECH,...")]
+    only: Vec<Mech>,
+    /// Only these groups of rows (comma-separated).
+    #[arg(long, value_delimiter = ',', value_name = "GROUP,...")]
+    rows: Vec<Group>,
+    /// Recorded or counted time of each run, after the warm-up, in ms [default: 300; 60 with
+    /// --quick].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=600_000))]
+    measure_ms: Option<u64>,
+    /// Unrecorded warm-up of each run, in ms [default: 100; 20 with --quick].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    warm_ms: Option<u64>,
+    /// Also write the results as JSON to FILE (with the mmipc/other ratios of every row).
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+    /// Also write the Markdown report to FILE [default FILE: bench/RESULTS.md in the
+    /// workspace].
+    #[arg(long, value_name = "FILE", num_args = 0..=1, default_missing_value = DEFAULT_MD)]
+    md: Option<PathBuf>,
+    /// Do not pin the processes to CPUs.
+    #[arg(long)]
+    no_pin: bool,
+    /// Capacity of each mmipc ring in bytes, a power of two [default: the library's, 256 KiB].
+    #[arg(long, value_name = "BYTES")]
+    mmipc_ring_capacity: Option<usize>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Peer { spec } => match peer::main(&spec) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("mmipc-bench peer {}: {e:#}", std::process::id());
+                ExitCode::FAILURE
+            }
+        },
+        Cmd::Compare(args) => match compare(&args) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("mmipc-bench: some measurements failed (see the Failures section)");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("mmipc-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
+    }
+}
+
+/// Runs the comparison; `Ok(false)` if some measurement failed.
+fn compare(args: &CompareArgs) -> Result<bool> {
+    let started = Instant::now();
+    let (rounds, warm, measure) = if args.quick {
+        (1, 20, 60)
+    } else {
+        (7, 100, 300)
+    };
+    let warm = Duration::from_millis(args.warm_ms.unwrap_or(warm));
+    let measure = Duration::from_millis(args.measure_ms.unwrap_or(measure));
+    let settings = Settings {
+        rounds: args.rounds.map_or(rounds, usize::from),
+        latency: (warm, measure),
+        throughput: (warm, measure),
+        mechs: if args.only.is_empty() {
+            Mech::ALL.to_vec()
+        } else {
+            Mech::ALL
+                .into_iter()
+                .filter(|m| args.only.contains(m))
+                .collect()
+        },
+        groups: if args.rows.is_empty() {
+            vec![Group::Latency, Group::Throughput, Group::Fanout]
+        } else {
+            args.rows.clone()
+        },
+        pin: !args.no_pin,
+        mmipc_ring: args.mmipc_ring_capacity,
+    };
+    let ctx = Ctx::new(settings.pin)?;
+    let command = std::iter::once("cargo run --release -p mmipc-bench --".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ");
+    eprintln!(
+        "mmipc-bench: {} rounds, {} ms warm-up + {} ms per run, {}",
+        settings.rounds,
+        warm.as_millis(),
+        measure.as_millis(),
+        ctx.pinning()
+    );
+
+    let mut rows = harness::run_rows(&ctx, &settings);
+    rows.extend(hooks::extra_rows(&ctx, &settings)?);
+
+    let ms = |d: Duration| d.as_millis() as u64;
+    let meta = report::Meta {
+        date: os::utc_now(),
+        cpu: os::cpu_model(),
+        kernel: os::kernel(),
+        pinning: ctx.pinning(),
+        rounds: settings.rounds,
+        latency_ms: (ms(settings.latency.0), ms(settings.latency.1)),
+        throughput_ms: (ms(settings.throughput.0), ms(settings.throughput.1)),
+        command,
+        seconds: started.elapsed().as_secs_f64(),
+        mmipc_ring: settings.mmipc_ring,
+    };
+    let markdown = report::markdown(&meta, &rows);
+    println!("{markdown}");
+    let json = report::json(&meta, &rows);
+    if let Some(path) = &args.json {
+        let text = serde_json::to_string_pretty(&json)?;
+        std::fs::write(path, text + "\n").with_context(|| format!("write {}", path.display()))?;
+        eprintln!("mmipc-bench: wrote {}", path.display());
+    }
+    if let Some(path) = &args.md {
+        let workspace_results = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .ancestors()
+            .nth(2)
+            .map(|root| root.join("bench/RESULTS.md"));
+        let path = match workspace_results {
+            Some(p) if path.as_os_str() == DEFAULT_MD => p,
+            _ => path.clone(),
+        };
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        }
+        std::fs::write(&path, &markdown).with_context(|| format!("write {}", path.display()))?;
+        eprintln!("mmipc-bench: wrote {}", path.display());
+    }
+    Ok(json["ok"].as_bool().unwrap_or(false))
+}

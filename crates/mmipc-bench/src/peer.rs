@@ -1,0 +1,280 @@
+//! The peer processes: what the harness re-executes itself as (`mmipc-bench peer <json>`).
+//!
+//! A peer prints JSON lines on stdout. A responder: `ready` once listening (the harness starts
+//! the initiator only then), `accepted` once the initiator is connected, `done` with its
+//! counts. An initiator: `connected`, then it waits for a `go` line on stdin, which the
+//! harness writes once every responder has accepted (so that all ends are attached before
+//! anything is timed or sent), then `done`; then it waits for the harness to close its stdin
+//! before it drops its end of the link, so that nothing it sent is torn down before the
+//! responders have read it.
+
+use std::io::{BufRead, Read, Write};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use hdrhistogram::Histogram;
+use serde::{Deserialize, Serialize};
+
+use crate::os;
+use crate::payload::{STOP, StreamCheck, Taken, check_echo, end_marker, fill, mix, stamp};
+use crate::transport::{LinkSpec, Transport, with_transport};
+
+/// What a peer process does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    /// Responder: echoes every message until [`STOP`].
+    Echo,
+    /// Initiator: sends a message, waits for its echo, records the round trip.
+    Ping,
+    /// Initiator: sends messages as fast as it can, then the end marker.
+    Send,
+    /// Responder: receives, checks and counts until the end marker.
+    Receive,
+}
+
+impl Role {
+    /// Whether this role starts after, and connects to, the responders.
+    pub fn is_initiator(self) -> bool {
+        matches!(self, Role::Ping | Role::Send)
+    }
+}
+
+/// Everything a peer process is told, as JSON on its command line.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct PeerSpec {
+    /// What to do.
+    pub role: Role,
+    /// The link to set up.
+    pub link: LinkSpec,
+    /// CPU to pin the whole process to.
+    pub cpu: Option<usize>,
+    /// Ping: round trips in this first part are not recorded. Receive: not counted.
+    pub warm_ms: u64,
+    /// Measured part after the warm-up.
+    pub measure_ms: u64,
+    /// The process ends itself after this long, whatever happens.
+    pub limit_ms: u64,
+    /// For an initiator: what each responder's `listen` returned.
+    pub peers: Vec<String>,
+}
+
+/// A line a peer prints on stdout.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerLine {
+    /// Responder: listening; `info` is for the initiator.
+    Ready {
+        /// Address or empty.
+        info: String,
+    },
+    /// Responder: the initiator is connected.
+    Accepted,
+    /// Initiator: connected to every responder; waiting for `go` on stdin.
+    Connected,
+    /// Finished.
+    Done(PeerResult),
+}
+
+/// What a peer reports when it has finished.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum PeerResult {
+    /// Echo: messages echoed.
+    Echoed {
+        /// Messages echoed (not counting [`STOP`]).
+        count: u64,
+    },
+    /// Ping: round trips, warm-up included, and the histogram of the measured ones (ns), as
+    /// (value, count) pairs.
+    Pinged {
+        /// Round trips made.
+        count: u64,
+        /// Recorded values.
+        hist: Vec<(u64, u64)>,
+    },
+    /// Send: messages sent and their checksum.
+    Sent {
+        /// Messages sent (not counting the end marker).
+        count: u64,
+        /// Checksum over them.
+        sum: u64,
+    },
+    /// Receive: messages received and checked, their checksum, and the rate after the
+    /// warm-up.
+    Received {
+        /// Messages received.
+        count: u64,
+        /// Checksum over them.
+        sum: u64,
+        /// Messages received after the warm-up.
+        measured_msgs: u64,
+        /// Time from the end of the warm-up to the end marker.
+        measured_ns: u64,
+    },
+}
+
+/// Entry point of a peer process.
+pub fn main(spec_json: &str) -> Result<()> {
+    let spec: PeerSpec = serde_json::from_str(spec_json).context("peer specification")?;
+    os::peer_watchdog(Duration::from_millis(spec.limit_ms));
+    if let Some(cpu) = spec.cpu {
+        os::pin_to(cpu)?;
+    }
+    with_transport!(spec.link.mech, run(&spec))
+}
+
+fn say(line: &PeerLine) -> Result<()> {
+    let mut out = std::io::stdout().lock();
+    serde_json::to_writer(&mut out, line)?;
+    out.write_all(b"\n")?;
+    out.flush().context("stdout")
+}
+
+fn run<T: Transport>(spec: &PeerSpec) -> Result<()> {
+    let link = &spec.link;
+    let warm = Duration::from_millis(spec.warm_ms);
+    let measure = Duration::from_millis(spec.measure_ms);
+    if spec.role.is_initiator() {
+        let mut t = T::connect(link, &spec.peers)?;
+        say(&PeerLine::Connected)?;
+        let mut stdin = std::io::stdin().lock();
+        let mut go = String::new();
+        stdin.read_line(&mut go).context("waiting for go")?;
+        anyhow::ensure!(go.trim() == "go", "the harness did not say go");
+        let result = match spec.role {
+            Role::Ping => ping(&mut t, link.size, warm, measure)?,
+            _ => send(&mut t, link.size, warm + measure)?,
+        };
+        say(&PeerLine::Done(result))?;
+        // The harness closes stdin once every responder is done.
+        let mut rest = Vec::new();
+        stdin
+            .read_to_end(&mut rest)
+            .context("waiting for the harness")?;
+        drop(t);
+    } else {
+        let (pending, info) = T::listen(link)?;
+        say(&PeerLine::Ready { info })?;
+        let mut t = T::accept(pending, link)?;
+        say(&PeerLine::Accepted)?;
+        let result = match spec.role {
+            Role::Echo => echo(&mut t)?,
+            _ => receive(&mut t, link.size, warm)?,
+        };
+        say(&PeerLine::Done(result))?;
+    }
+    Ok(())
+}
+
+/// Fewest round trips a ping-pong records unless it runs out of time.
+const MIN_RECORDED: u64 = 100;
+
+fn new_hist() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).context("histogram")
+}
+
+/// Ping-pong, initiator side. Every message has a fresh pattern and comes back compared
+/// byte for byte; the clock stops before the comparison.
+fn ping<T: Transport>(
+    t: &mut T,
+    size: usize,
+    warm: Duration,
+    measure: Duration,
+) -> Result<PeerResult> {
+    let mut hist = new_hist()?;
+    let mut buf = vec![0u8; size];
+    let start = Instant::now();
+    let (warm_end, end) = (start + warm, start + warm + measure);
+    let mut seq = 0u64;
+    loop {
+        fill(&mut buf, seq);
+        let t0 = Instant::now();
+        t.send(&buf)?;
+        let (t1, checked) = t.recv(|echo| (Instant::now(), check_echo(echo, &buf, seq)))?;
+        checked?;
+        if t0 >= warm_end {
+            hist.saturating_record((t1 - t0).as_nanos() as u64);
+        }
+        seq += 1;
+        // Past the end, stop once enough round trips are recorded (a loaded machine can
+        // stall one for longer than the whole measurement), or at twice the planned time.
+        if t1 >= end && (hist.len() >= MIN_RECORDED || t1 >= end + warm + measure) {
+            break;
+        }
+    }
+    t.send(STOP)?;
+    let hist = hist
+        .iter_recorded()
+        .map(|v| (v.value_iterated_to(), v.count_at_value()))
+        .collect();
+    Ok(PeerResult::Pinged { count: seq, hist })
+}
+
+fn echo<T: Transport>(t: &mut T) -> Result<PeerResult> {
+    let mut count = 0;
+    while t.echo()? {
+        count += 1;
+    }
+    Ok(PeerResult::Echoed { count })
+}
+
+/// How many messages between two looks at the clock in a throughput loop.
+fn clock_every(size: usize) -> u64 {
+    ((1usize << 20) / size.max(1)).clamp(1, 1024) as u64
+}
+
+/// One-way, sender side: as many messages as fit in `run`, then the end marker.
+fn send<T: Transport>(t: &mut T, size: usize, run: Duration) -> Result<PeerResult> {
+    let mut buf = vec![0u8; size];
+    let every = clock_every(size);
+    let end = Instant::now() + run;
+    let (mut seq, mut sum) = (0u64, 0u64);
+    loop {
+        if seq.is_multiple_of(crate::payload::SAMPLE_EVERY) {
+            fill(&mut buf, seq);
+        } else {
+            stamp(&mut buf, seq);
+        }
+        t.send(&buf)?;
+        sum = sum.wrapping_add(mix(seq, size));
+        seq += 1;
+        if seq.is_multiple_of(every) && Instant::now() >= end {
+            break;
+        }
+    }
+    t.send(&end_marker(seq, sum))?;
+    Ok(PeerResult::Sent { count: seq, sum })
+}
+
+/// One-way, receiver side: checks every message; the rate counts from `warm` after the
+/// first message to the end marker.
+fn receive<T: Transport>(t: &mut T, size: usize, warm: Duration) -> Result<PeerResult> {
+    let mut check = StreamCheck::new(size);
+    let every = clock_every(size);
+    let mut first = None;
+    let mut start: Option<(Instant, u64)> = None;
+    loop {
+        match t.recv(|msg| check.take(msg))?? {
+            Taken::End => break,
+            Taken::Message => {
+                let n = check.next;
+                if start.is_none() && (n == 1 || n.is_multiple_of(every)) {
+                    let now = Instant::now();
+                    let first = *first.get_or_insert(now);
+                    if now - first >= warm {
+                        start = Some((now, n));
+                    }
+                }
+            }
+        }
+    }
+    let now = Instant::now();
+    let (t0, n0) = start.or(first.map(|f| (f, 1))).unwrap_or((now, 0));
+    Ok(PeerResult::Received {
+        count: check.next,
+        sum: check.sum,
+        measured_msgs: check.next - n0,
+        measured_ns: (now - t0).as_nanos() as u64,
+    })
+}

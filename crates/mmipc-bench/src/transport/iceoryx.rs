@@ -1,0 +1,352 @@
+//! iceoryx2 publish-subscribe over `[u8]` slices, optionally woken through an event service.
+//!
+//! Services `mmipc-bench/<name>/down` (initiator → responders) and `.../up` (responder →
+//! initiator, ping-pong only), each with an event service beside it for [`Mech::Iox2Event`].
+//! The responder creates the services, the initiator opens them.
+//!
+//! Configuration, chosen so that nothing is ever lost and a sender never fails to loan:
+//!
+//! * `enable_safe_overflow(false)` with `BackpressureStrategy::RetryUntilDelivered`: a
+//!   publisher whose subscriber's buffer is full retries until there is room (lossless, like
+//!   mmipc's `OnFull::Block`), instead of overwriting the oldest sample (the default);
+//! * subscriber buffer of [`buffer_len`] samples (the service's maximum and the
+//!   subscriber's setting alike), `history_size(0)`, 1 publisher, as many subscribers as
+//!   receivers; publishers preallocate for that worst case (iceoryx2's default sizing);
+//! * `initial_max_slice_len` = the payload size, static allocation;
+//! * every `send` must report as many recipients as there are receivers, and every `notify`
+//!   as many listeners, else the run fails.
+
+use std::hint::spin_loop;
+
+use anyhow::{Context, Result, bail, ensure};
+use iceoryx2::port::listener::Listener;
+use iceoryx2::port::notifier::Notifier;
+use iceoryx2::port::publisher::Publisher;
+use iceoryx2::port::subscriber::Subscriber;
+use iceoryx2::port::update_connections::UpdateConnections as _;
+use iceoryx2::prelude::{
+    BackpressureStrategy, Node, NodeBuilder, ServiceName, SignalHandlingMode, ipc,
+};
+use iceoryx2::service::port_factory::PortFactory as _;
+use iceoryx2::service::port_factory::event::PortFactory as EventFactory;
+use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
+
+use super::{LinkSpec, Mech, Transport, poll_until};
+use crate::payload::STOP;
+
+/// The iceoryx2 release this crate is built against (keep in step with Cargo.toml).
+pub const ICEORYX2_VERSION: &str = "0.10.0";
+
+type Svc = ipc::Service;
+type Data = PubSubFactory<Svc, [u8], ()>;
+
+/// Samples a subscriber can hold unread: up to 16 MiB of payload, between 16 and 1024.
+pub fn buffer_len(size: usize) -> usize {
+    ((16 << 20) / size.max(1)).clamp(16, 1024)
+}
+
+/// One end of an iceoryx2 link. Fields drop in order: ports, then services, then the node.
+pub struct Iox2Link {
+    tx: Option<Publisher<Svc, [u8], ()>>,
+    rx: Option<Subscriber<Svc, [u8], ()>>,
+    notifier: Option<Notifier<Svc>>,
+    listener: Option<Listener<Svc>>,
+    /// Receivers every send must reach.
+    recipients: usize,
+    /// Messages sent so far.
+    sent: u64,
+    down: Data,
+    up: Option<Data>,
+    /// Kept open for the listener or notifier on it.
+    _down_event: Option<EventFactory<Svc>>,
+    up_event: Option<EventFactory<Svc>>,
+    /// Kept for the services and ports created from it.
+    _node: Node<Svc>,
+}
+
+fn service_name(spec: &LinkSpec, what: &str) -> Result<ServiceName> {
+    let name = format!("mmipc-bench/{}/{what}", spec.name);
+    ServiceName::new(&name).with_context(|| format!("iceoryx2 service name {name:?}"))
+}
+
+fn node() -> Result<Node<Svc>> {
+    NodeBuilder::new()
+        .signal_handling_mode(SignalHandlingMode::Disabled)
+        .create::<Svc>()
+        .context("iceoryx2 node")
+}
+
+fn data_service(node: &Node<Svc>, spec: &LinkSpec, what: &str) -> Result<Data> {
+    let subscribers = if what == "down" { spec.receivers } else { 1 };
+    let buffer = buffer_len(spec.max_frame());
+    node.service_builder(&service_name(spec, what)?)
+        .publish_subscribe::<[u8]>()
+        .max_publishers(1)
+        .max_subscribers(subscribers)
+        .history_size(0)
+        .subscriber_max_buffer_size(buffer)
+        .enable_safe_overflow(false)
+        .open_or_create()
+        .with_context(|| format!("iceoryx2 publish-subscribe service {what}"))
+}
+
+fn event_service(node: &Node<Svc>, spec: &LinkSpec, what: &str) -> Result<EventFactory<Svc>> {
+    let listeners = if what == "down" { spec.receivers } else { 1 };
+    node.service_builder(&service_name(spec, &format!("{what}-event"))?)
+        .event()
+        .max_notifiers(1)
+        .max_listeners(listeners)
+        .open_or_create()
+        .with_context(|| format!("iceoryx2 event service {what}"))
+}
+
+fn publisher(service: &Data, spec: &LinkSpec) -> Result<Publisher<Svc, [u8], ()>> {
+    service
+        .publisher_builder()
+        .initial_max_slice_len(spec.max_frame())
+        .backpressure_strategy(BackpressureStrategy::RetryUntilDelivered)
+        .create()
+        .context("iceoryx2 publisher")
+}
+
+fn subscriber(service: &Data, spec: &LinkSpec) -> Result<Subscriber<Svc, [u8], ()>> {
+    service
+        .subscriber_builder()
+        .buffer_size(buffer_len(spec.max_frame()))
+        .create()
+        .context("iceoryx2 subscriber")
+}
+
+fn events(spec: &LinkSpec) -> Result<bool> {
+    match spec.mech {
+        Mech::Iox2Poll => Ok(false),
+        Mech::Iox2Event => Ok(true),
+        other => bail!("{} is not an iceoryx2 mechanism", other.id()),
+    }
+}
+
+impl Iox2Link {
+    fn send_copy(&mut self, msg: &[u8]) -> Result<()> {
+        let tx = self
+            .tx
+            .as_ref()
+            .context("this end of the link does not send")?;
+        let sample = tx
+            .loan_slice_uninit(msg.len())
+            .context("iceoryx2 loan")?
+            .write_from_slice(msg);
+        let reached = sample.send().context("iceoryx2 send")?;
+        ensure!(
+            reached == self.recipients,
+            "iceoryx2 send of message {} reached {reached} subscribers, expected {}",
+            self.sent,
+            self.recipients
+        );
+        self.sent += 1;
+        if let Some(notifier) = &self.notifier {
+            let woken = notifier.notify().context("iceoryx2 notify")?;
+            ensure!(
+                woken == self.recipients,
+                "iceoryx2 notify reached {woken} listeners, expected {}",
+                self.recipients
+            );
+        }
+        Ok(())
+    }
+}
+
+impl Transport for Iox2Link {
+    type Pending = Iox2Link;
+
+    fn listen(spec: &LinkSpec) -> Result<(Iox2Link, String)> {
+        let events = events(spec)?;
+        let node = node()?;
+        let down = data_service(&node, spec, "down")?;
+        let rx = Some(subscriber(&down, spec)?);
+        let down_event = match events {
+            true => Some(event_service(&node, spec, "down")?),
+            false => None,
+        };
+        let listener = match &down_event {
+            Some(ev) => Some(
+                ev.listener_builder()
+                    .create()
+                    .context("iceoryx2 listener")?,
+            ),
+            None => None,
+        };
+        let (up, tx, up_event, notifier) = match spec.two_way() {
+            true => {
+                let up = data_service(&node, spec, "up")?;
+                let tx = publisher(&up, spec)?;
+                let up_event = match events {
+                    true => Some(event_service(&node, spec, "up")?),
+                    false => None,
+                };
+                let notifier = match &up_event {
+                    Some(ev) => Some(
+                        ev.notifier_builder()
+                            .create()
+                            .context("iceoryx2 notifier")?,
+                    ),
+                    None => None,
+                };
+                (Some(up), Some(tx), up_event, notifier)
+            }
+            false => (None, None, None, None),
+        };
+        let link = Iox2Link {
+            tx,
+            rx,
+            notifier,
+            listener,
+            recipients: 1,
+            sent: 0,
+            down,
+            up,
+            _down_event: down_event,
+            up_event,
+            _node: node,
+        };
+        Ok((link, String::new()))
+    }
+
+    fn accept(link: Iox2Link, _spec: &LinkSpec) -> Result<Iox2Link> {
+        poll_until("the initiator's iceoryx2 publisher", || {
+            Ok(link.down.dynamic_config().number_of_publishers() >= 1)
+        })?;
+        // Attach to the publisher's connection now: a publisher whose subscriber has not
+        // attached yet drops samples once the buffer is full, whatever the backpressure
+        // strategy (iceoryx2 avoids a deadlock on the sender side).
+        if let Some(rx) = &link.rx {
+            rx.update_connections()
+                .context("iceoryx2 subscriber: connecting to the publisher")?;
+        }
+        if let Some(up) = &link.up {
+            poll_until("the initiator's iceoryx2 subscriber", || {
+                Ok(up.dynamic_config().number_of_subscribers() >= 1)
+            })?;
+        }
+        if let Some(up_event) = &link.up_event {
+            poll_until("the initiator's iceoryx2 listener", || {
+                Ok(up_event.dynamic_config().number_of_listeners() >= 1)
+            })?;
+        }
+        Ok(link)
+    }
+
+    fn connect(spec: &LinkSpec, peers: &[String]) -> Result<Iox2Link> {
+        let events = events(spec)?;
+        let node = node()?;
+        let down = data_service(&node, spec, "down")?;
+        let tx = Some(publisher(&down, spec)?);
+        poll_until("the responders' iceoryx2 subscribers", || {
+            Ok(down.dynamic_config().number_of_subscribers() >= peers.len())
+        })?;
+        let down_event = match events {
+            true => Some(event_service(&node, spec, "down")?),
+            false => None,
+        };
+        let notifier = match &down_event {
+            Some(ev) => {
+                let notifier = ev
+                    .notifier_builder()
+                    .create()
+                    .context("iceoryx2 notifier")?;
+                poll_until("the responders' iceoryx2 listeners", || {
+                    Ok(ev.dynamic_config().number_of_listeners() >= peers.len())
+                })?;
+                Some(notifier)
+            }
+            None => None,
+        };
+        let (up, rx, up_event, listener) = match spec.two_way() {
+            true => {
+                let up = data_service(&node, spec, "up")?;
+                let rx = subscriber(&up, spec)?;
+                poll_until("the responder's iceoryx2 publisher", || {
+                    Ok(up.dynamic_config().number_of_publishers() >= 1)
+                })?;
+                rx.update_connections()
+                    .context("iceoryx2 subscriber: connecting to the publisher")?;
+                let up_event = match events {
+                    true => Some(event_service(&node, spec, "up")?),
+                    false => None,
+                };
+                let listener = match &up_event {
+                    Some(ev) => Some(
+                        ev.listener_builder()
+                            .create()
+                            .context("iceoryx2 listener")?,
+                    ),
+                    None => None,
+                };
+                (Some(up), Some(rx), up_event, listener)
+            }
+            false => (None, None, None, None),
+        };
+        Ok(Iox2Link {
+            tx,
+            rx,
+            notifier,
+            listener,
+            recipients: peers.len(),
+            sent: 0,
+            down,
+            up,
+            _down_event: down_event,
+            up_event,
+            _node: node,
+        })
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.send_copy(msg)
+    }
+
+    fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        let rx = self
+            .rx
+            .as_ref()
+            .context("this end of the link does not receive")?;
+        loop {
+            if let Some(sample) = rx.receive().context("iceoryx2 receive")? {
+                return Ok(f(sample.payload()));
+            }
+            match &self.listener {
+                // Notifications that arrived meanwhile make this return at once.
+                Some(listener) => {
+                    listener
+                        .blocking_wait(|_| {})
+                        .context("iceoryx2 listener wait")?;
+                }
+                None => spin_loop(),
+            }
+        }
+    }
+
+    fn echo(&mut self) -> Result<bool> {
+        let rx = self
+            .rx
+            .as_ref()
+            .context("this end of the link does not receive")?;
+        let sample = loop {
+            if let Some(sample) = rx.receive().context("iceoryx2 receive")? {
+                break sample;
+            }
+            match &self.listener {
+                Some(listener) => {
+                    listener
+                        .blocking_wait(|_| {})
+                        .context("iceoryx2 listener wait")?;
+                }
+                None => spin_loop(),
+            }
+        };
+        if sample.payload() == STOP {
+            return Ok(false);
+        }
+        self.send_copy(sample.payload())?;
+        Ok(true)
+    }
+}

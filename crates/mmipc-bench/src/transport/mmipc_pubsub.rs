@@ -1,0 +1,129 @@
+//! mmipc through its public pub/sub API: a `Publisher` on one channel, a `Subscriber` on the
+//! other, in a private directory.
+//!
+//! The channel `<name>-down` carries initiator → responders, `<name>-up` responder →
+//! initiator (ping-pong only). Both sides use the wait strategy of the mechanism (the
+//! subscriber's for receiving, the publisher's for a full ring); rings have the library's
+//! default capacity (unless `--mmipc-ring-capacity` says otherwise) and `OnFull::Block`, so
+//! nothing is dropped.
+
+use anyhow::{Context, Result, bail};
+use mmipc::{Publisher, Subscriber, WaitStrategy};
+
+use super::{LinkSpec, Mech, SETUP_TIMEOUT, Transport};
+use crate::payload::STOP;
+
+/// One end of an mmipc link.
+pub struct MmipcLink {
+    tx: Option<Publisher>,
+    rx: Option<Subscriber>,
+}
+
+fn strategy(mech: Mech) -> Result<WaitStrategy> {
+    Ok(match mech {
+        Mech::MmipcSpin => WaitStrategy::Spin,
+        Mech::MmipcDefault => WaitStrategy::default(),
+        Mech::MmipcPark => WaitStrategy::Park,
+        other => bail!("{} is not an mmipc mechanism", other.id()),
+    })
+}
+
+fn publisher(spec: &LinkSpec, channel: &str) -> Result<Publisher> {
+    let mut builder = Publisher::builder(channel);
+    if let Some(bytes) = spec.mmipc_ring {
+        builder = builder.ring_capacity(bytes);
+    }
+    builder
+        .dir(&spec.dir)
+        .wait_strategy(strategy(spec.mech)?)
+        .build()
+        .with_context(|| format!("mmipc publisher on {channel}"))
+}
+
+fn subscriber(spec: &LinkSpec, channel: &str) -> Result<Subscriber> {
+    Subscriber::builder(channel)
+        .dir(&spec.dir)
+        .wait_strategy(strategy(spec.mech)?)
+        .build()
+        .with_context(|| format!("mmipc subscriber on {channel}"))
+}
+
+fn down(spec: &LinkSpec) -> String {
+    format!("{}-down", spec.name)
+}
+
+fn up(spec: &LinkSpec) -> String {
+    format!("{}-up", spec.name)
+}
+
+impl MmipcLink {
+    fn tx(&self) -> Result<&Publisher> {
+        self.tx
+            .as_ref()
+            .context("this end of the link does not send")
+    }
+
+    fn rx(&mut self) -> Result<&mut Subscriber> {
+        self.rx
+            .as_mut()
+            .context("this end of the link does not receive")
+    }
+}
+
+impl Transport for MmipcLink {
+    type Pending = MmipcLink;
+
+    fn listen(spec: &LinkSpec) -> Result<(MmipcLink, String)> {
+        let rx = subscriber(spec, &down(spec))?;
+        let tx = match spec.two_way() {
+            true => Some(publisher(spec, &up(spec))?),
+            false => None,
+        };
+        Ok((MmipcLink { tx, rx: Some(rx) }, String::new()))
+    }
+
+    fn accept(link: MmipcLink, _spec: &LinkSpec) -> Result<MmipcLink> {
+        if let Some(rx) = &link.rx {
+            rx.wait_for_publishers(1, SETUP_TIMEOUT)
+                .context("mmipc: waiting for the initiator's publisher")?;
+        }
+        if let Some(tx) = &link.tx {
+            tx.wait_for_subscribers(1, SETUP_TIMEOUT)
+                .context("mmipc: waiting for the initiator's subscriber")?;
+        }
+        Ok(link)
+    }
+
+    fn connect(spec: &LinkSpec, peers: &[String]) -> Result<MmipcLink> {
+        let tx = publisher(spec, &down(spec))?;
+        let rx = match spec.two_way() {
+            true => Some(subscriber(spec, &up(spec))?),
+            false => None,
+        };
+        tx.wait_for_subscribers(peers.len(), SETUP_TIMEOUT)
+            .context("mmipc: waiting for the responders' subscribers")?;
+        if let Some(rx) = &rx {
+            rx.wait_for_publishers(1, SETUP_TIMEOUT)
+                .context("mmipc: waiting for the responder's publisher")?;
+        }
+        Ok(MmipcLink { tx: Some(tx), rx })
+    }
+
+    fn send(&mut self, msg: &[u8]) -> Result<()> {
+        self.tx()?.publish(msg).context("mmipc publish")
+    }
+
+    fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
+        let msg = self.rx()?.recv().context("mmipc recv")?;
+        Ok(f(msg.payload()))
+    }
+
+    fn echo(&mut self) -> Result<bool> {
+        let msg = self.rx()?.recv().context("mmipc recv")?;
+        if msg.payload() == STOP {
+            return Ok(false);
+        }
+        self.tx()?.publish(msg.payload()).context("mmipc publish")?;
+        Ok(true)
+    }
+}

@@ -1,0 +1,233 @@
+//! The mechanisms under test, behind one [`Transport`] trait.
+//!
+//! Every measurement has one *initiator* process (the pinger, or the sender) and one or more
+//! *responder* processes (the echoer, or the receivers). Responders start first: each
+//! [`Transport::listen`]s, tells the harness it is ready (with an address for the initiator
+//! if the mechanism needs one), then [`Transport::accept`]s. The initiator starts next and
+//! [`Transport::connect`]s to all responders. Both sides return only once everything is
+//! connected, so that nothing sent afterwards can be lost.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::{Deserialize, Serialize};
+
+mod floor;
+mod iceoryx;
+mod mmipc_pubsub;
+mod stream;
+
+pub use floor::Floor;
+pub use iceoryx::{ICEORYX2_VERSION, Iox2Link};
+pub use mmipc_pubsub::MmipcLink;
+pub use stream::{Pipe, Tcp, Uds};
+
+/// Longest wait for a peer to connect (outside any timed part).
+pub const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// A mechanism under test (a column of the report).
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    Hash,
+    PartialOrd,
+    Ord,
+    Serialize,
+    Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum Mech {
+    /// mmipc pub/sub, `WaitStrategy::Spin` on both sides.
+    MmipcSpin,
+    /// mmipc pub/sub, `WaitStrategy::default()` (spin briefly, then park).
+    MmipcDefault,
+    /// mmipc pub/sub, `WaitStrategy::Park`.
+    MmipcPark,
+    /// iceoryx2 publish-subscribe, the receiver polls `receive()` in a busy loop.
+    Iox2Poll,
+    /// iceoryx2 publish-subscribe plus an event service: the sender notifies after each
+    /// send, the receiver sleeps in `Listener::blocking_wait` when it finds nothing.
+    Iox2Event,
+    /// Unix domain stream socket, u32 length prefix, blocking.
+    Uds,
+    /// Named pipes (FIFOs), one per direction, u32 length prefix.
+    Pipe,
+    /// TCP over loopback with `TCP_NODELAY`, u32 length prefix.
+    Tcp,
+    /// One-slot shared-memory mailbox, both sides spinning: the hardware lower bound.
+    Floor,
+}
+
+impl Mech {
+    /// Every mechanism, in report order.
+    pub const ALL: [Mech; 9] = [
+        Mech::MmipcSpin,
+        Mech::MmipcDefault,
+        Mech::MmipcPark,
+        Mech::Iox2Poll,
+        Mech::Iox2Event,
+        Mech::Uds,
+        Mech::Pipe,
+        Mech::Tcp,
+        Mech::Floor,
+    ];
+
+    /// The name on the command line and in JSON.
+    pub fn id(self) -> &'static str {
+        match self {
+            Mech::MmipcSpin => "mmipc-spin",
+            Mech::MmipcDefault => "mmipc-default",
+            Mech::MmipcPark => "mmipc-park",
+            Mech::Iox2Poll => "iox2-poll",
+            Mech::Iox2Event => "iox2-event",
+            Mech::Uds => "uds",
+            Mech::Pipe => "pipe",
+            Mech::Tcp => "tcp",
+            Mech::Floor => "floor",
+        }
+    }
+
+    /// The column heading in the report.
+    pub fn label(self) -> String {
+        match self {
+            Mech::MmipcSpin => "mmipc spin".into(),
+            Mech::MmipcDefault => format!(
+                "mmipc default ({} µs)",
+                ::mmipc::ring::DEFAULT_SPIN.as_micros()
+            ),
+            Mech::MmipcPark => "mmipc park".into(),
+            Mech::Iox2Poll => "iceoryx2 busy-poll".into(),
+            Mech::Iox2Event => "iceoryx2 event".into(),
+            Mech::Uds => "Unix socket".into(),
+            Mech::Pipe => "pipe".into(),
+            Mech::Tcp => "TCP loopback".into(),
+            Mech::Floor => "floor (1-slot shm)".into(),
+        }
+    }
+
+    /// One of mmipc's own variants.
+    pub fn is_mmipc(self) -> bool {
+        matches!(self, Mech::MmipcSpin | Mech::MmipcDefault | Mech::MmipcPark)
+    }
+
+    /// Whether the mechanism can carry `pattern` to `receivers` processes.
+    pub fn supports(self, pattern: Pattern, receivers: usize) -> bool {
+        match self {
+            // A one-slot mailbox is a ping-pong device.
+            Mech::Floor => pattern == Pattern::PingPong && receivers == 1,
+            _ => true,
+        }
+    }
+}
+
+/// Who sends what to whom.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Pattern {
+    /// Initiator → responder → initiator, one message in flight.
+    PingPong,
+    /// Initiator → every responder, as fast as possible.
+    OneWay,
+}
+
+/// Everything a process needs to set up its end of a link.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinkSpec {
+    /// The mechanism.
+    pub mech: Mech,
+    /// Ping-pong or one-way.
+    pub pattern: Pattern,
+    /// Largest payload that will be sent.
+    pub size: usize,
+    /// Number of responder processes.
+    pub receivers: usize,
+    /// A private (0700) directory for this measurement's files, on tmpfs when available.
+    pub dir: PathBuf,
+    /// A name unique to this measurement (channel, service, socket and file names).
+    pub name: String,
+    /// Which responder this is (0 for the initiator).
+    pub index: usize,
+    /// mmipc ring capacity in bytes (`None`: the library's default).
+    pub mmipc_ring: Option<usize>,
+}
+
+impl LinkSpec {
+    /// Whether messages also travel back from responder to initiator.
+    pub fn two_way(&self) -> bool {
+        self.pattern == Pattern::PingPong
+    }
+
+    /// Largest frame a receiver must accept: a payload or a control message.
+    pub fn max_frame(&self) -> usize {
+        self.size.max(crate::payload::END_LEN)
+    }
+}
+
+/// One end of a link, for one mechanism.
+///
+/// `send` and `recv` are what the timed loops call; `echo` is the echoer's loop body. The
+/// control messages of the harness ([`STOP`](crate::payload::STOP), the end marker) travel
+/// as ordinary messages.
+pub trait Transport: Sized {
+    /// A responder between [`listen`](Transport::listen) and [`accept`](Transport::accept).
+    type Pending;
+
+    /// Responder: creates what the initiator connects to. Returns the half-open link and a
+    /// string for the initiator (an address; empty when names derive from the spec).
+    fn listen(spec: &LinkSpec) -> Result<(Self::Pending, String)>;
+
+    /// Responder: waits until the initiator is connected.
+    fn accept(pending: Self::Pending, spec: &LinkSpec) -> Result<Self>;
+
+    /// Initiator: connects to every responder (`peers` holds what each `listen` returned)
+    /// and waits until they are all connected.
+    fn connect(spec: &LinkSpec, peers: &[String]) -> Result<Self>;
+
+    /// Sends one message (to every responder, for the initiator).
+    fn send(&mut self, msg: &[u8]) -> Result<()>;
+
+    /// Waits for the next message and passes it to `f`, in place where the mechanism allows.
+    fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T>;
+
+    /// Responder of a ping-pong: receives one message and sends it back unchanged; `false`
+    /// (sending nothing) when the message was [`STOP`](crate::payload::STOP).
+    fn echo(&mut self) -> Result<bool>;
+}
+
+/// Calls `$f::<T>($args)` with `T` the [`Transport`] of mechanism `$mech`.
+macro_rules! with_transport {
+    ($mech:expr, $f:ident ( $($arg:expr),* $(,)? )) => {
+        match $mech {
+            $crate::transport::Mech::MmipcSpin
+            | $crate::transport::Mech::MmipcDefault
+            | $crate::transport::Mech::MmipcPark => {
+                $f::<$crate::transport::MmipcLink>($($arg),*)
+            }
+            $crate::transport::Mech::Iox2Poll | $crate::transport::Mech::Iox2Event => {
+                $f::<$crate::transport::Iox2Link>($($arg),*)
+            }
+            $crate::transport::Mech::Uds => $f::<$crate::transport::Uds>($($arg),*),
+            $crate::transport::Mech::Pipe => $f::<$crate::transport::Pipe>($($arg),*),
+            $crate::transport::Mech::Tcp => $f::<$crate::transport::Tcp>($($arg),*),
+            $crate::transport::Mech::Floor => $f::<$crate::transport::Floor>($($arg),*),
+        }
+    };
+}
+pub(crate) use with_transport;
+
+/// Waits until `ready()` holds, polling every millisecond, at most [`SETUP_TIMEOUT`].
+pub fn poll_until(what: &str, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {
+    let deadline = std::time::Instant::now() + SETUP_TIMEOUT;
+    while !ready()? {
+        if std::time::Instant::now() >= deadline {
+            anyhow::bail!("timed out after {SETUP_TIMEOUT:?} waiting for {what}");
+        }
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    Ok(())
+}
