@@ -121,23 +121,21 @@ impl ChannelDirs {
         Ok(ChannelDirs { records, segments })
     }
 
+    /// The channel's directories, created private (0700) where missing and checked.
     pub(crate) fn new(root: &Path, channel: &str) -> Result<ChannelDirs> {
         validate(channel)?;
         sys::ensure_private_dir(root)?;
-        let records = root.join(channel);
-        sys::ensure_private_dir(&records)?;
-        let segments = if sys::is_memory_fs(&records) {
-            records.clone()
-        } else {
-            let canonical = root
-                .canonicalize()
-                .map_err(|e| Error::io("resolve", root, e))?;
+        sys::ensure_private_dir(&root.join(channel))?;
+        let dirs = ChannelDirs::locate(root, channel)?;
+        if dirs.segments != dirs.records {
             sys::ensure_private_dir(&shm_base())?;
-            let dir = segment_dir(&canonical, channel);
-            sys::ensure_private_dir(&dir)?;
-            dir
-        };
-        Ok(ChannelDirs { records, segments })
+            // The per-root directory, then the channel's inside it.
+            if let Some(parent) = dirs.segments.parent() {
+                sys::ensure_private_dir(parent)?;
+            }
+            sys::ensure_private_dir(&dirs.segments)?;
+        }
+        Ok(dirs)
     }
 }
 
