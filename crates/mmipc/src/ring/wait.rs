@@ -163,6 +163,11 @@ pub(crate) fn wait_until<E>(
                 return Ok(());
             }
             i = i.wrapping_add(1);
+            // A long wait yields the CPU now and then: when spinners outnumber cores (several
+            // subscribers on a small machine), the thread we wait for may need this one.
+            if !cfg!(loom) && i.is_multiple_of(1024) {
+                std::thread::yield_now();
+            }
             // Reading the clock costs ~20 ns; do it every 64 spins.
             if cfg!(loom) || i.is_multiple_of(64) {
                 let now = Instant::now();
