@@ -21,11 +21,11 @@ use crate::report::{Row, Sample};
 use crate::transport::{LinkSpec, Mech, Pattern, SETUP_TIMEOUT};
 
 /// Longest wait for a responder's `ready` line.
-const READY_TIMEOUT: Duration = Duration::from_secs(30);
+pub const READY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Slack on top of the planned run time before a measurement counts as hung.
-const RUN_SLACK: Duration = Duration::from_secs(30);
+pub const RUN_SLACK: Duration = Duration::from_secs(30);
 /// Longest wait for peers to exit once they reported.
-const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep at most this much of a peer's stderr for error messages.
 const STDERR_KEEP: usize = 16 << 10;
 
@@ -39,15 +39,32 @@ pub enum Group {
     Throughput,
     /// One publisher process → two subscriber processes.
     Fanout,
+    /// Connection set-up of a new subscriber process, and detection of a `kill -9`ed peer.
+    Lifecycle,
+    /// Shared and resident memory of publisher and subscriber processes.
+    Memory,
+    /// CPU time of connected processes with nothing to do.
+    Idle,
 }
 
 impl Group {
-    /// Payload sizes of the group's rows.
+    /// Every group, in report order.
+    pub const ALL: [Group; 6] = [
+        Group::Latency,
+        Group::Throughput,
+        Group::Fanout,
+        Group::Lifecycle,
+        Group::Memory,
+        Group::Idle,
+    ];
+
+    /// Payload sizes of the group's rows (none for the groups measured in `crate::hooks`).
     pub fn sizes(self) -> &'static [usize] {
         match self {
             Group::Latency => &[8, 64, 1 << 10, 64 << 10],
             Group::Throughput => &[64, 4 << 10, 1 << 20],
             Group::Fanout => &[64, 4 << 10],
+            Group::Lifecycle | Group::Memory | Group::Idle => &[],
         }
     }
 
@@ -71,8 +88,24 @@ impl Group {
             Group::Latency => format!("rtt-{size}"),
             Group::Throughput => format!("tput-{size}"),
             Group::Fanout => format!("fanout2-{size}"),
+            Group::Lifecycle => format!("lifecycle-{size}"),
+            Group::Memory => format!("memory-{size}"),
+            Group::Idle => format!("idle-{size}"),
         }
     }
+}
+
+/// The rule behind [`mmipc_ring_for`], for the report.
+pub const MMIPC_RING_RULE: &str = "max(256 KiB, 4 × message size rounded up to a power of two)";
+
+/// The capacity of the mmipc rings of a row of `size`-byte messages unless
+/// `--mmipc-ring-capacity` forces one: room for four messages, and never less than the
+/// library's default ([`MMIPC_RING_RULE`]) — what a user sending messages that large would
+/// configure, so that a message does not have to pass the ring in fragments.
+pub fn mmipc_ring_for(size: usize) -> usize {
+    size.saturating_mul(4)
+        .next_power_of_two()
+        .max(::mmipc::DEFAULT_RING_CAPACITY)
 }
 
 /// How a run is done.
@@ -90,11 +123,33 @@ pub struct Settings {
     pub groups: Vec<Group>,
     /// Pin the initiator and the responders to different CPUs.
     pub pin: bool,
-    /// mmipc ring capacity (`None`: the library's default).
+    /// mmipc ring capacity forced for every row (`None`: [`mmipc_ring_for`] the row's
+    /// message size).
     pub mmipc_ring: Option<usize>,
+    /// How long the idle rows wait.
+    pub idle: Duration,
 }
 
 impl Settings {
+    /// The mmipc ring capacity of rows of `size`-byte messages.
+    pub fn mmipc_ring(&self, size: usize) -> usize {
+        self.mmipc_ring.unwrap_or_else(|| mmipc_ring_for(size))
+    }
+
+    /// Whether rows of `group` are to be measured.
+    pub fn wants(&self, group: Group) -> bool {
+        self.groups.contains(&group)
+    }
+
+    /// Which of `mechs` are to be measured.
+    pub fn mechs_among(&self, mechs: &[Mech]) -> Vec<Mech> {
+        mechs
+            .iter()
+            .copied()
+            .filter(|m| self.mechs.contains(m))
+            .collect()
+    }
+
     fn timing(&self, group: Group) -> (Duration, Duration) {
         match group {
             Group::Latency => self.latency,
@@ -114,6 +169,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// This executable, which the peers run.
+    pub fn exe(&self) -> &Path {
+        &self.exe
+    }
+
     /// Prepares a run: a private directory on tmpfs, and the CPUs to pin to.
     pub fn new(pin: bool) -> Result<Ctx> {
         let shm = Path::new("/dev/shm");
@@ -187,7 +247,7 @@ impl Ctx {
             dir: dir.to_path_buf(),
             name,
             index: 0,
-            mmipc_ring: s.mmipc_ring,
+            mmipc_ring: Some(s.mmipc_ring(size)),
         };
         let run = warm + measure;
         let limit = READY_TIMEOUT + 2 * SETUP_TIMEOUT + run + RUN_SLACK;
@@ -202,6 +262,7 @@ impl Ctx {
             measure_ms: measure.as_millis() as u64,
             limit_ms: limit.as_millis() as u64,
             peers,
+            count: 0,
         };
         let (responder, initiator) = match group.pattern() {
             Pattern::PingPong => (Role::Echo, Role::Ping),
@@ -350,6 +411,7 @@ pub fn run_rows(ctx: &Ctx, s: &Settings) -> Vec<Row> {
 // Peer processes
 // ---------------------------------------------------------------------------------------------
 
+/// What a peer's stdout reader thread passes on.
 enum Msg {
     Line(PeerLine),
     Eof,
@@ -364,17 +426,20 @@ struct Proc {
     queue: VecDeque<PeerLine>,
     reported: bool,
     eof: bool,
+    /// Killed on purpose: its end is no failure.
+    killed: bool,
 }
 
 /// The peer processes of one measurement. Dropping it kills those still running.
-struct Peers {
+pub struct Peers {
     procs: Vec<Proc>,
     tx: Sender<(usize, Msg)>,
     rx: Receiver<(usize, Msg)>,
 }
 
 impl Peers {
-    fn new() -> Peers {
+    /// No peers yet.
+    pub fn new() -> Peers {
         let (tx, rx) = mpsc::channel();
         Peers {
             procs: Vec::new(),
@@ -383,12 +448,13 @@ impl Peers {
         }
     }
 
-    fn spawn(&mut self, exe: &Path, spec: &PeerSpec, label: String) -> Result<usize> {
+    /// Starts a peer process for `spec`; returns its index.
+    pub fn spawn(&mut self, exe: &Path, spec: &PeerSpec, label: String) -> Result<usize> {
         let json = serde_json::to_string(spec)?;
         let mut child = Command::new(exe)
             .arg("peer")
             .arg(json)
-            .stdin(if spec.role.is_initiator() {
+            .stdin(if spec.role.reads_stdin() {
                 Stdio::piped()
             } else {
                 Stdio::null()
@@ -439,13 +505,14 @@ impl Peers {
             queue: VecDeque::new(),
             reported: false,
             eof: false,
+            killed: false,
         });
         Ok(id)
     }
 
     /// The next line of peer `id`; fails if it, or another peer that had not reported yet,
     /// exits first, or at `deadline`.
-    fn next(&mut self, id: usize, deadline: Instant) -> Result<PeerLine> {
+    pub fn next(&mut self, id: usize, deadline: Instant) -> Result<PeerLine> {
         loop {
             if let Some(line) = self.procs[id].queue.pop_front() {
                 return Ok(line);
@@ -477,7 +544,7 @@ impl Peers {
     }
 
     /// Fails unless the next line of peer `id` is `want` (a line without data).
-    fn expect(&mut self, id: usize, want: &PeerLine, deadline: Instant) -> Result<()> {
+    pub fn expect(&mut self, id: usize, want: &PeerLine, deadline: Instant) -> Result<()> {
         let line = self.next(id, deadline)?;
         if std::mem::discriminant(&line) != std::mem::discriminant(want) {
             bail!("{}: expected {want:?}, got {line:?}", self.procs[id].label);
@@ -486,7 +553,7 @@ impl Peers {
     }
 
     /// Tells the initiator `id` to start.
-    fn go(&mut self, id: usize) -> Result<()> {
+    pub fn go(&mut self, id: usize) -> Result<()> {
         use std::io::Write;
         let p = &mut self.procs[id];
         let stdin = p.stdin.as_mut().context("the initiator has no stdin")?;
@@ -497,7 +564,7 @@ impl Peers {
     }
 
     /// The `done` report of peer `id`.
-    fn done(&mut self, id: usize, deadline: Instant) -> Result<PeerResult> {
+    pub fn done(&mut self, id: usize, deadline: Instant) -> Result<PeerResult> {
         match self.next(id, deadline)? {
             PeerLine::Done(r) => Ok(r),
             other => bail!(
@@ -553,6 +620,17 @@ impl Peers {
         out.join("; ")
     }
 
+    /// Sends SIGKILL to peer `id` and returns the CLOCK_MONOTONIC time just before; its end
+    /// counts as expected from then on.
+    pub fn kill9(&mut self, id: usize) -> Result<u64> {
+        let p = &mut self.procs[id];
+        p.killed = true;
+        p.reported = true;
+        let at = os::mono_ns();
+        os::kill9(p.child.id())?;
+        Ok(at)
+    }
+
     fn stop(&mut self, id: usize) -> Option<ExitStatus> {
         let child = &mut self.procs[id].child;
         if let Ok(Some(status)) = child.try_wait() {
@@ -562,12 +640,17 @@ impl Peers {
         child.wait().ok()
     }
 
-    /// Releases the initiator (closes its stdin) and waits for every peer to exit cleanly.
-    fn finish(&mut self, deadline: Instant) -> Result<()> {
+    /// Releases the initiator (closes its stdin) and waits for every peer to exit cleanly
+    /// (a killed one: to exit at all).
+    pub fn finish(&mut self, deadline: Instant) -> Result<()> {
         for p in &mut self.procs {
             p.stdin = None;
         }
         for id in 0..self.procs.len() {
+            if self.procs[id].killed {
+                let _ = self.procs[id].child.wait();
+                continue;
+            }
             loop {
                 match self.procs[id].child.try_wait() {
                     Ok(Some(status)) if status.success() => break,
@@ -588,6 +671,42 @@ impl Drop for Peers {
     fn drop(&mut self) {
         for id in 0..self.procs.len() {
             self.stop(id);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rings_hold_four_messages_and_never_shrink_below_the_default() {
+        let default = ::mmipc::DEFAULT_RING_CAPACITY;
+        assert_eq!(mmipc_ring_for(8), default);
+        assert_eq!(mmipc_ring_for(64 << 10), default);
+        assert_eq!(mmipc_ring_for(100 << 10), 512 << 10);
+        assert_eq!(mmipc_ring_for(1 << 20), 4 << 20);
+        assert_eq!(mmipc_ring_for((1 << 20) + 1), 8 << 20);
+        let mut s = Settings {
+            rounds: 1,
+            latency: (Duration::ZERO, Duration::ZERO),
+            throughput: (Duration::ZERO, Duration::ZERO),
+            mechs: Mech::ALL.to_vec(),
+            groups: Group::ALL.to_vec(),
+            pin: false,
+            mmipc_ring: None,
+            idle: Duration::ZERO,
+        };
+        assert_eq!(s.mmipc_ring(1 << 20), 4 << 20);
+        s.mmipc_ring = Some(default);
+        assert_eq!(s.mmipc_ring(1 << 20), default);
+    }
+
+    #[test]
+    fn only_measured_groups_have_sizes() {
+        for g in Group::ALL {
+            let measured = matches!(g, Group::Latency | Group::Throughput | Group::Fanout);
+            assert_eq!(!g.sizes().is_empty(), measured, "{g:?}");
         }
     }
 }

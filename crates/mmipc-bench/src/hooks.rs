@@ -1,36 +1,647 @@
-//! Rows that are not measured yet, each behind a function that returns rows for the report.
+//! Rows beyond round trips and throughput, each behind a function that returns rows for the
+//! report: connection set-up, crash detection, memory, idle CPU.
 //!
-//! Every function returns an empty list for now. To add a figure, build scalar rows and fill
-//! one sample per round and mechanism; they are rendered as a table per `group` and go into
-//! the JSON like the measured rows:
+//! Each row holds scalar samples, one per round and mechanism, each from fresh peer
+//! processes (roles in `crate::peer`, with the same watchdogs as the others), in a private
+//! directory from `Ctx::fresh`; they are rendered as a table per `group` and go into the
+//! JSON like the measured rows:
 //!
 //! ```ignore
 //! let mut row = Row::scalar("connect-ms", "life cycle", "new subscriber → Connected", "ms", false);
 //! row.add(Mech::MmipcDefault, Ok(Sample::Scalar(1.8)));
 //! ```
 //!
-//! `Ctx::fresh` gives a private directory and a unique name per measurement; peer processes
-//! for new roles go in `crate::peer`.
+//! mmipc endpoints here have the library's default options (default wait strategy, 256 KiB
+//! rings, heartbeat 1 s, peer timeout 5 s); times between processes are taken on
+//! CLOCK_MONOTONIC, which every process reads alike.
 
-use anyhow::Result;
+use std::path::Path;
+use std::time::{Duration, Instant};
 
-use crate::harness::{Ctx, Settings};
-use crate::report::Row;
+use anyhow::{Result, bail, ensure};
 
-/// Time from creating a subscriber in a new process to the publisher's `Connected` event (and
-/// the first message received), per mechanism.
-pub fn connect_time(_ctx: &Ctx, _s: &Settings) -> Result<Vec<Row>> {
-    Ok(Vec::new())
+use crate::harness::{Ctx, EXIT_TIMEOUT, Group, Peers, READY_TIMEOUT, RUN_SLACK, Settings};
+use crate::os::{MemUse, Segment};
+use crate::peer::{PeerLine, PeerResult, PeerSpec, Role};
+use crate::report::{Row, Sample};
+use crate::transport::{LinkSpec, Mech, Pattern, SETUP_TIMEOUT};
+
+/// Messages the memory rows exchange before reading the processes' memory.
+pub const MEMORY_MESSAGES: u64 = 10_000;
+/// Size of those messages, and of the messages of the other rows here.
+pub const MEMORY_SIZE: usize = 64;
+/// Subscribers of the one publisher whose shared memory is totalled.
+pub const FAN_SUBSCRIBERS: usize = 16;
+/// Pause between "both connected" and the `kill -9`, so that the connection is at rest.
+const CRASH_SETTLE: Duration = Duration::from_millis(10);
+
+/// Group names of the rows here, as the report shows them.
+pub const LIFE_CYCLE: &str = "life cycle";
+/// See [`LIFE_CYCLE`].
+pub const MEMORY: &str = "memory";
+/// See [`LIFE_CYCLE`].
+pub const IDLE: &str = "idle";
+
+/// A peer's task for the rows here.
+fn spec(
+    role: Role,
+    link: &LinkSpec,
+    cpu: Option<usize>,
+    measure: Duration,
+    count: u64,
+) -> PeerSpec {
+    let limit = READY_TIMEOUT + 2 * SETUP_TIMEOUT + measure + RUN_SLACK;
+    PeerSpec {
+        role,
+        link: link.clone(),
+        cpu,
+        warm_ms: 0,
+        measure_ms: measure.as_millis() as u64,
+        limit_ms: limit.as_millis() as u64,
+        peers: Vec::new(),
+        count,
+    }
 }
 
-/// Time from `kill -9` of a subscriber process to the publisher's `Disconnected` event.
-pub fn crash_detection(_ctx: &Ctx, _s: &Settings) -> Result<Vec<Row>> {
-    Ok(Vec::new())
+/// A one-way link of `mech` in `dir`, with the library's default ring size.
+fn link(mech: Mech, dir: &Path, name: String, receivers: usize) -> LinkSpec {
+    LinkSpec {
+        mech,
+        pattern: Pattern::OneWay,
+        size: MEMORY_SIZE,
+        receivers,
+        dir: dir.to_path_buf(),
+        name,
+        index: 0,
+        mmipc_ring: None,
+    }
 }
 
-/// Memory: resident and shared memory of a publisher and a subscriber process.
-pub fn memory(_ctx: &Ctx, _s: &Settings) -> Result<Vec<Row>> {
-    Ok(Vec::new())
+/// Runs `f` with a fresh private directory and name, removed afterwards.
+fn fresh<T>(ctx: &Ctx, f: impl FnOnce(&Path, String) -> Result<T>) -> Result<T> {
+    let (dir, name) = ctx.fresh()?;
+    let result = f(&dir, name);
+    let _ = std::fs::remove_dir_all(&dir);
+    result
+}
+
+/// CPU of the process that is there first (publisher), CPU of the newcomer.
+fn cpus(ctx: &Ctx) -> (Option<usize>, Option<usize>) {
+    (ctx.cpus.map(|c| c.1), ctx.cpus.map(|c| c.0))
+}
+
+/// Waits for the `ready` line of peer `id`.
+fn ready(peers: &mut Peers, id: usize) -> Result<String> {
+    match peers.next(id, Instant::now() + READY_TIMEOUT)? {
+        PeerLine::Ready { info } => Ok(info),
+        other => bail!("expected a ready line, got {other:?}"),
+    }
+}
+
+fn ms(from_ns: u64, to_ns: u64) -> Result<f64> {
+    ensure!(
+        to_ns >= from_ns,
+        "the later moment ({to_ns} ns) comes before the earlier ({from_ns} ns)"
+    );
+    Ok((to_ns - from_ns) as f64 / 1e6)
+}
+
+/// Prints a progress line like those of the measured rows.
+fn progress(started: Instant, what: &str, round: usize, s: &Settings, mech: Mech, got: &str) {
+    eprintln!(
+        "[ + ] {:>5.0} s  {what:<14} round {}/{}  {:<14} {got}",
+        started.elapsed().as_secs_f64(),
+        round + 1,
+        s.rounds,
+        mech.id(),
+    );
+}
+
+fn outcome_text<T: std::fmt::Debug>(r: &Result<T>) -> String {
+    match r {
+        Ok(v) => format!("{v:.3?}"),
+        Err(e) => format!("FAILED: {e:#}"),
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Connect
+// ---------------------------------------------------------------------------------------------
+
+/// Time from a new subscriber process starting to build its subscriber to (i) its first
+/// message in hand, (ii) the publisher's `Connected` event (mmipc), per mechanism. The
+/// publisher runs in a process of its own, started first; the mmipc one publishes as soon
+/// as `Connected` arrives, the iceoryx2 one sends every ~0.1 ms until a send reaches the
+/// subscriber (which polls).
+pub fn connect_time(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
+    let mechs = s.mechs_among(&[Mech::MmipcDefault, Mech::Iox2Poll]);
+    if !s.wants(Group::Lifecycle) || mechs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut first = Row::scalar(
+        "connect-first-message-ms",
+        LIFE_CYCLE,
+        "new subscriber process → first message in hand",
+        "ms",
+        false,
+    );
+    let mut event = Row::scalar(
+        "connect-publisher-event-ms",
+        LIFE_CYCLE,
+        "new subscriber process → publisher's `Connected`",
+        "ms",
+        false,
+    );
+    let started = Instant::now();
+    for round in 0..s.rounds {
+        for k in 0..mechs.len() {
+            let mech = mechs[(k + round) % mechs.len()];
+            let outcome = fresh(ctx, |dir, name| connect_once(ctx, mech, dir, name));
+            progress(started, "connect", round, s, mech, &outcome_text(&outcome));
+            match outcome {
+                Ok((f, e)) => {
+                    first.add(mech, Ok(Sample::Scalar(f)));
+                    if let Some(e) = e {
+                        event.add(mech, Ok(Sample::Scalar(e)));
+                    }
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    if mech.is_mmipc() {
+                        event.add(mech, Err(e.clone()));
+                    }
+                    first.add(mech, Err(e));
+                }
+            }
+        }
+    }
+    let mut rows = vec![first];
+    if !event.cells.is_empty() {
+        rows.push(event);
+    }
+    Ok(rows)
+}
+
+/// One connection: (ms to the first message, ms to the publisher's `Connected`).
+fn connect_once(ctx: &Ctx, mech: Mech, dir: &Path, name: String) -> Result<(f64, Option<f64>)> {
+    let link = link(mech, dir, name, 1);
+    let (old, new) = cpus(ctx);
+    let zero = Duration::ZERO;
+    let mut peers = Peers::new();
+    let p = peers.spawn(
+        ctx.exe(),
+        &spec(Role::ConnectPub, &link, old, zero, 0),
+        format!("{} connect publisher", mech.id()),
+    )?;
+    ready(&mut peers, p)?;
+    let sub = peers.spawn(
+        ctx.exe(),
+        &spec(Role::ConnectSub, &link, new, zero, 0),
+        format!("{} connect subscriber", mech.id()),
+    )?;
+    let deadline = Instant::now() + 2 * SETUP_TIMEOUT;
+    let (start, first) = match peers.done(sub, deadline)? {
+        PeerResult::Connect { start_ns, first_ns } => (start_ns, first_ns),
+        other => bail!("the subscriber reported {other:?}"),
+    };
+    let event = match mech.is_mmipc() {
+        true => match peers.done(p, deadline)? {
+            PeerResult::Stamp { ns } => Some(ms(start, ns)?),
+            other => bail!("the publisher reported {other:?}"),
+        },
+        false => None,
+    };
+    peers.finish(Instant::now() + EXIT_TIMEOUT)?;
+    Ok((ms(start, first)?, event))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Crash
+// ---------------------------------------------------------------------------------------------
+
+/// Time from `kill -9` of a publisher process to its subscriber's `Disconnected { Crashed }`
+/// event, and of a subscriber process to its publisher's (mmipc; detection comes from the
+/// dead process's lock file being released, not from the 5 s peer timeout).
+pub fn crash_detection(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
+    let mech = Mech::MmipcDefault;
+    if !s.wants(Group::Lifecycle) || !s.mechs.contains(&mech) {
+        return Ok(Vec::new());
+    }
+    let mut rows = [
+        Row::scalar(
+            "crash-publisher-ms",
+            LIFE_CYCLE,
+            "`kill -9` publisher → subscriber's `Disconnected(Crashed)`",
+            "ms",
+            false,
+        ),
+        Row::scalar(
+            "crash-subscriber-ms",
+            LIFE_CYCLE,
+            "`kill -9` subscriber → publisher's `Disconnected(Crashed)`",
+            "ms",
+            false,
+        ),
+    ];
+    let started = Instant::now();
+    for round in 0..s.rounds {
+        for k in 0..2 {
+            let kill_publisher = (k + round) % 2 == 0;
+            let outcome = fresh(ctx, |dir, name| crash_once(ctx, kill_publisher, dir, name));
+            let what = match kill_publisher {
+                true => "kill publisher",
+                false => "kill subscriber",
+            };
+            progress(started, what, round, s, mech, &outcome_text(&outcome));
+            let row = &mut rows[usize::from(!kill_publisher)];
+            row.add(
+                mech,
+                outcome.map(Sample::Scalar).map_err(|e| format!("{e:#}")),
+            );
+        }
+    }
+    Ok(rows.into())
+}
+
+/// One crash: ms from the kill to the survivor's event.
+fn crash_once(ctx: &Ctx, kill_publisher: bool, dir: &Path, name: String) -> Result<f64> {
+    let link = link(Mech::MmipcDefault, dir, name, 1);
+    let (old, new) = cpus(ctx);
+    let zero = Duration::ZERO;
+    let mut peers = Peers::new();
+    let p = peers.spawn(
+        ctx.exe(),
+        &spec(Role::CrashPub, &link, old, zero, 0),
+        "mmipc crash publisher".into(),
+    )?;
+    ready(&mut peers, p)?;
+    let sub = peers.spawn(
+        ctx.exe(),
+        &spec(Role::CrashSub, &link, new, zero, 0),
+        "mmipc crash subscriber".into(),
+    )?;
+    let deadline = Instant::now() + 2 * SETUP_TIMEOUT;
+    peers.expect(p, &PeerLine::Accepted, deadline)?;
+    peers.expect(sub, &PeerLine::Accepted, deadline)?;
+    std::thread::sleep(CRASH_SETTLE);
+    let (victim, survivor) = match kill_publisher {
+        true => (p, sub),
+        false => (sub, p),
+    };
+    let killed = peers.kill9(victim)?;
+    let took = match peers.done(survivor, Instant::now() + 2 * SETUP_TIMEOUT)? {
+        PeerResult::Disconnected { ns, reason } => {
+            ensure!(
+                reason == "Crashed",
+                "the survivor saw its peer leave as {reason}, not Crashed"
+            );
+            ms(killed, ns)?
+        }
+        other => bail!("the survivor reported {other:?}"),
+    };
+    peers.finish(Instant::now() + EXIT_TIMEOUT)?;
+    Ok(took)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Memory
+// ---------------------------------------------------------------------------------------------
+
+/// What one publisher/subscriber pair used after [`MEMORY_MESSAGES`] messages.
+#[derive(Debug)]
+struct PairMemory {
+    publisher: MemUse,
+    subscriber: MemUse,
+    /// mmipc: the channel's segment files.
+    segments: Vec<Segment>,
+}
+
+/// Memory: the shared memory of one mmipc connection (ring and doorbell segment files) and
+/// of one publisher with [`FAN_SUBSCRIBERS`] subscribers; the resident memory of a
+/// publisher and a subscriber process after [`MEMORY_MESSAGES`] messages of
+/// [`MEMORY_SIZE`] bytes (mmipc with default options, iceoryx2 with the harness's
+/// configuration).
+pub fn memory(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
+    let mechs = s.mechs_among(&[Mech::MmipcDefault, Mech::Iox2Poll]);
+    if !s.wants(Group::Memory) || mechs.is_empty() {
+        return Ok(Vec::new());
+    }
+    let after = "after 10,000 × 64 B";
+    let mut rss_pub = Row::scalar(
+        "rss-publisher-kib",
+        MEMORY,
+        &format!("publisher process VmRSS {after}"),
+        "KiB",
+        false,
+    );
+    let mut shmem_pub = Row::scalar(
+        "rss-shmem-publisher-kib",
+        MEMORY,
+        "… of which RssShmem (shared memory touched)",
+        "KiB",
+        false,
+    );
+    let mut rss_sub = Row::scalar(
+        "rss-subscriber-kib",
+        MEMORY,
+        &format!("subscriber process VmRSS {after}"),
+        "KiB",
+        false,
+    );
+    let mut shmem_sub = Row::scalar(
+        "rss-shmem-subscriber-kib",
+        MEMORY,
+        "… of which RssShmem (shared memory touched)",
+        "KiB",
+        false,
+    );
+    let mut map_pub = Row::scalar(
+        "shm-mapped-publisher-kib",
+        MEMORY,
+        "/dev/shm mapped by the publisher process (1 subscriber)",
+        "KiB",
+        false,
+    );
+    let mut map_sub = Row::scalar(
+        "shm-mapped-subscriber-kib",
+        MEMORY,
+        "/dev/shm mapped by the subscriber process",
+        "KiB",
+        false,
+    );
+    let mut ring = Row::scalar(
+        "shm-ring-kib",
+        MEMORY,
+        "ring segment file per connection (size)",
+        "KiB",
+        false,
+    );
+    let mut bell = Row::scalar(
+        "shm-doorbell-bytes",
+        MEMORY,
+        "doorbell segment file per subscriber (size)",
+        "B",
+        false,
+    );
+    let mut conn = Row::scalar(
+        "shm-connection-allocated-kib",
+        MEMORY,
+        &format!("one connection in tmpfs (ring + doorbell, pages allocated {after})"),
+        "KiB",
+        false,
+    );
+    let mut fan = Row::scalar(
+        "shm-1-publisher-16-subscribers-mib",
+        MEMORY,
+        "1 publisher + 16 subscribers: all segments, in whole pages",
+        "MiB",
+        false,
+    );
+    let started = Instant::now();
+    let kib = |bytes: u64| bytes as f64 / 1024.0;
+    for round in 0..s.rounds {
+        for k in 0..mechs.len() {
+            let mech = mechs[(k + round) % mechs.len()];
+            let outcome = fresh(ctx, |dir, name| pair_once(ctx, mech, dir, name));
+            progress(
+                started,
+                "memory",
+                round,
+                s,
+                mech,
+                &match &outcome {
+                    Ok(m) => format!(
+                        "publisher VmRSS {} KiB, subscriber VmRSS {} KiB",
+                        m.publisher.rss_kib, m.subscriber.rss_kib
+                    ),
+                    Err(e) => format!("FAILED: {e:#}"),
+                },
+            );
+            let m = match outcome {
+                Ok(m) => m,
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    for row in [&mut rss_pub, &mut rss_sub] {
+                        row.add(mech, Err(e.clone()));
+                    }
+                    continue;
+                }
+            };
+            let put = |row: &mut Row, v: f64| row.add(mech, Ok(Sample::Scalar(v)));
+            put(&mut rss_pub, m.publisher.rss_kib as f64);
+            put(&mut shmem_pub, m.publisher.shmem_kib as f64);
+            put(&mut rss_sub, m.subscriber.rss_kib as f64);
+            put(&mut shmem_sub, m.subscriber.shmem_kib as f64);
+            put(&mut map_pub, m.publisher.shm_mapped_kib as f64);
+            put(&mut map_sub, m.subscriber.shm_mapped_kib as f64);
+            if mech.is_mmipc() {
+                let size = |f: fn(&Segment) -> bool| -> u64 {
+                    m.segments.iter().filter(|g| f(g)).map(|g| g.bytes).sum()
+                };
+                put(&mut ring, kib(size(Segment::is_ring)));
+                put(&mut bell, size(Segment::is_bell) as f64);
+                let allocated = m.segments.iter().map(|g| g.allocated).sum();
+                put(&mut conn, kib(allocated));
+                let total = fresh(ctx, |dir, name| fan_once(ctx, dir, name));
+                progress(
+                    started,
+                    "memory 1→16",
+                    round,
+                    s,
+                    mech,
+                    &outcome_text(&total),
+                );
+                fan.add(
+                    mech,
+                    total
+                        .map(|b| Sample::Scalar(b as f64 / (1 << 20) as f64))
+                        .map_err(|e| format!("{e:#}")),
+                );
+            }
+        }
+    }
+    Ok([
+        rss_pub, shmem_pub, rss_sub, shmem_sub, map_pub, map_sub, ring, bell, conn, fan,
+    ]
+    .into_iter()
+    .filter(|r| !r.cells.is_empty())
+    .collect())
+}
+
+/// A publisher process sends [`MEMORY_MESSAGES`] to a subscriber process; both report
+/// their memory, the subscriber also the channel's segment files.
+fn pair_once(ctx: &Ctx, mech: Mech, dir: &Path, name: String) -> Result<PairMemory> {
+    let link = link(mech, dir, name, 1);
+    let (old, new) = cpus(ctx);
+    let zero = Duration::ZERO;
+    let mut peers = Peers::new();
+    let sub = peers.spawn(
+        ctx.exe(),
+        &spec(Role::MemRecv, &link, old, zero, 0),
+        format!("{} memory subscriber", mech.id()),
+    )?;
+    let info = ready(&mut peers, sub)?;
+    let mut send = spec(Role::MemSend, &link, new, zero, MEMORY_MESSAGES);
+    send.peers = vec![info];
+    let p = peers.spawn(ctx.exe(), &send, format!("{} memory publisher", mech.id()))?;
+    let setup = Instant::now() + 2 * SETUP_TIMEOUT;
+    peers.expect(p, &PeerLine::Connected, setup)?;
+    peers.expect(sub, &PeerLine::Accepted, setup)?;
+    peers.go(p)?;
+    let deadline = Instant::now() + 2 * SETUP_TIMEOUT;
+    let sent = peers.done(p, deadline)?;
+    let got = peers.done(sub, deadline)?;
+    peers.finish(Instant::now() + EXIT_TIMEOUT)?;
+    let (
+        PeerResult::Memory {
+            count: n_sent,
+            sum: sum_sent,
+            mem: publisher,
+            ..
+        },
+        PeerResult::Memory {
+            count: n_got,
+            sum: sum_got,
+            mem: subscriber,
+            segments,
+        },
+    ) = (sent, got)
+    else {
+        bail!("unexpected reports of the memory peers");
+    };
+    ensure!(
+        n_sent == MEMORY_MESSAGES && n_got == n_sent && sum_got == sum_sent,
+        "{n_got} of {n_sent} messages arrived, or their checksum differs"
+    );
+    if mech.is_mmipc() {
+        let rings = segments.iter().filter(|g| g.is_ring()).count();
+        let bells = segments.iter().filter(|g| g.is_bell()).count();
+        ensure!(
+            rings == 1 && bells == 1,
+            "expected one ring and one doorbell, found {segments:?}"
+        );
+    }
+    Ok(PairMemory {
+        publisher,
+        subscriber,
+        segments,
+    })
+}
+
+/// One publisher process, [`FAN_SUBSCRIBERS`] subscribers in another, one message each:
+/// the bytes of every segment file in the channel directory, each rounded up to whole pages
+/// (what tmpfs holds once every page is touched).
+fn fan_once(ctx: &Ctx, dir: &Path, name: String) -> Result<u64> {
+    let link = link(Mech::MmipcDefault, dir, name.clone(), FAN_SUBSCRIBERS);
+    let (old, new) = cpus(ctx);
+    let zero = Duration::ZERO;
+    let mut peers = Peers::new();
+    let subs = peers.spawn(
+        ctx.exe(),
+        &spec(Role::FanSubs, &link, old, zero, 0),
+        "mmipc 16 subscribers".into(),
+    )?;
+    ready(&mut peers, subs)?;
+    let p = peers.spawn(
+        ctx.exe(),
+        &spec(Role::FanPub, &link, new, zero, 0),
+        "mmipc publisher to 16".into(),
+    )?;
+    let deadline = Instant::now() + 2 * SETUP_TIMEOUT;
+    peers.done(p, deadline)?;
+    match peers.done(subs, deadline)? {
+        PeerResult::Count { messages } if messages == FAN_SUBSCRIBERS as u64 => {}
+        other => bail!("the subscribers reported {other:?}"),
+    }
+    let segments = crate::os::segments(&dir.join(format!("{name}-down")))?;
+    peers.finish(Instant::now() + EXIT_TIMEOUT)?;
+    let rings = segments.iter().filter(|g| g.is_ring()).count();
+    let bells = segments.iter().filter(|g| g.is_bell()).count();
+    ensure!(
+        rings == FAN_SUBSCRIBERS && bells == FAN_SUBSCRIBERS,
+        "expected {FAN_SUBSCRIBERS} rings and doorbells, found {rings} and {bells}"
+    );
+    Ok(segments.iter().map(Segment::pages_bytes).sum())
+}
+
+// ---------------------------------------------------------------------------------------------
+// Idle
+// ---------------------------------------------------------------------------------------------
+
+/// CPU time, as a percentage of one core, of an mmipc subscriber process blocked in
+/// `recv_timeout` for [`Settings::idle`] with nothing sent (default wait strategy), and of
+/// its connected publisher process over the same time.
+pub fn idle_cpu(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
+    let mech = Mech::MmipcDefault;
+    if !s.wants(Group::Idle) || !s.mechs.contains(&mech) {
+        return Ok(Vec::new());
+    }
+    let secs = s.idle.as_secs_f64();
+    let mut sub = Row::scalar(
+        "idle-subscriber-cpu-pct",
+        IDLE,
+        &format!("subscriber process blocked in `recv_timeout({secs} s)`, nothing sent"),
+        "% of a core",
+        false,
+    );
+    let mut publ = Row::scalar(
+        "idle-publisher-cpu-pct",
+        IDLE,
+        "its publisher process meanwhile (connected, publishing nothing)",
+        "% of a core",
+        false,
+    );
+    let started = Instant::now();
+    for round in 0..s.rounds {
+        let outcome = fresh(ctx, |dir, name| idle_once(ctx, s.idle, dir, name));
+        progress(started, "idle", round, s, mech, &outcome_text(&outcome));
+        match outcome {
+            Ok((p, q)) => {
+                publ.add(mech, Ok(Sample::Scalar(p)));
+                sub.add(mech, Ok(Sample::Scalar(q)));
+            }
+            Err(e) => {
+                let e = format!("{e:#}");
+                publ.add(mech, Err(e.clone()));
+                sub.add(mech, Err(e));
+            }
+        }
+    }
+    Ok(vec![sub, publ])
+}
+
+/// One idle period: (publisher %, subscriber %) of one core.
+fn idle_once(ctx: &Ctx, idle: Duration, dir: &Path, name: String) -> Result<(f64, f64)> {
+    let link = link(Mech::MmipcDefault, dir, name, 1);
+    let (old, new) = cpus(ctx);
+    let mut peers = Peers::new();
+    let p = peers.spawn(
+        ctx.exe(),
+        &spec(Role::IdlePub, &link, old, idle, 0),
+        "mmipc idle publisher".into(),
+    )?;
+    ready(&mut peers, p)?;
+    let sub = peers.spawn(
+        ctx.exe(),
+        &spec(Role::IdleSub, &link, new, idle, 0),
+        "mmipc idle subscriber".into(),
+    )?;
+    let setup = Instant::now() + 2 * SETUP_TIMEOUT;
+    peers.expect(p, &PeerLine::Accepted, setup)?;
+    peers.expect(sub, &PeerLine::Accepted, setup)?;
+    let deadline = Instant::now() + idle + RUN_SLACK;
+    let pct = |r: PeerResult| -> Result<f64> {
+        match r {
+            PeerResult::Idle { cpu_ns, wall_ns } if wall_ns > 0 => {
+                Ok(cpu_ns as f64 * 100.0 / wall_ns as f64)
+            }
+            other => bail!("an idle peer reported {other:?}"),
+        }
+    };
+    let q = pct(peers.done(sub, deadline)?)?;
+    let p = pct(peers.done(p, deadline)?)?;
+    peers.finish(Instant::now() + EXIT_TIMEOUT)?;
+    Ok((p, q))
 }
 
 /// All of the above, in report order.
@@ -38,5 +649,6 @@ pub fn extra_rows(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
     let mut rows = connect_time(ctx, s)?;
     rows.extend(crash_detection(ctx, s)?);
     rows.extend(memory(ctx, s)?);
+    rows.extend(idle_cpu(ctx, s)?);
     Ok(rows)
 }

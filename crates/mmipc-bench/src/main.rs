@@ -7,7 +7,14 @@
 //! cargo run --release -p mmipc-bench -- compare --quick         # smoke run, well under 30 s
 //! cargo run --release -p mmipc-bench -- compare --rows latency --only mmipc-spin,iox2-poll,floor
 //! cargo run --release -p mmipc-bench -- compare --json results.json --md   # + bench/RESULTS.md
+//! cargo run --release -p mmipc-bench -- compare --rows lifecycle,memory,idle  # the rest
 //! ```
+//!
+//! Besides round trips, throughput and fan-out (`--rows latency,throughput,fanout`), it
+//! measures connection set-up and crash detection (`lifecycle`), resident and shared memory
+//! (`memory`) and idle CPU (`idle`), see `hooks`. mmipc rings in the measured rows are sized
+//! for the message: max(256 KiB, 4 × message size rounded up to a power of two), unless
+//! `--mmipc-ring-capacity` forces one size.
 //!
 //! The harness re-executes itself (`mmipc-bench peer <json>`) for every measurement: the
 //! responders (echoer, or receivers) first, pinned to one CPU, then the initiator (pinger, or
@@ -91,9 +98,13 @@ struct CompareArgs {
     /// Do not pin the processes to CPUs.
     #[arg(long)]
     no_pin: bool,
-    /// Capacity of each mmipc ring in bytes, a power of two [default: the library's, 256 KiB].
+    /// Capacity of each mmipc ring in bytes, a power of two, for every row [default: per
+    /// row, max(256 KiB, 4 × message size rounded up to a power of two)].
     #[arg(long, value_name = "BYTES")]
     mmipc_ring_capacity: Option<usize>,
+    /// How long the idle rows wait, in ms [default: 2000].
+    #[arg(long, value_name = "MS", value_parser = clap::value_parser!(u64).range(1..=60_000))]
+    idle_ms: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -143,12 +154,13 @@ fn compare(args: &CompareArgs) -> Result<bool> {
                 .collect()
         },
         groups: if args.rows.is_empty() {
-            vec![Group::Latency, Group::Throughput, Group::Fanout]
+            Group::ALL.to_vec()
         } else {
             args.rows.clone()
         },
         pin: !args.no_pin,
         mmipc_ring: args.mmipc_ring_capacity,
+        idle: Duration::from_millis(args.idle_ms.unwrap_or(2000)),
     };
     let ctx = Ctx::new(settings.pin)?;
     let command = std::iter::once("cargo run --release -p mmipc-bench --".to_string())
@@ -178,6 +190,7 @@ fn compare(args: &CompareArgs) -> Result<bool> {
         command,
         seconds: started.elapsed().as_secs_f64(),
         mmipc_ring: settings.mmipc_ring,
+        idle_ms: ms(settings.idle),
     };
     let markdown = report::markdown(&meta, &rows);
     println!("{markdown}");

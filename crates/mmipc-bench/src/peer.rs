@@ -19,6 +19,8 @@ use crate::os;
 use crate::payload::{STOP, StreamCheck, Taken, check_echo, end_marker, fill, mix, stamp};
 use crate::transport::{LinkSpec, Transport, with_transport};
 
+mod life;
+
 /// What a peer process does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -31,12 +33,49 @@ pub enum Role {
     Send,
     /// Responder: receives, checks and counts until the end marker.
     Receive,
+    /// Initiator: sends [`PeerSpec::count`] messages, then the end marker, and reports its
+    /// memory use.
+    MemSend,
+    /// Responder: receives and checks until the end marker, then reports its memory use
+    /// (and, for mmipc, the segment files of the channel).
+    MemRecv,
+    /// A publisher that publishes one message as soon as a subscriber connects: mmipc when
+    /// its `Connected` event arrives; iceoryx2 every ~0.1 ms until a send reaches one.
+    ConnectPub,
+    /// A new subscriber: the time it starts building its subscriber and the time it holds
+    /// its first message.
+    ConnectSub,
+    /// An mmipc publisher that, once connected, waits for its subscriber's `Disconnected`.
+    CrashPub,
+    /// An mmipc subscriber that, once connected, waits for its publisher's `Disconnected`.
+    CrashSub,
+    /// An mmipc publisher that waits for [`LinkSpec::receivers`] subscribers and publishes
+    /// one message.
+    FanPub,
+    /// [`LinkSpec::receivers`] mmipc subscribers in one process, each waiting for one
+    /// message.
+    FanSubs,
+    /// An mmipc publisher, connected and silent for `measure_ms`: its CPU time.
+    IdlePub,
+    /// An mmipc subscriber blocked in `recv_timeout(measure_ms)` with nothing sent: its CPU
+    /// time.
+    IdleSub,
 }
 
 impl Role {
     /// Whether this role starts after, and connects to, the responders.
     pub fn is_initiator(self) -> bool {
-        matches!(self, Role::Ping | Role::Send)
+        matches!(self, Role::Ping | Role::Send | Role::MemSend)
+    }
+
+    /// Whether the process waits for the harness on its stdin (a `go` line, or the end of
+    /// input once the measurement is over).
+    pub fn reads_stdin(self) -> bool {
+        self.is_initiator()
+            || matches!(
+                self,
+                Role::ConnectPub | Role::FanPub | Role::FanSubs | Role::IdlePub
+            )
     }
 }
 
@@ -57,6 +96,9 @@ pub struct PeerSpec {
     pub limit_ms: u64,
     /// For an initiator: what each responder's `listen` returned.
     pub peers: Vec<String>,
+    /// Messages to send, for [`Role::MemSend`].
+    #[serde(default)]
+    pub count: u64,
 }
 
 /// A line a peer prints on stdout.
@@ -112,6 +154,49 @@ pub enum PeerResult {
         /// Time from the end of the warm-up to the end marker.
         measured_ns: u64,
     },
+    /// A moment, on CLOCK_MONOTONIC (ns): when the publisher saw `Connected`.
+    Stamp {
+        /// [`os::mono_ns`] at that moment.
+        ns: u64,
+    },
+    /// A new subscriber: when it started building its subscriber, and when it held its
+    /// first message (CLOCK_MONOTONIC, ns).
+    Connect {
+        /// Just before the subscriber (or iceoryx2 node) is built.
+        start_ns: u64,
+        /// Just after the first message was received.
+        first_ns: u64,
+    },
+    /// The peer's `Disconnected` event: when (CLOCK_MONOTONIC, ns) and why.
+    Disconnected {
+        /// [`os::mono_ns`] when the event arrived.
+        ns: u64,
+        /// The `DisconnectReason`, as `{:?}`.
+        reason: String,
+    },
+    /// Memory use after a run of messages.
+    Memory {
+        /// Messages sent or received (not counting the end marker).
+        count: u64,
+        /// Checksum over them.
+        sum: u64,
+        /// This process's resident memory.
+        mem: os::MemUse,
+        /// The mmipc channel's segment files, as the receiver saw them (empty otherwise).
+        segments: Vec<os::Segment>,
+    },
+    /// CPU time used while idle.
+    Idle {
+        /// User + system CPU time of the whole process over the idle period.
+        cpu_ns: u64,
+        /// Length of the idle period.
+        wall_ns: u64,
+    },
+    /// Messages received, for [`Role::FanSubs`].
+    Count {
+        /// One per subscriber.
+        messages: u64,
+    },
 }
 
 /// Entry point of a peer process.
@@ -121,7 +206,16 @@ pub fn main(spec_json: &str) -> Result<()> {
     if let Some(cpu) = spec.cpu {
         os::pin_to(cpu)?;
     }
-    with_transport!(spec.link.mech, run(&spec))
+    match spec.role {
+        Role::ConnectPub | Role::ConnectSub if spec.link.mech.is_mmipc() => {
+            life::connect_mmipc(&spec)
+        }
+        Role::ConnectPub | Role::ConnectSub => life::connect_iox2(&spec),
+        Role::CrashPub | Role::CrashSub => life::crash(&spec),
+        Role::FanPub | Role::FanSubs => life::fan(&spec),
+        Role::IdlePub | Role::IdleSub => life::idle(&spec),
+        _ => with_transport!(spec.link.mech, run(&spec)),
+    }
 }
 
 fn say(line: &PeerLine) -> Result<()> {
@@ -144,6 +238,7 @@ fn run<T: Transport>(spec: &PeerSpec) -> Result<()> {
         anyhow::ensure!(go.trim() == "go", "the harness did not say go");
         let result = match spec.role {
             Role::Ping => ping(&mut t, link.size, warm, measure)?,
+            Role::MemSend => send_count(&mut t, link.size, spec.count)?,
             _ => send(&mut t, link.size, warm + measure)?,
         };
         say(&PeerLine::Done(result))?;
@@ -160,6 +255,7 @@ fn run<T: Transport>(spec: &PeerSpec) -> Result<()> {
         say(&PeerLine::Accepted)?;
         let result = match spec.role {
             Role::Echo => echo(&mut t)?,
+            Role::MemRecv => receive_all(&mut t, link)?,
             _ => receive(&mut t, link.size, warm)?,
         };
         say(&PeerLine::Done(result))?;
@@ -245,6 +341,43 @@ fn send<T: Transport>(t: &mut T, size: usize, run: Duration) -> Result<PeerResul
     }
     t.send(&end_marker(seq, sum))?;
     Ok(PeerResult::Sent { count: seq, sum })
+}
+
+/// One-way, sender side, for the memory figures: `count` messages, then the end marker; then
+/// this process's memory use.
+fn send_count<T: Transport>(t: &mut T, size: usize, count: u64) -> Result<PeerResult> {
+    let mut buf = vec![0u8; size];
+    let mut sum = 0u64;
+    for seq in 0..count {
+        fill(&mut buf, seq);
+        t.send(&buf)?;
+        sum = sum.wrapping_add(mix(seq, size));
+    }
+    t.send(&end_marker(count, sum))?;
+    Ok(PeerResult::Memory {
+        count,
+        sum,
+        mem: os::mem_use()?,
+        segments: Vec::new(),
+    })
+}
+
+/// One-way, receiver side, for the memory figures: checks every message up to the end
+/// marker, then reports this process's memory use and (mmipc) the channel's segment files,
+/// while the sender still holds its end.
+fn receive_all<T: Transport>(t: &mut T, link: &LinkSpec) -> Result<PeerResult> {
+    let mut check = StreamCheck::new(link.size);
+    while let Taken::Message = t.recv(|msg| check.take(msg))?? {}
+    let segments = match link.mech.is_mmipc() {
+        true => os::segments(&link.dir.join(format!("{}-down", link.name)))?,
+        false => Vec::new(),
+    };
+    Ok(PeerResult::Memory {
+        count: check.next,
+        sum: check.sum,
+        mem: os::mem_use()?,
+        segments,
+    })
 }
 
 /// One-way, receiver side: checks every message; the rate counts from `warm` after the

@@ -31,7 +31,6 @@ pub enum Sample {
         messages: u64,
     },
     /// Any other figure, in the row's unit (for rows added through `crate::hooks`).
-    #[allow(dead_code)] // until a hook measures something
     Scalar(f64),
 }
 
@@ -158,6 +157,10 @@ impl Row {
                 true,
             ),
             Group::Fanout => ("fanout", format!("{} 1→2", fmt_size(size)), "msgs/s", true),
+            // Rows of these groups are scalar rows made by `crate::hooks`.
+            Group::Lifecycle => (crate::hooks::LIFE_CYCLE, fmt_size(size), "", false),
+            Group::Memory => (crate::hooks::MEMORY, fmt_size(size), "", false),
+            Group::Idle => (crate::hooks::IDLE, fmt_size(size), "", false),
         };
         Row {
             id: group.row_id(size),
@@ -171,7 +174,6 @@ impl Row {
     }
 
     /// An empty row of scalar figures (for `crate::hooks`).
-    #[allow(dead_code)] // until a hook measures something
     pub fn scalar(id: &str, group: &str, title: &str, unit: &str, higher_is_better: bool) -> Row {
         Row {
             id: id.into(),
@@ -229,6 +231,126 @@ pub const TARGETS: &[(&str, Mech, Mech)] = &[
     ("tput-4096", Mech::MmipcDefault, Mech::Iox2Poll),
     ("tput-1048576", Mech::MmipcDefault, Mech::Iox2Poll),
 ];
+
+/// The figures the project has absolute targets for: row, mechanism, what the target is
+/// about, and the most the median over rounds may be (in the row's unit), with `strict` for
+/// "less than" instead of "at most".
+pub const LIMITS: &[Limit] = &[
+    Limit {
+        row: "crash-publisher-ms",
+        mech: Mech::MmipcDefault,
+        what: "kill -9 publisher → subscriber's Disconnected, p50",
+        limit: 50.0,
+        strict: false,
+    },
+    Limit {
+        row: "crash-subscriber-ms",
+        mech: Mech::MmipcDefault,
+        what: "kill -9 subscriber → publisher's Disconnected, p50",
+        limit: 50.0,
+        strict: false,
+    },
+    Limit {
+        row: "connect-first-message-ms",
+        mech: Mech::MmipcDefault,
+        what: "new subscriber → connected (first message in hand), p50",
+        limit: 10.0,
+        strict: false,
+    },
+    Limit {
+        row: "connect-publisher-event-ms",
+        mech: Mech::MmipcDefault,
+        what: "new subscriber → connected (publisher's Connected), p50",
+        limit: 10.0,
+        strict: false,
+    },
+    Limit {
+        row: "shm-1-publisher-16-subscribers-mib",
+        mech: Mech::MmipcDefault,
+        what: "1 publisher + 16 subscribers fit a 64 MiB /dev/shm with room to spare",
+        limit: 32.0,
+        strict: false,
+    },
+    Limit {
+        row: "idle-subscriber-cpu-pct",
+        mech: Mech::MmipcDefault,
+        what: "~0% CPU while idle (subscriber in recv_timeout)",
+        limit: 1.0,
+        strict: true,
+    },
+];
+
+/// An absolute target: the median over rounds of one mechanism in one row against a limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Row id.
+    pub row: &'static str,
+    /// The mechanism whose figure counts.
+    pub mech: Mech,
+    /// What the target is about.
+    pub what: &'static str,
+    /// The limit, in the row's unit.
+    pub limit: f64,
+    /// The figure must stay below the limit (else: at most the limit).
+    pub strict: bool,
+}
+
+/// An absolute target and the figure measured for it.
+struct Checked<'a> {
+    row: &'a Row,
+    target: Limit,
+    value: f64,
+}
+
+fn limits(rows: &[Row]) -> Vec<Checked<'_>> {
+    let mut out = Vec::new();
+    for &target in LIMITS {
+        let Some(row) = rows.iter().find(|r| r.id == target.row) else {
+            continue;
+        };
+        if let Some(value) = row.headline(target.mech) {
+            out.push(Checked { row, target, value });
+        }
+    }
+    out
+}
+
+impl Checked<'_> {
+    fn met(&self) -> bool {
+        match self.target.strict {
+            true => self.value < self.target.limit,
+            false => self.value <= self.target.limit,
+        }
+    }
+
+    fn op(&self) -> &'static str {
+        match self.target.strict {
+            true => "<",
+            false => "≤",
+        }
+    }
+
+    /// "kill -9 publisher → subscriber's Disconnected, p50: mmipc default (50 µs) ≤ 50 ms".
+    fn name(&self) -> String {
+        format!(
+            "{}: {} {} {} {}",
+            self.target.what,
+            self.target.mech.label(),
+            self.op(),
+            self.target.limit,
+            self.row.unit
+        )
+    }
+
+    /// "met: 1.84 ms" or "MISSED: 63.0 ms".
+    fn reading(&self) -> String {
+        let value = fmt_scalar(self.value, &self.row.unit);
+        match self.met() {
+            true => format!("met: {value} {}", self.row.unit),
+            false => format!("MISSED: {value} {}", self.row.unit),
+        }
+    }
+}
 
 struct Target<'a> {
     row: &'a Row,
@@ -308,8 +430,66 @@ pub struct Meta {
     pub command: String,
     /// Seconds the run took.
     pub seconds: f64,
-    /// mmipc ring capacity in bytes, if not the library's default.
+    /// mmipc ring capacity in bytes forced for every row (`--mmipc-ring-capacity`); `None`:
+    /// per row, by [`crate::harness::mmipc_ring_for`].
     pub mmipc_ring: Option<usize>,
+    /// How long the idle rows waited, ms.
+    pub idle_ms: u64,
+}
+
+impl Meta {
+    /// The mmipc ring capacity of the rows of `size`-byte messages.
+    pub fn mmipc_ring(&self, size: usize) -> usize {
+        self.mmipc_ring
+            .unwrap_or_else(|| crate::harness::mmipc_ring_for(size))
+    }
+
+    /// "256 KiB for 8 B, 64 B; 4 MiB for 1 MiB": the ring of each message size in `rows`.
+    fn rings(&self, rows: &[Row]) -> String {
+        let mut sizes: Vec<usize> = rows
+            .iter()
+            .filter(|r| r.cells.keys().any(|m| m.is_mmipc()))
+            .filter_map(|r| r.size)
+            .collect();
+        sizes.sort_unstable();
+        sizes.dedup();
+        let mut groups: Vec<(usize, Vec<String>)> = Vec::new();
+        for size in sizes {
+            let ring = self.mmipc_ring(size);
+            match groups.last_mut() {
+                Some((r, list)) if *r == ring => list.push(fmt_size(size)),
+                _ => groups.push((ring, vec![fmt_size(size)])),
+            }
+        }
+        groups
+            .iter()
+            .map(|(ring, list)| format!("{} for {}", fmt_size(*ring), list.join(", ")))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    /// The sentence on mmipc ring sizes for the report's header.
+    fn ring_note(&self, rows: &[Row]) -> String {
+        let rings = self.rings(rows);
+        let per_size = if rings.is_empty() {
+            String::new()
+        } else {
+            format!(": {rings}")
+        };
+        match self.mmipc_ring {
+            Some(bytes) => format!(
+                "mmipc rings: {} for every row (`--mmipc-ring-capacity`); the life-cycle, \
+                 memory and idle rows use the library's defaults (256 KiB rings).",
+                fmt_size(bytes)
+            ),
+            None => format!(
+                "mmipc rings: {}, what a user sending messages that large would configure \
+                 (`--mmipc-ring-capacity` forces one size){per_size}. The life-cycle, memory \
+                 and idle rows use the library's defaults (256 KiB rings).",
+                crate::harness::MMIPC_RING_RULE
+            ),
+        }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -332,6 +512,7 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
         meta.seconds
     );
     let _ = writeln!(out, "`{}`\n", meta.command);
+    let _ = writeln!(out, "{}\n", meta.ring_note(rows));
 
     let groups: Vec<&str> = {
         let mut g: Vec<&str> = Vec::new();
@@ -373,15 +554,20 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
                 out.push_str(&throughput_table(&rows, &mechs));
             }
             other => {
-                let _ = writeln!(out, "## {other}\n");
+                let (title, note) = scalar_group_text(other, meta);
+                let _ = writeln!(out, "## {title}\n");
                 out.push_str(&scalar_table(&rows, &mechs));
+                if !note.is_empty() {
+                    let _ = writeln!(out, "\n{note}");
+                }
             }
         }
         out.push('\n');
     }
 
     let targets = targets(rows);
-    if !targets.is_empty() {
+    let limits = limits(rows);
+    if !targets.is_empty() || !limits.is_empty() {
         let _ = writeln!(out, "## Ratios for the targets\n");
         let mut t = vec![vec![
             "comparison".to_string(),
@@ -391,7 +577,18 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
         for x in &targets {
             t.push(vec![x.name(), format!("{:.3}", x.ratio), x.reading()]);
         }
+        for x in &limits {
+            let ratio = x.value / x.target.limit;
+            t.push(vec![x.name(), format!("{ratio:.3}"), x.reading()]);
+        }
         out.push_str(&table(&t, 1));
+        if !limits.is_empty() {
+            let _ = writeln!(
+                out,
+                "\nFor absolute targets the ratio is the figure ÷ the target's limit: at most 1 \
+                 meets it."
+            );
+        }
         out.push('\n');
     }
 
@@ -429,7 +626,8 @@ fn method(meta: &Meta) -> String {
          after its first message to the end marker; figures are medians over rounds; every \
          message's sequence words are checked, every 1024th message byte by byte, and count \
          and checksum must match the sender's exactly. MB = 10^6 bytes. mmipc: public \
-         pub/sub API, `publish(&[u8])` and the copying `recv()`, {ring}, `OnFull::Block`. iceoryx2: `loan_slice_uninit` + `write_from_slice` + `send`, \
+         pub/sub API, `publish(&[u8])` and the copying `recv()`, {ring}, `OnFull::Block`. \
+         iceoryx2: `loan_slice_uninit` + `write_from_slice` + `send`, \
          zero-copy `receive()`; safe overflow off with `RetryUntilDelivered` (lossless), \
          subscriber buffer 16 MiB / size samples (16..1024); the event variant notifies after \
          every send and the receiver waits in `Listener::blocking_wait` when it finds nothing. \
@@ -444,10 +642,7 @@ fn method(meta: &Meta) -> String {
         tm = meta.throughput_ms.1,
         ring = match meta.mmipc_ring {
             Some(bytes) => format!("rings of {}", fmt_size(bytes)),
-            None => format!(
-                "rings of the default {}",
-                fmt_size(::mmipc::DEFAULT_RING_CAPACITY)
-            ),
+            None => format!("rings of {}", crate::harness::MMIPC_RING_RULE),
         },
     )
 }
@@ -543,13 +738,107 @@ fn throughput_table(rows: &[&Row], mechs: &[Mech]) -> String {
     table(&t, 2)
 }
 
+/// Heading and explanatory note of a table of scalar rows.
+fn scalar_group_text(group: &str, meta: &Meta) -> (String, String) {
+    let how = |what: &str| {
+        format!(
+            "Median over {} rounds, lowest–highest round in brackets; each round starts fresh \
+             processes (pinned like the others). {what}",
+            meta.rounds
+        )
+    };
+    match group {
+        crate::hooks::LIFE_CYCLE => (
+            "Life cycle: connecting and crash detection (ms)".into(),
+            how(
+                "Connect: the publisher's process runs first; the clock starts when a new \
+                 subscriber process starts building its subscriber (iceoryx2: its node) and \
+                 stops when it holds its first message, or at the publisher's `Connected` \
+                 event (both on CLOCK_MONOTONIC). The mmipc publisher publishes as soon as \
+                 `Connected` arrives; the iceoryx2 one sends every ~0.1 ms until a send \
+                 reaches the subscriber, which polls. Crash: from just before `kill -9` of \
+                 one process to the other's `Disconnected` event, which must say `Crashed`; \
+                 default options (heartbeat 1 s, peer timeout 5 s): detection comes from the \
+                 dead process's lock file being released. mmipc endpoints have the default \
+                 options and wait strategy.",
+            ),
+        ),
+        crate::hooks::MEMORY => (
+            "Memory: resident and shared memory".into(),
+            how(&format!(
+                "A publisher process sends {} messages of {} to a subscriber process (mmipc \
+                 with default options, iceoryx2 with this harness's configuration), then \
+                 each reads its own /proc/self/status (VmRSS, RssShmem) and adds up its \
+                 mappings of files under /dev/shm (their virtual size, touched or not). mmipc \
+                 segment files are read from the channel directory (on /dev/shm, next to the \
+                 records) by the subscriber once it has received everything: their sizes, and \
+                 the tmpfs pages allocated to them (st_blocks). The 16-subscriber total has \
+                 the 16 subscribers in one process (segments are per subscriber endpoint, not \
+                 per process), one message each, and rounds every segment file up to whole \
+                 pages: what tmpfs holds once every page has been touched. KiB = 1024 bytes.",
+                fmt_thousands(crate::hooks::MEMORY_MESSAGES as f64),
+                fmt_size(crate::hooks::MEMORY_SIZE),
+            )),
+        ),
+        crate::hooks::IDLE => (
+            "Idle: CPU time with nothing to do".into(),
+            how(&format!(
+                "A subscriber process with the default wait strategy, connected to a \
+                 publisher process, waits {:.1} s in `recv_timeout` with nothing sent; CPU \
+                 time (user + system, every thread, from getrusage) over wall time, in % of \
+                 one core. The publisher process is measured over its own {:.1} s meanwhile.",
+                meta.idle_ms as f64 / 1000.0,
+                meta.idle_ms as f64 / 1000.0
+            )),
+        ),
+        other => (other.to_string(), String::new()),
+    }
+}
+
+/// A scalar in its unit, with a precision that suits the value.
+pub fn fmt_scalar(v: f64, unit: &str) -> String {
+    match unit {
+        "B" => fmt_thousands(v),
+        "KiB" if v.fract() == 0.0 => fmt_thousands(v),
+        "KiB" => format!("{v:.2}"),
+        "MiB" => format!("{v:.2}"),
+        _ if v.abs() >= 100.0 => format!("{v:.0}"),
+        _ if v.abs() >= 10.0 => format!("{v:.1}"),
+        _ if v.abs() >= 0.1 || v == 0.0 => format!("{v:.2}"),
+        _ => format!("{v:.3}"),
+    }
+}
+
+/// A number rounded to an integer, with thousands separators: `12,345`.
+fn fmt_thousands(v: f64) -> String {
+    let digits = format!("{:.0}", v.abs());
+    let mut out = String::new();
+    if v < 0.0 {
+        out.push('-');
+    }
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 fn scalar_table(rows: &[&Row], mechs: &[Mech]) -> String {
     let mut t = vec![header("row", "unit", mechs)];
     for row in rows {
+        let unit = row.unit.as_str();
         let mut line = vec![row.title.clone(), row.unit.clone()];
         line.extend(mechs.iter().map(|m| {
             cell_text(row.cells.get(m), |c| {
-                c.headline().map(|v| format!("{v:.3}"))
+                let v = fmt_scalar(c.headline()?, unit);
+                Some(match c.range() {
+                    Some((lo, hi)) if fmt_scalar(lo, unit) != fmt_scalar(hi, unit) => {
+                        format!("{v} ({}–{})", fmt_scalar(lo, unit), fmt_scalar(hi, unit))
+                    }
+                    _ => v,
+                })
             })
         }));
         t.push(line);
@@ -741,6 +1030,10 @@ pub fn json(meta: &Meta, rows: &[Row]) -> Value {
                 .iter()
                 .map(|(m, c)| (m.id().to_string(), cell_json(r, c)))
                 .collect();
+            let ring = match (r.size, r.cells.keys().any(|m| m.is_mmipc())) {
+                (Some(size), true) => Some(meta.mmipc_ring(size)),
+                _ => None,
+            };
             json!({
                 "id": r.id,
                 "group": r.group,
@@ -748,12 +1041,13 @@ pub fn json(meta: &Meta, rows: &[Row]) -> Value {
                 "size": r.size,
                 "unit": r.unit,
                 "higher_is_better": r.higher_is_better,
+                "mmipc_ring_capacity": ring,
                 "mechanisms": mechs,
                 "ratios_mmipc_over_peer": r.ratios(),
             })
         })
         .collect();
-    let targets: Vec<Value> = targets(rows)
+    let mut targets: Vec<Value> = targets(rows)
         .iter()
         .map(|t| {
             json!({
@@ -765,6 +1059,21 @@ pub fn json(meta: &Meta, rows: &[Row]) -> Value {
             })
         })
         .collect();
+    targets.extend(limits(rows).iter().map(|l| {
+        json!({
+            "row": l.row.id,
+            "mmipc": l.target.mech.id(),
+            "peer": null,
+            "target": l.name(),
+            "value": l.value,
+            "limit": l.target.limit,
+            "strict": l.target.strict,
+            "unit": l.row.unit,
+            "ratio": l.value / l.target.limit,
+            "met": l.met(),
+            "reading": l.reading(),
+        })
+    }));
     let ok = rows
         .iter()
         .all(|r| r.cells.values().all(|c| c.errors.is_empty()));
@@ -778,7 +1087,13 @@ pub fn json(meta: &Meta, rows: &[Row]) -> Value {
         "throughput_warm_measure_ms": [meta.throughput_ms.0, meta.throughput_ms.1],
         "command": meta.command,
         "seconds": meta.seconds,
-        "mmipc_ring_capacity": meta.mmipc_ring.unwrap_or(::mmipc::DEFAULT_RING_CAPACITY),
+        "mmipc_ring_capacity": meta.mmipc_ring,
+        "mmipc_ring_rule": match meta.mmipc_ring {
+            Some(_) => "fixed (--mmipc-ring-capacity)",
+            None => crate::harness::MMIPC_RING_RULE,
+        },
+        "mmipc_ring_default_for_other_rows": ::mmipc::DEFAULT_RING_CAPACITY,
+        "idle_ms": meta.idle_ms,
         "iceoryx2_version": crate::transport::ICEORYX2_VERSION,
         "mechanisms": Mech::ALL.iter().map(|m| json!({"id": m.id(), "label": m.label()})).collect::<Vec<_>>(),
         "rows": rows_json,
@@ -821,5 +1136,65 @@ mod tests {
         let t = targets(&rows);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].reading(), "mmipc 2.00× faster");
+    }
+
+    #[test]
+    fn absolute_targets_are_checked_against_their_limit() {
+        let mut crash = Row::scalar("crash-publisher-ms", "life cycle", "kill", "ms", false);
+        crash.add(Mech::MmipcDefault, Ok(Sample::Scalar(0.4)));
+        crash.add(Mech::MmipcDefault, Ok(Sample::Scalar(0.5)));
+        crash.add(Mech::MmipcDefault, Ok(Sample::Scalar(90.0)));
+        let mut idle = Row::scalar("idle-subscriber-cpu-pct", "idle", "idle", "%", false);
+        idle.add(Mech::MmipcDefault, Ok(Sample::Scalar(1.0)));
+        let rows = [crash, idle];
+        let l = limits(&rows);
+        assert_eq!(l.len(), 2);
+        assert!(l[0].met());
+        assert_eq!(l[0].reading(), "met: 0.50 ms");
+        // "< 1%": exactly 1 misses.
+        assert!(!l[1].met());
+        assert!(l[1].reading().starts_with("MISSED"));
+        assert!(l[1].name().contains("< 1 %"), "{}", l[1].name());
+    }
+
+    #[test]
+    fn scalars_are_formatted_for_their_unit() {
+        assert_eq!(fmt_scalar(5300.0, "KiB"), "5,300");
+        assert_eq!(fmt_scalar(256.25, "KiB"), "256.25");
+        assert_eq!(fmt_scalar(64.0, "B"), "64");
+        assert_eq!(fmt_scalar(4.125, "MiB"), "4.12");
+        assert_eq!(fmt_scalar(0.026, "%"), "0.026");
+        assert_eq!(fmt_scalar(2.345, "ms"), "2.35");
+        assert_eq!(fmt_scalar(12.34, "ms"), "12.3");
+    }
+
+    #[test]
+    fn the_header_names_each_row_size_ring() {
+        let meta = Meta {
+            date: String::new(),
+            cpu: String::new(),
+            kernel: String::new(),
+            pinning: String::new(),
+            rounds: 1,
+            latency_ms: (0, 0),
+            throughput_ms: (0, 0),
+            command: String::new(),
+            seconds: 0.0,
+            mmipc_ring: None,
+            idle_ms: 2000,
+        };
+        let mut rows = Vec::new();
+        for size in [64, 4096, 1 << 20] {
+            let mut row = Row::measured(Group::Throughput, size);
+            row.add(Mech::MmipcDefault, Ok(Sample::Scalar(1.0)));
+            rows.push(row);
+        }
+        let note = meta.ring_note(&rows);
+        assert!(
+            note.contains("256 KiB for 64 B, 4 KiB; 4 MiB for 1 MiB"),
+            "{note}"
+        );
+        let json = json(&meta, &rows);
+        assert_eq!(json["rows"][2]["mmipc_ring_capacity"], 4 << 20);
     }
 }

@@ -37,8 +37,10 @@ use crate::payload::STOP;
 /// The iceoryx2 release this crate is built against (keep in step with Cargo.toml).
 pub const ICEORYX2_VERSION: &str = "0.10.0";
 
-type Svc = ipc::Service;
-type Data = PubSubFactory<Svc, [u8], ()>;
+/// The iceoryx2 service flavour: between processes.
+pub(crate) type Svc = ipc::Service;
+/// A publish-subscribe service of byte slices.
+pub(crate) type Data = PubSubFactory<Svc, [u8], ()>;
 
 /// Samples a subscriber can hold unread: up to 16 MiB of payload, between 16 and 1024.
 pub fn buffer_len(size: usize) -> usize {
@@ -69,14 +71,16 @@ fn service_name(spec: &LinkSpec, what: &str) -> Result<ServiceName> {
     ServiceName::new(&name).with_context(|| format!("iceoryx2 service name {name:?}"))
 }
 
-fn node() -> Result<Node<Svc>> {
+/// A node for this process, signal handling left to the process.
+pub(crate) fn node() -> Result<Node<Svc>> {
     NodeBuilder::new()
         .signal_handling_mode(SignalHandlingMode::Disabled)
         .create::<Svc>()
         .context("iceoryx2 node")
 }
 
-fn data_service(node: &Node<Svc>, spec: &LinkSpec, what: &str) -> Result<Data> {
+/// Opens or creates the publish-subscribe service `what` (`down`, `up`) of the link.
+pub(crate) fn data_service(node: &Node<Svc>, spec: &LinkSpec, what: &str) -> Result<Data> {
     let subscribers = if what == "down" { spec.receivers } else { 1 };
     let buffer = buffer_len(spec.max_frame());
     node.service_builder(&service_name(spec, what)?)
@@ -100,7 +104,8 @@ fn event_service(node: &Node<Svc>, spec: &LinkSpec, what: &str) -> Result<EventF
         .with_context(|| format!("iceoryx2 event service {what}"))
 }
 
-fn publisher(service: &Data, spec: &LinkSpec) -> Result<Publisher<Svc, [u8], ()>> {
+/// A publisher with the harness's configuration (lossless backpressure).
+pub(crate) fn publisher(service: &Data, spec: &LinkSpec) -> Result<Publisher<Svc, [u8], ()>> {
     service
         .publisher_builder()
         .initial_max_slice_len(spec.max_frame())
@@ -109,7 +114,8 @@ fn publisher(service: &Data, spec: &LinkSpec) -> Result<Publisher<Svc, [u8], ()>
         .context("iceoryx2 publisher")
 }
 
-fn subscriber(service: &Data, spec: &LinkSpec) -> Result<Subscriber<Svc, [u8], ()>> {
+/// A subscriber with the harness's buffer size.
+pub(crate) fn subscriber(service: &Data, spec: &LinkSpec) -> Result<Subscriber<Svc, [u8], ()>> {
     service
         .subscriber_builder()
         .buffer_size(buffer_len(spec.max_frame()))

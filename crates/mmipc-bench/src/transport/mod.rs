@@ -20,6 +20,10 @@ mod stream;
 
 pub use floor::Floor;
 pub use iceoryx::{ICEORYX2_VERSION, Iox2Link};
+/// iceoryx2 building blocks, for the peers of `crate::hooks`.
+pub(crate) mod iox2 {
+    pub(crate) use super::iceoryx::{data_service, node, publisher, subscriber};
+}
 pub use mmipc_pubsub::MmipcLink;
 pub use stream::{Pipe, Tcp, Uds};
 
@@ -152,7 +156,8 @@ pub struct LinkSpec {
     pub name: String,
     /// Which responder this is (0 for the initiator).
     pub index: usize,
-    /// mmipc ring capacity in bytes (`None`: the library's default).
+    /// mmipc ring capacity in bytes (`None`: the library's default). The harness sets it
+    /// for the measured rows ([`crate::harness::Settings::mmipc_ring`]).
     pub mmipc_ring: Option<usize>,
 }
 
