@@ -69,20 +69,37 @@ pub(crate) fn run(root: &Path, args: PubArgs) -> CliResult {
         .dir(root)
         .max_message_size(largest)
         .build()?;
-    if wait > 0 {
-        publisher
-            .wait_for_subscribers(wait, args.timeout)
-            .map_err(|_| {
-                Failure::runtime(format!(
-                    "no subscriber on channel {:?} after {} (start `mmipc sub {}` first, or \
-                     pass --wait-subscribers 0)",
-                    args.channel,
-                    humantime::format_duration(args.timeout),
-                    args.channel
-                ))
-            })?;
-    }
+    // Before waiting: Ctrl-C during the wait must still end cleanly.
     let stop = interrupted();
+    if wait > 0 {
+        // In short slices, so that Ctrl-C is honoured at once.
+        let deadline = Instant::now() + args.timeout;
+        let mut connected = Err(());
+        while !stop.load(Ordering::Relaxed) && Instant::now() < deadline {
+            let slice = deadline
+                .saturating_duration_since(Instant::now())
+                .min(Duration::from_millis(100));
+            if publisher.wait_for_subscribers(wait, slice).is_ok() {
+                connected = Ok(());
+                break;
+            }
+        }
+        if stop.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        connected.map_err(|()| {
+            Failure::runtime(format!(
+                "no subscriber on channel {:?} after {} (start `mmipc sub {}` first, or \
+                     pass --wait-subscribers 0)",
+                args.channel,
+                humantime::format_duration(args.timeout),
+                args.channel
+            ))
+        })?;
+    }
+    if stop.load(Ordering::Relaxed) {
+        return Ok(());
+    }
     if let Some(file) = &args.file {
         let bytes = std::fs::read(file)
             .map_err(|e| Failure::runtime(format!("cannot read {}: {e}", file.display())))?;

@@ -621,20 +621,25 @@ impl Shared {
         if self.closed.swap(true, Ordering::AcqRel) {
             return;
         }
+        // No publish runs past this point (a concurrent one finishes first).
+        let mut out = lock(&self.out);
         let mut m = lock(&self.maint);
         let _ = std::fs::remove_file(&self.record_path);
-        for t in m.conns.values() {
-            // A ring still holding messages stays for its subscriber, which may not even have
-            // opened it yet (it is told about rings by its directory watch): it drains the ring
-            // and removes it. Everything published before `close` is delivered.
-            if t.info.control.fill() == 0 {
+        for (&sub, t) in &m.conns {
+            // A ring still holding messages stays for its live subscriber, which may not even
+            // have opened it yet (it is told about rings by its directory watch): it drains
+            // the ring and removes it. Everything published before `close` is delivered.
+            let keep = t.info.control.fill() != 0
+                && discovery::is_alive(&self.dirs, EndpointKind::Subscriber, sub);
+            if !keep {
                 let _ = sys::unlink_segment(&t.ring_path);
             }
         }
         m.conns.clear();
         drop(m);
         // Dropping the producers marks each ring closed and rings each subscriber's doorbell.
-        lock(&self.out).conns.clear();
+        out.conns.clear();
+        drop(out);
         lock(&self.pending).clear();
         if let Some(l) = lock(&self.lock_file).take() {
             let _ = std::fs::remove_file(l.path());

@@ -1032,6 +1032,11 @@ impl Subscriber {
 /// Stages the next message of one ring if there is one, checking its framing and counting
 /// it (and any gap in sequence numbers as drops).
 fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
+    // A ring that ended (a violation included) yields nothing more, even if the
+    // round-robin comes back to it before it is dropped from the active list.
+    if c.done {
+        return Staged::Ended;
+    }
     let info = &c.info;
     let end = |c: &mut Incoming, reason| {
         c.info.end(reason, events);
@@ -1058,7 +1063,7 @@ fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
                 _ => {
                     // Too short for a frame, or a sequence number that went backwards.
                     drop(c.consumer.try_read_in_place());
-                    info.control.close_consumer_side();
+                    c.consumer.violate();
                     end(c, DisconnectReason::ProtocolViolation)
                 }
             }
@@ -1290,6 +1295,11 @@ impl Endpoint for Shared {
             // next scan retries.
             if let Some(publisher) = live.get(&p) {
                 let _ = self.open(&mut m, publisher, path, generation);
+                continue;
+            }
+            // A publisher whose lock is held is alive: between its lock and its record
+            // (starting) or its record and its rings (closing). The next scan sees it whole.
+            if discovery::is_alive(&self.dirs, EndpointKind::Publisher, p) {
                 continue;
             }
             // The publisher connected to us and then closed or crashed before we saw its

@@ -3,7 +3,7 @@
 
 mod common;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -395,6 +395,65 @@ fn a_publisher_that_exits_right_after_publishing_loses_nothing() {
         drop(sub);
         eventually("the ring is removed", || our_files(root.path()).is_empty());
     }
+}
+
+#[test]
+fn a_ring_that_breaks_the_framing_delivers_nothing_more() {
+    if child_role().is_some() {
+        return;
+    }
+    if !Path::new("/dev/shm").is_dir() {
+        return; // the rings are made by hand next to the records, on tmpfs
+    }
+    let root = test_root();
+    let mut sub = Subscriber::builder("framing")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    let events = sub.events();
+    let dir = root.path().join("framing");
+    let ring = |publisher: &str| {
+        let path = dir.join(format!("ring-{publisher}-{}-1", sub.id()));
+        mmipc::ring::RingSegment::create(path, 4096)
+            .unwrap()
+            .into_producer()
+    };
+    let frame = |seq: u64, text: &str| [&seq.to_le_bytes()[..], text.as_bytes()].concat();
+    // Two "publishers" with no record and no lock: departed ones, whose rings are drained.
+    let mut bad = ring(&"a".repeat(32));
+    let mut good = ring(&"b".repeat(32));
+    for (seq, text) in [
+        (1, "A1"),
+        (5, "A5"),
+        (3, "A3-backwards"),
+        (6, "A6"),
+        (7, "A7"),
+    ] {
+        bad.try_write(&frame(seq, text)).unwrap();
+    }
+    for seq in 1..=10 {
+        good.try_write(&frame(seq, &format!("B{seq}"))).unwrap();
+    }
+    let mut got = Vec::new();
+    while let Ok(msg) = sub.recv_timeout(Duration::from_millis(1500)) {
+        got.push(String::from_utf8(msg.into_payload()).unwrap());
+    }
+    let from_a: Vec<&String> = got.iter().filter(|m| m.starts_with('A')).collect();
+    assert_eq!(from_a, ["A1", "A5"], "nothing after the violation: {got:?}");
+    assert_eq!(
+        got.iter().filter(|m| m.starts_with('B')).count(),
+        10,
+        "{got:?}"
+    );
+    let reasons: Vec<DisconnectReason> = events
+        .try_iter()
+        .filter_map(|e| match e {
+            Event::Disconnected { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2, "{reasons:?}");
+    drop((bad, good));
 }
 
 #[test]

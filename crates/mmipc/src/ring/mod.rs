@@ -177,6 +177,10 @@ pub enum Violation {
         /// Announced total.
         total: u64,
     },
+    /// A message broke the framing of the layer above the ring (publish/subscribe: too short
+    /// for its sequence number, or a sequence number that did not increase).
+    #[error("a message broke the framing of the layer above the ring")]
+    Framing,
 }
 
 fn kind_name(kind: Kind) -> &'static str {
@@ -1184,6 +1188,13 @@ impl Consumer {
     }
 
     #[cfg(not(loom))]
+    /// Fails the ring for a violation found by the layer above (bad framing): nothing more
+    /// is read from it, and the producer sees `VIOLATED`.
+    pub(crate) fn violate(&mut self) {
+        let _ = self.fail(RingError::Violation(Violation::Framing));
+    }
+
+    #[cfg(not(loom))]
     /// The message located by [`Consumer::prepare`], if any, without taking it.
     pub(crate) fn staged(&self) -> Option<&[u8]> {
         self.staged.as_ref().map(|place| self.bytes(place))
@@ -1308,10 +1319,14 @@ impl Consumer {
     }
 
     /// Publishes our read position once an eighth of the ring has been read since the last
-    /// time; `refresh` publishes the rest when it finds the ring empty.
+    /// time, or once we have read all we know of; `refresh` publishes the rest when it finds
+    /// the ring empty.
     #[inline]
     fn release_some(&mut self) {
-        if self.read - self.released >= self.region.capacity() / 8 {
+        // Also when we have caught up with everything we know was written: an idle ring is
+        // seen empty by the producer at once.
+        if self.read == self.write_cache || self.read - self.released >= self.region.capacity() / 8
+        {
             self.release();
         }
     }

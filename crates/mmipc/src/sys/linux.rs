@@ -316,13 +316,22 @@ impl LockFile {
 pub(crate) fn probe_lock(path: &Path) -> Result<LockState> {
     let file = match OpenOptions::new()
         .read(true)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        // Non-blocking: a FIFO planted under a lock file's name must not hang us.
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
         .open(path)
     {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
         Err(e) => return Err(Error::io("open lock file", path, e)),
     };
+    let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
+    if !regular {
+        return Err(Error::io(
+            "probe lock",
+            path,
+            io::Error::new(io::ErrorKind::InvalidData, "not a regular file"),
+        ));
+    }
     match file.try_lock() {
         // Dropping `file` releases our probe lock at once.
         Ok(()) => Ok(LockState::Free),
