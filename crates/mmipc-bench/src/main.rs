@@ -20,8 +20,10 @@
 //! responders (echoer, or receivers) first, pinned to one CPU, then the initiator (pinger, or
 //! sender), pinned to another. Every peer dies with the harness and ends itself after a
 //! deadline; the harness kills peers that do not report in time. The Markdown report goes to
-//! stdout, progress to stderr. The exit status is 1 if any measurement failed (a peer error,
-//! a hang, or a message that arrived wrong).
+//! stdout, progress to stderr. The exit status is 1 if any measurement of mmipc failed (a
+//! peer process error, a hang, or a message that arrived wrong); a failed round of another
+//! mechanism (iceoryx2, a socket, ...) is reported in the Failures section, marked in its
+//! table and on stderr, and does not change the exit status.
 
 mod harness;
 mod hooks;
@@ -120,7 +122,7 @@ fn main() -> ExitCode {
         Cmd::Compare(args) => match compare(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => {
-                eprintln!("mmipc-bench: some measurements failed (see the Failures section)");
+                eprintln!("mmipc-bench: some mmipc measurements failed (see the Failures section)");
                 ExitCode::FAILURE
             }
             Err(e) => {
@@ -131,7 +133,7 @@ fn main() -> ExitCode {
     }
 }
 
-/// Runs the comparison; `Ok(false)` if some measurement failed.
+/// Runs the comparison; `Ok(false)` if some measurement of mmipc failed.
 fn compare(args: &CompareArgs) -> Result<bool> {
     let started = Instant::now();
     let (rounds, warm, measure) = if args.quick {
@@ -214,6 +216,12 @@ fn compare(args: &CompareArgs) -> Result<bool> {
         }
         std::fs::write(&path, &markdown).with_context(|| format!("write {}", path.display()))?;
         eprintln!("mmipc-bench: wrote {}", path.display());
+    }
+    if json["peers_ok"] == false {
+        eprintln!(
+            "mmipc-bench: warning: some rounds of other mechanisms failed (see the Failures \
+             section); they do not fail the run"
+        );
     }
     Ok(json["ok"].as_bool().unwrap_or(false))
 }
