@@ -335,14 +335,17 @@ pub(crate) fn wait_for_count<T>(
     what: &str,
     count: impl Fn(&T) -> usize,
 ) -> crate::Result<usize> {
-    let deadline = Instant::now() + timeout;
+    // No deadline when `timeout` is too large for the clock (`Duration::MAX`): wait for ever.
+    let deadline = crate::options::deadline_after(timeout);
     let mut guard = lock(state);
     loop {
         let have = count(&guard);
         if have >= n {
             return Ok(have);
         }
-        let left = deadline.saturating_duration_since(Instant::now());
+        let left = deadline.map_or(Duration::from_secs(3600), |d| {
+            d.saturating_duration_since(Instant::now())
+        });
         if left.is_zero() {
             return Err(crate::Error::Timeout {
                 what: format!("waiting for {n} {what}(s) (have {have})"),

@@ -66,7 +66,7 @@ pub use event::{ConnectionStats, DisconnectReason, Event, Peer};
 #[cfg(not(loom))]
 pub use options::{
     DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT,
-    DEFAULT_RING_CAPACITY, OnFull,
+    DEFAULT_REASSEMBLY_BUDGET, DEFAULT_RING_CAPACITY, OnFull,
 };
 #[cfg(not(loom))]
 pub use publisher::{Publisher, PublisherBuilder};

@@ -70,6 +70,27 @@ pub enum OnFull {
     Fail,
 }
 
+/// Default memory a subscriber may hold in incomplete (fragmented, still arriving) messages,
+/// all its publishers together (256 MiB, or its `max_message_size` if larger). A publisher
+/// whose fragment would go over it has its connection failed as a protocol violation.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::DEFAULT_REASSEMBLY_BUDGET, 256 << 20);
+/// ```
+pub const DEFAULT_REASSEMBLY_BUDGET: usize = 256 << 20;
+
+/// Largest heartbeat interval used (one minute; peers honour no more). Larger values are
+/// taken as this.
+pub(crate) const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The instant `timeout` from now, or `None` (no deadline: wait for ever) when that is past
+/// what the clock can represent, as with `Duration::MAX`.
+pub(crate) fn deadline_after(timeout: Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(timeout)
+}
+
 /// Settings common to both kinds of endpoint.
 #[derive(Debug, Clone)]
 pub(crate) struct Common {
@@ -93,7 +114,9 @@ impl Default for Common {
 }
 
 impl Common {
-    pub(crate) fn validate(&self) -> Result<()> {
+    /// Checks the settings, after saturating the heartbeat interval at one minute.
+    pub(crate) fn validate(&mut self) -> Result<()> {
+        self.heartbeat_interval = self.heartbeat_interval.min(MAX_HEARTBEAT_INTERVAL);
         let bad = |option, problem: String| Err(Error::InvalidOption { option, problem });
         if self.max_message_size > MAX_MESSAGE_LIMIT {
             return bad(

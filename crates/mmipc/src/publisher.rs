@@ -228,7 +228,7 @@ impl PublisherBuilder {
     /// assert!(mmipc::Publisher::builder("no/slash").build().is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn build(self) -> Result<Publisher> {
+    pub fn build(mut self) -> Result<Publisher> {
         self.common.validate()?;
         validate_capacity(self.ring_capacity)?;
         let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
@@ -321,12 +321,19 @@ struct Outgoing {
 
 struct Maint {
     conns: HashMap<EndpointId, Tracked>,
-    /// Subscribers disconnected for silence, with their doorbell heartbeat at that moment:
-    /// reconnected once it moves again.
-    timed_out: HashMap<EndpointId, u64>,
+    /// Subscribers disconnected for silence: reconnected once their doorbell heartbeat moves
+    /// again (checked on each tick, with the doorbell kept mapped: reopening it on every scan
+    /// would cost a file event each time).
+    timed_out: HashMap<EndpointId, TimedOut>,
     generation: u64,
     next_beat: Instant,
     last_tick: Instant,
+}
+
+struct TimedOut {
+    doorbell: Control,
+    heartbeat: u64,
+    found: discovery::Found,
 }
 
 struct Tracked {
@@ -334,6 +341,8 @@ struct Tracked {
     ring_path: PathBuf,
     doorbell: Control,
     silence: Silence,
+    /// The subscriber as found in its record (to reconnect it after a time-out).
+    found: discovery::Found,
 }
 
 impl Publisher {
@@ -476,7 +485,9 @@ impl Publisher {
             }
             let result = match s.on_full {
                 OnFull::Block => c.producer.write_parts(frame, None),
-                OnFull::BlockFor(d) => c.producer.write_parts(frame, Some(Instant::now() + d)),
+                OnFull::BlockFor(d) => c
+                    .producer
+                    .write_parts(frame, crate::options::deadline_after(d)),
                 OnFull::DropNewest | OnFull::Fail => c.producer.try_write_parts(frame),
             };
             match result {
@@ -675,6 +686,7 @@ impl Shared {
                 ring_path,
                 doorbell,
                 silence,
+                found: sub.clone(),
             },
         );
         self.events.emit(Event::Connected { peer });
@@ -692,7 +704,15 @@ impl Shared {
             crate::ring::notify(&crate::ring::OsFutex, t.doorbell.bell());
             let _ = sys::unlink_segment(&t.ring_path);
             if reason == DisconnectReason::TimedOut {
-                m.timed_out.insert(id, t.doorbell.heartbeat());
+                let heartbeat = t.doorbell.heartbeat();
+                m.timed_out.insert(
+                    id,
+                    TimedOut {
+                        doorbell: t.doorbell,
+                        heartbeat,
+                        found: t.found,
+                    },
+                );
             }
             self.changed.notify_all();
         }
@@ -731,13 +751,10 @@ impl Endpoint for Shared {
             {
                 continue;
             }
-            if let Some(&hb) = m.timed_out.get(&sub.id) {
-                match Control::open(&discovery::bell_path(&self.dirs, sub.id)) {
-                    Ok(c) if c.heartbeat() != hb => {
-                        m.timed_out.remove(&sub.id);
-                    }
-                    _ => continue,
-                }
+            if let Some(t) = m.timed_out.get_mut(&sub.id) {
+                // Reconnected by `tick` once its heartbeat moves again.
+                t.found = sub.clone();
+                continue;
             }
             // A subscriber whose doorbell is missing or malformed is skipped for now.
             let _ = self.connect(&mut m, sub);
@@ -767,11 +784,24 @@ impl Endpoint for Shared {
         if self.is_closed() {
             return now + interval;
         }
-        if now >= m.next_beat {
+        if now + runtime::TICK_SLACK >= m.next_beat {
             for t in m.conns.values() {
                 t.info.control.beat_producer();
             }
             m.next_beat = now + self.common.heartbeat_interval;
+        }
+        // Timed-out subscribers whose heartbeat moved again are alive: reconnect them.
+        let resumed: Vec<discovery::Found> = m
+            .timed_out
+            .values()
+            .filter(|t| t.doorbell.heartbeat() != t.heartbeat)
+            .map(|t| t.found.clone())
+            .collect();
+        for sub in resumed {
+            m.timed_out.remove(&sub.id);
+            if discovery::is_alive(&self.dirs, EndpointKind::Subscriber, sub.id) {
+                let _ = self.connect(&mut m, &sub);
+            }
         }
         // If this thread itself was held up (machine suspended, process stopped), judge no
         // one on the stale clock: restart every silence count.

@@ -15,7 +15,8 @@ use crate::event::{
     ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence,
     departure, lock, wait_for_count,
 };
-use crate::options::Common;
+use crate::options::{Common, DEFAULT_REASSEMBLY_BUDGET};
+use crate::ring::Budget;
 use crate::ring::{
     Consumer, OsFutex, ReadGuard, RingError, RingSegment, WaitError, WaitStrategy, notify,
     wait_until,
@@ -433,6 +434,7 @@ pub struct Subscriber {
 pub struct SubscriberBuilder {
     channel: String,
     common: Common,
+    reassembly_budget: Option<usize>,
 }
 
 impl SubscriberBuilder {
@@ -464,6 +466,29 @@ impl SubscriberBuilder {
     /// ```
     pub fn max_message_size(mut self, bytes: usize) -> Self {
         self.common.max_message_size = bytes;
+        self
+    }
+
+    /// Memory this subscriber may hold in messages still arriving in fragments (larger than
+    /// a ring), all publishers together (default [`DEFAULT_REASSEMBLY_BUDGET`], or
+    /// `max_message_size` if larger). A publisher whose fragment would go over it has its
+    /// connection ended as [`DisconnectReason::ProtocolViolation`]; the others go on. Must be
+    /// at least `max_message_size`. (The buffers themselves may be up to twice what they
+    /// hold, as vectors grow by doubling.)
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs")
+    ///     .dir(dir.path())
+    ///     .max_message_size(16 << 20)
+    ///     .reassembly_budget(64 << 20)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn reassembly_budget(mut self, bytes: usize) -> Self {
+        self.reassembly_budget = Some(bytes);
         self
     }
 
@@ -535,8 +560,22 @@ impl SubscriberBuilder {
     /// assert!(mmipc::Subscriber::builder("").build().is_err());
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
-    pub fn build(self) -> Result<Subscriber> {
+    pub fn build(mut self) -> Result<Subscriber> {
         self.common.validate()?;
+        let budget = match self.reassembly_budget {
+            Some(b) if b < self.common.max_message_size => {
+                return Err(Error::InvalidOption {
+                    option: "reassembly_budget",
+                    problem: format!(
+                        "{b} bytes is less than max_message_size ({}): such a message could \
+                         never be received; raise the budget or lower max_message_size",
+                        self.common.max_message_size
+                    ),
+                });
+            }
+            Some(b) => b,
+            None => DEFAULT_REASSEMBLY_BUDGET.max(self.common.max_message_size),
+        };
         let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
         let id = EndpointId::random();
         let lock_file =
@@ -564,6 +603,8 @@ impl SubscriberBuilder {
             common: self.common,
             record_path,
             control,
+            // The frame header travels with each message.
+            budget: Budget::new(budget as u64 + FRAME_HEADER as u64),
             pending: Mutex::new(Vec::new()),
             has_pending: AtomicBool::new(false),
             maint: Mutex::new(Maint {
@@ -595,6 +636,8 @@ struct Shared {
     common: Common,
     record_path: PathBuf,
     control: Control,
+    /// Reassembly memory shared by all of this subscriber's rings.
+    budget: Arc<Budget>,
     pending: Mutex<Vec<Incoming>>,
     has_pending: AtomicBool,
     maint: Mutex<Maint>,
@@ -667,6 +710,7 @@ impl Subscriber {
         SubscriberBuilder {
             channel: channel.to_owned(),
             common: Common::default(),
+            reassembly_budget: None,
         }
     }
 
@@ -796,7 +840,8 @@ impl Subscriber {
         if let Some(found) = self.find()? {
             return Ok(self.take(found));
         }
-        self.recv_ref_until(Some(Instant::now() + timeout))
+        // A timeout too large for the clock (`Duration::MAX`) means no deadline.
+        self.recv_ref_until(crate::options::deadline_after(timeout))
     }
 
     /// As [`Subscriber::try_recv`], lending the message in place like
@@ -1198,6 +1243,7 @@ impl Shared {
     ) -> Result<()> {
         let mut consumer = RingSegment::open(&path)?.into_consumer();
         consumer.set_max_message_len(self.common.max_message_size.saturating_add(FRAME_HEADER));
+        consumer.set_budget(Arc::clone(&self.budget));
         consumer.set_wait_strategy(self.common.wait);
         let peer = Peer {
             id: publisher.id,
@@ -1336,7 +1382,7 @@ impl Endpoint for Shared {
         if self.is_closed() {
             return now + interval;
         }
-        if now >= m.next_beat {
+        if now + runtime::TICK_SLACK >= m.next_beat {
             self.control.beat();
             for t in m.conns.values() {
                 t.info.control.beat_consumer();

@@ -70,7 +70,7 @@ pub(crate) use wait::OsFutex;
 pub use wait::{DEFAULT_SPIN, WaitStrategy};
 pub(crate) use wait::{RingFutex, WaitError, notify, wait_until};
 
-use crate::sync::Ordering;
+use crate::sync::{AtomicU64, Ordering};
 
 /// Default limit on the size of a message a [`Consumer`] accepts (64 MiB).
 ///
@@ -177,11 +177,92 @@ pub enum Violation {
         /// Announced total.
         total: u64,
     },
+    /// The fragments of incomplete messages would hold more memory than the reassembly
+    /// budget shared by this consumer's group allows.
+    #[error("reassembling would hold {wanted} bytes, over the budget of {budget} bytes")]
+    Budget {
+        /// Bytes of incomplete messages the group would hold.
+        wanted: u64,
+        /// The budget.
+        budget: u64,
+    },
+    /// Memory for reassembling a message could not be allocated.
+    #[error("could not allocate {len} bytes to reassemble a message")]
+    OutOfMemory {
+        /// Bytes the message would have needed so far.
+        len: u64,
+    },
     /// A message broke the framing of the layer above the ring (publish/subscribe: too short
     /// for its sequence number, or a sequence number that did not increase).
     #[error("a message broke the framing of the layer above the ring")]
     Framing,
 }
+
+/// Memory that a group of consumers (every ring of one subscriber) may hold in the fragments
+/// of messages they are still reassembling. A fragment that would take the group over the
+/// limit is a [`Violation::Budget`] of the ring it arrived on; the others go on.
+#[derive(Debug)]
+pub(crate) struct Budget {
+    limit: u64,
+    held: AtomicU64,
+}
+
+impl Budget {
+    pub(crate) fn new(limit: u64) -> std::sync::Arc<Budget> {
+        std::sync::Arc::new(Budget {
+            limit,
+            held: AtomicU64::new(0),
+        })
+    }
+
+    /// Bytes currently held by the group.
+    #[cfg(test)]
+    pub(crate) fn held(&self) -> u64 {
+        self.held.load(Ordering::Relaxed)
+    }
+
+    fn charge(&self, n: u64) -> Result<(), Violation> {
+        let before = self.held.fetch_add(n, Ordering::Relaxed);
+        let wanted = before.saturating_add(n);
+        if wanted > self.limit {
+            self.held.fetch_sub(n, Ordering::Relaxed);
+            return Err(Violation::Budget {
+                wanted,
+                budget: self.limit,
+            });
+        }
+        Ok(())
+    }
+
+    fn refund(&self, n: u64) {
+        self.held.fetch_sub(n, Ordering::Relaxed);
+    }
+}
+
+/// Makes room for `n` more reassembled bytes in `assembly`: charged to the budget, then
+/// allocated (allocation failure is a violation, not an abort). A free function so that it
+/// can run while the region is borrowed.
+fn grow(
+    assembly: &mut Vec<u8>,
+    budget: Option<&Budget>,
+    charged: &mut u64,
+    n: usize,
+) -> Result<(), RingError> {
+    if let Some(b) = budget {
+        b.charge(n as u64)?;
+        *charged += n as u64;
+    }
+    assembly
+        .try_reserve(n)
+        .map_err(|_| Violation::OutOfMemory {
+            len: assembly.len() as u64 + n as u64,
+        })?;
+    Ok(())
+}
+
+/// A reassembly buffer larger than this is freed when the next message starts, so that one
+/// huge message does not pin its memory for the life of the connection.
+const KEEP_ASSEMBLY_BELOW: usize = 1 << 20;
 
 fn kind_name(kind: Kind) -> &'static str {
     match kind {
@@ -934,9 +1015,13 @@ pub struct Consumer {
     /// The producer's write position as last loaded and validated.
     write_cache: u64,
     max_message_len: usize,
-    /// Fragments of the message being reassembled, and its announced total.
+    /// Fragments of the message being reassembled, and its announced total. The buffer
+    /// grows with what arrives, never by what a peer announces.
     assembly: Vec<u8>,
     assembling: Option<u64>,
+    /// The group's reassembly budget, and how much of it this consumer holds.
+    budget: Option<std::sync::Arc<Budget>>,
+    charged: u64,
     failed: Option<RingError>,
     /// A complete message located by `prepare` and not yet handed out.
     staged: Option<Place>,
@@ -962,6 +1047,8 @@ impl Consumer {
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
             assembly: Vec::new(),
             assembling: None,
+            budget: None,
+            charged: 0,
             failed: None,
             staged: None,
         }
@@ -1246,7 +1333,23 @@ impl Consumer {
         }
     }
 
+    /// Makes this consumer count its incomplete messages against `budget`, shared with the
+    /// other consumers of its group.
+    pub(crate) fn set_budget(&mut self, budget: std::sync::Arc<Budget>) {
+        self.settle();
+        self.budget = Some(budget);
+    }
+
+    /// Gives back to the budget what the message being reassembled held.
+    fn settle(&mut self) {
+        if let Some(b) = &self.budget {
+            b.refund(self.charged);
+        }
+        self.charged = 0;
+    }
+
     fn fail(&mut self, err: RingError) -> RingError {
+        self.settle();
         let h = self.region.header();
         if let RingError::Violation(_) = err {
             h.consumer.closed.store(VIOLATED, Ordering::Release);
@@ -1430,8 +1533,18 @@ impl Consumer {
                     if (len - 8) as u64 > total {
                         return Err(Violation::Fragments { total }.into());
                     }
-                    self.assembly.clear();
-                    self.assembly.reserve(total as usize);
+                    if self.assembly.capacity() > KEEP_ASSEMBLY_BELOW {
+                        self.assembly = Vec::new();
+                    } else {
+                        self.assembly.clear();
+                    }
+                    // Only what arrived: the announced total is a peer's claim.
+                    grow(
+                        &mut self.assembly,
+                        self.budget.as_deref(),
+                        &mut self.charged,
+                        len - 8,
+                    )?;
                     // SAFETY: as above.
                     unsafe { data.read_append(rec.payload + 8, len - 8, &mut self.assembly) };
                     self.assembling = Some(total);
@@ -1442,9 +1555,17 @@ impl Consumer {
                     if got > total || (last && got != total) || (!last && got == total) {
                         return Err(Violation::Fragments { total }.into());
                     }
+                    grow(
+                        &mut self.assembly,
+                        self.budget.as_deref(),
+                        &mut self.charged,
+                        len,
+                    )?;
                     // SAFETY: as above.
                     unsafe { data.read_append(rec.payload, len, &mut self.assembly) };
                     if last {
+                        // Complete: no longer a hostage, whatever happens to it next.
+                        self.settle();
                         self.assembling = None;
                         self.read = end;
                         self.release();
@@ -1458,6 +1579,7 @@ impl Consumer {
                     }
                 }
                 (Kind::Abort, Some(_)) => {
+                    self.settle();
                     self.assembling = None;
                     self.assembly.clear();
                 }
@@ -1482,6 +1604,12 @@ impl Consumer {
 
 impl Drop for Consumer {
     fn drop(&mut self) {
+        self.settle();
+        // Our position first, then the closed flag (PROTOCOL.md): a producer that sees us
+        // closed also sees everything we read, as freed space.
+        if self.failed.is_none() && self.released != self.read {
+            self.release();
+        }
         let h = self.region.header();
         if h.consumer.closed.load(Ordering::Relaxed) == OPEN {
             h.consumer.closed.store(CLOSED, Ordering::Release);

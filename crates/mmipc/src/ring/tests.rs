@@ -573,3 +573,91 @@ proptest! {
         }
     }
 }
+
+// --- Reassembly memory: what a peer announces never decides an allocation. ---
+
+/// Writes a first fragment carrying `payload` bytes of a message announced as `total` bytes.
+fn plant_first_fragment(tx: &Producer, payload: usize, total: u64) {
+    let data = tx.region.data();
+    // SAFETY: the callers' rings have room for the record at offset 0; nobody else touches
+    // the region in these tests.
+    unsafe {
+        data.write_word(0, encode((8 + payload) as u32, Kind::First));
+        data.write_word(8, total);
+    }
+    let end = (8 + 8 + payload as u64).next_multiple_of(8);
+    tx.region
+        .header()
+        .producer
+        .pos
+        .store(end, Ordering::Release);
+}
+
+/// Defect: the consumer reserved the whole announced total at once, so a first fragment
+/// announcing 2^40 bytes to a consumer whose limit allowed it aborted the process.
+#[test]
+fn a_huge_announced_total_allocates_only_what_arrived() {
+    let (tx, mut rx) = with_capacity(4096);
+    rx.set_max_message_len(usize::MAX);
+    plant_first_fragment(&tx, 64, 1 << 40);
+    assert_eq!(
+        rx.try_read(&mut Vec::new()),
+        Ok(false),
+        "incomplete, not an error"
+    );
+    assert!(rx.assembly.capacity() < 4096, "{}", rx.assembly.capacity());
+}
+
+/// Defect: nothing capped the memory that incomplete messages of several publishers could
+/// hold. Consumers sharing a budget: the ring whose fragment would go over it is violated,
+/// the others go on, and a consumer that goes away gives its share back.
+#[test]
+fn incomplete_messages_are_held_within_a_shared_budget() {
+    let budget = Budget::new(1000);
+    let (tx_a, mut rx_a) = with_capacity(4096);
+    let (tx_b, mut rx_b) = with_capacity(4096);
+    let (mut tx_c, mut rx_c) = with_capacity(4096);
+    for rx in [&mut rx_a, &mut rx_b, &mut rx_c] {
+        rx.set_budget(std::sync::Arc::clone(&budget));
+    }
+    plant_first_fragment(&tx_a, 600, 10_000);
+    assert_eq!(rx_a.try_read(&mut Vec::new()), Ok(false));
+    assert_eq!(budget.held(), 600);
+    plant_first_fragment(&tx_b, 600, 10_000);
+    assert!(matches!(
+        violated(rx_b.try_read(&mut Vec::new())),
+        Violation::Budget {
+            wanted: 1200,
+            budget: 1000
+        }
+    ));
+    assert_eq!(budget.held(), 600);
+    // Whole messages are not reassembled and cost nothing; the third ring goes on.
+    tx_c.try_write(&[7; 900]).unwrap();
+    let mut buf = Vec::new();
+    assert_eq!(rx_c.try_read(&mut buf), Ok(true));
+    assert_eq!(buf, [7; 900]);
+    drop(rx_a);
+    assert_eq!(budget.held(), 0);
+}
+
+/// Defect: a consumer dropped while holding back read space (batched release) set its
+/// closed flag without publishing its position first.
+#[test]
+fn a_dropped_consumer_publishes_its_position_before_closing() {
+    let (mut tx, mut rx) = with_capacity(4096);
+    for i in 0..10u8 {
+        tx.try_write(&[i; 8]).unwrap();
+    }
+    let mut buf = Vec::new();
+    for _ in 0..2 {
+        assert_eq!(rx.try_read(&mut buf), Ok(true));
+    }
+    let read = rx.read;
+    assert!(read > 0);
+    drop(rx);
+    assert_eq!(
+        tx.region.header().consumer.pos.load(Ordering::Acquire),
+        read
+    );
+}

@@ -51,16 +51,47 @@ pub fn wait_child(mut child: Child, what: &str) -> (std::process::ExitStatus, St
     }
 }
 
+/// Reads lines from a child's stdout until one contains `prefix` (the test harness prints its
+/// own text first), with the watchdog; returns the line from `prefix` on, trimmed. Reads byte by
+/// byte, so nothing after the line is consumed.
+pub fn read_line_starting(child: &mut Child, prefix: &str) -> String {
+    use std::io::Read;
+    let mut stdout = child.stdout.take().expect("child stdout is piped");
+    let wanted = prefix.to_owned();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut line = Vec::new();
+        let mut byte = [0u8; 1];
+        let found = loop {
+            match stdout.read(&mut byte) {
+                Ok(1) if byte[0] == b'\n' => {
+                    let text = String::from_utf8_lossy(&line).trim().to_owned();
+                    // The harness may have printed "test child_process_entry ... " on the
+                    // same line.
+                    if let Some(at) = text.find(&wanted) {
+                        break Some(text[at..].to_owned());
+                    }
+                    line.clear();
+                }
+                Ok(1) => line.push(byte[0]),
+                _ => break None,
+            }
+        };
+        let _ = tx.send((found, stdout));
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok((Some(line), stdout)) => {
+            child.stdout = Some(stdout);
+            line
+        }
+        Ok((None, _)) => panic!("the child's output ended before a line starting with {prefix:?}"),
+        Err(_) => panic!("watchdog: no line starting with {prefix:?} from the child"),
+    }
+}
+
 /// Reads one line from a child's stdout (used for "READY" handshakes), with the watchdog.
 pub fn read_line(child: &mut Child) -> String {
-    use std::io::BufRead;
-    let stdout = child.stdout.as_mut().unwrap();
-    let mut reader = std::io::BufReader::new(stdout);
-    let mut line = String::new();
-    // BufReader may read ahead; our children print one line per handshake and flush, then
-    // nothing until the next handshake, so nothing is lost in practice.
-    reader.read_line(&mut line).unwrap();
-    line.trim().to_owned()
+    read_line_starting(child, "")
 }
 
 pub fn env(name: &str) -> String {

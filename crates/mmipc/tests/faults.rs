@@ -1,0 +1,189 @@
+//! Fault and hostile-peer trials kept as regression tests: stopped peers, planted junk,
+//! races with `clean`, allocation attacks. Each test names the defect it guards against.
+//! Children are this test binary re-executed (see `common`).
+
+mod common;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use common::*;
+use mmipc::{Publisher, Subscriber};
+
+const CHILD: &str = "child_process_entry";
+
+/// Entry point of every child process; does nothing in a normal test run.
+#[test]
+fn child_process_entry() {
+    let Some(role) = child_role() else { return };
+    let dir = PathBuf::from(env("DIR"));
+    let channel = env("CHANNEL");
+    let hb = Duration::from_millis(50);
+    let timeout = Duration::from_millis(400);
+    match role.as_str() {
+        // A publisher that waits for SUBS subscribers, says READY, then idles until killed.
+        "idle-pub" => {
+            let subs: usize = env("SUBS").parse().unwrap();
+            let publisher = Publisher::builder(&channel)
+                .dir(&dir)
+                .heartbeat_interval(hb)
+                .peer_timeout(timeout)
+                .build()
+                .unwrap();
+            publisher.wait_for_subscribers(subs, WATCHDOG).unwrap();
+            println!("READY");
+            std::thread::sleep(WATCHDOG);
+        }
+        // A subscriber that prints its id and then waits for messages until killed.
+        "idle-sub" => {
+            let mut sub = Subscriber::builder(&channel)
+                .dir(&dir)
+                .heartbeat_interval(hb)
+                .peer_timeout(timeout)
+                .build()
+                .unwrap();
+            println!("ID {}", sub.id());
+            loop {
+                let _ = sub.recv_timeout(WATCHDOG);
+            }
+        }
+        other => panic!("unknown role {other}"),
+    }
+}
+
+fn child_env(
+    dir: &std::path::Path,
+    channel: &str,
+    extra: &[(&str, &str)],
+) -> Vec<(&'static str, String)> {
+    let mut v: Vec<(&'static str, String)> = vec![
+        ("DIR", dir.display().to_string()),
+        ("CHANNEL", channel.to_owned()),
+    ];
+    for (k, val) in extra {
+        let k: &'static str = Box::leak(k.to_string().into_boxed_str());
+        v.push((k, val.to_string()));
+    }
+    v
+}
+
+/// CPU time (user + system) a process has used so far, from /proc.
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command name (which is in parentheses and may hold spaces).
+    let rest = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 after the name.
+    let ticks: u64 = f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap();
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_nanos(ticks * 1_000_000_000 / hz)
+}
+
+/// Kills children when the test ends, however it ends.
+struct Reaper(Vec<std::process::Child>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        for c in &mut self.0 {
+            // SAFETY: plain kill(2) on our own child (SIGCONT first in case it is stopped).
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Defect: opening a segment read-write and closing it raised an inotify close-after-write
+/// event, which the runtime took for a directory change; the rescan opened the segment
+/// again, forever. A subscriber stopped past the peer timeout made its publisher and every
+/// other peer of the channel burn ~90% of a core, and a junk ring addressed to a subscriber
+/// made that subscriber spin the same way.
+#[test]
+fn a_stopped_peer_and_a_junk_ring_leave_bystanders_idle() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let ch = "idle";
+    let mut kids = Reaper(Vec::new());
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        kids.0.push(spawn_child(
+            CHILD,
+            "idle-sub",
+            &child_env(root.path(), ch, &[]),
+        ));
+        let line = read_line_starting(kids.0.last_mut().unwrap(), "ID ");
+        ids.push(line["ID ".len()..].to_owned());
+    }
+    kids.0.push(spawn_child(
+        CHILD,
+        "idle-pub",
+        &child_env(root.path(), ch, &[("SUBS", "2")]),
+    ));
+    read_line_starting(kids.0.last_mut().unwrap(), "READY");
+    let pub_pid = kids.0[2].id();
+    let (stopped, bystander) = (kids.0[0].id(), kids.0[1].id());
+    // A zero-filled file under the name of a ring addressed to the bystander.
+    let junk_pub = "0123456789abcdef0123456789abcdef";
+    std::fs::write(
+        root.path()
+            .join(ch)
+            .join(format!("ring-{junk_pub}-{}-1", ids[1])),
+        vec![0u8; 8192],
+    )
+    .unwrap();
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(stopped as i32, libc::SIGSTOP) }, 0);
+    // Past the peer timeout (400 ms, and 3 heartbeats): the publisher times the stopped
+    // subscriber out. Then measure.
+    std::thread::sleep(Duration::from_millis(1500));
+    let window = Duration::from_secs(3);
+    let before = [cpu_time(pub_pid), cpu_time(bystander)];
+    std::thread::sleep(window);
+    let after = [cpu_time(pub_pid), cpu_time(bystander)];
+    let used: Vec<Duration> = after.iter().zip(&before).map(|(a, b)| *a - *b).collect();
+    eprintln!(
+        "CPU over {window:?}: publisher {:?}, bystander subscriber {:?}",
+        used[0], used[1]
+    );
+    // Generous: 10% of a core (an idle endpoint with 50 ms heartbeats uses well under 1%).
+    for (who, u) in ["publisher", "bystander subscriber"].iter().zip(&used) {
+        assert!(
+            *u < window / 10,
+            "{who} used {u:?} of CPU in {window:?} while idle"
+        );
+    }
+}
+
+/// Defect: `Duration::MAX` (any duration too large for the clock) panicked with an overflow
+/// in every API taking one. Each now saturates: no deadline, or the largest interval used.
+#[test]
+fn huge_durations_saturate_instead_of_panicking() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let max = Duration::MAX;
+    let publisher = Publisher::builder("forever")
+        .dir(root.path())
+        .deliver_to_same_process(true)
+        .heartbeat_interval(max)
+        .peer_timeout(max)
+        .on_full(mmipc::OnFull::BlockFor(max))
+        .build()
+        .unwrap();
+    let mut sub = Subscriber::builder("forever")
+        .dir(root.path())
+        .heartbeat_interval(max)
+        .peer_timeout(max)
+        .build()
+        .unwrap();
+    assert_eq!(publisher.wait_for_subscribers(1, max).unwrap(), 1);
+    assert_eq!(sub.wait_for_publishers(1, max).unwrap(), 1);
+    publisher.publish(b"one").unwrap();
+    assert_eq!(sub.recv_timeout(max).unwrap().payload(), b"one");
+    publisher.publish(b"two").unwrap();
+    assert_eq!(sub.recv_ref_timeout(max).unwrap().payload(), b"two");
+}
