@@ -416,6 +416,10 @@ impl std::fmt::Debug for MessageRef<'_> {
 pub struct Subscriber {
     shared: Arc<Shared>,
     active: Vec<Incoming>,
+    /// Newer rings of publishers that still have an older ring in `active` (a reconnect after
+    /// a time-out): read only once the older one is drained, so that each publisher's
+    /// messages arrive in order.
+    waiting: Vec<Incoming>,
     next: usize,
 }
 
@@ -624,6 +628,7 @@ impl SubscriberBuilder {
         Ok(Subscriber {
             shared,
             active: Vec::new(),
+            waiting: Vec::new(),
             next: 0,
         })
     }
@@ -1035,7 +1040,16 @@ impl Subscriber {
         }
         // A plain load first: the swap (a locked RMW) only when a new connection waits.
         if s.has_pending.load(Ordering::Relaxed) && s.has_pending.swap(false, Ordering::AcqRel) {
-            self.active.append(&mut lock(&s.pending));
+            let pending = std::mem::take(&mut *lock(&s.pending));
+            for c in pending {
+                let id = c.info.peer.id;
+                let mut older = self.active.iter().chain(&self.waiting);
+                if older.any(|o| o.info.peer.id == id) {
+                    self.waiting.push(c);
+                } else {
+                    self.active.push(c);
+                }
+            }
         }
         let n = self.active.len();
         let mut ended = false;
@@ -1051,9 +1065,29 @@ impl Subscriber {
             }
         }
         if ended {
-            self.active.retain(|c| !c.done);
+            self.retire();
         }
         Ok(None)
+    }
+
+    /// Drops the rings that ended, and moves the next ring of the same publisher (if one is
+    /// waiting) into their place, carrying the sequence number on so that what the
+    /// publisher sent while disconnected counts as drops.
+    fn retire(&mut self) {
+        let mut k = 0;
+        while k < self.active.len() {
+            if !self.active[k].done {
+                k += 1;
+                continue;
+            }
+            let old = self.active.swap_remove(k);
+            let id = old.info.peer.id;
+            if let Some(pos) = self.waiting.iter().position(|w| w.info.peer.id == id) {
+                let mut next = self.waiting.remove(pos);
+                next.last_seq = next.last_seq.max(old.last_seq);
+                self.active.push(next);
+            }
+        }
     }
 
     /// Takes the message `find` staged.
@@ -1125,6 +1159,7 @@ impl Drop for Subscriber {
         self.shared.shutdown();
         // Dropping our consumers marks the rings closed and wakes blocked publishers.
         self.active.clear();
+        self.waiting.clear();
     }
 }
 
@@ -1333,8 +1368,11 @@ impl Endpoint for Shared {
             if m.seen.get(&p).is_some_and(|&g| g >= generation) {
                 continue;
             }
-            if m.conns.contains_key(&p) {
-                // A newer generation replaces an old connection the publisher gave up on.
+            if let Some(t) = m.conns.get(&p) {
+                // A newer generation replaces an old connection the publisher gave up on:
+                // the old ring gets no more messages. Its reader drains it before it reads
+                // the new one (per-publisher order).
+                t.info.control.close_producer_side();
                 self.end(&mut m, p, DisconnectReason::Closed);
             }
             // A malformed or half-gone ring is skipped; the publisher's next attempt or the

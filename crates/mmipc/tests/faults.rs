@@ -47,6 +47,31 @@ fn child_process_entry() {
                 let _ = sub.recv_timeout(WATCHDOG);
             }
         }
+        // Receives until "quit", counting sequence numbers that go backwards.
+        "order-sub" => {
+            let mut sub = Subscriber::builder(&channel)
+                .dir(&dir)
+                .heartbeat_interval(hb)
+                .peer_timeout(timeout)
+                .build()
+                .unwrap();
+            let (mut last, mut regressions, mut count) = (0u64, 0u64, 0u64);
+            loop {
+                let msg = sub.recv_timeout(WATCHDOG).unwrap();
+                if msg.payload() == b"quit" {
+                    break;
+                }
+                if msg.sequence() <= last {
+                    regressions += 1;
+                    eprintln!("sequence {} after {last}", msg.sequence());
+                }
+                last = msg.sequence();
+                count += 1;
+                // A slow reader: the old ring takes a while to drain after the reconnect.
+                std::thread::sleep(Duration::from_micros(100));
+            }
+            println!("OK received {count} regressions {regressions}");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -186,4 +211,78 @@ fn huge_durations_saturate_instead_of_panicking() {
     assert_eq!(sub.recv_timeout(max).unwrap().payload(), b"one");
     publisher.publish(b"two").unwrap();
     assert_eq!(sub.recv_ref_timeout(max).unwrap().payload(), b"two");
+}
+
+/// Defect: after a subscriber was timed out and reconnected with a new ring generation, it
+/// read the old ring and the new one in turn, delivering e.g. sequence 395 after 882. The
+/// old ring must be drained before anything of the new one is delivered.
+#[test]
+fn a_reconnected_publisher_is_delivered_in_order() {
+    if child_role().is_some() {
+        return;
+    }
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let root = test_root();
+    let publisher = Arc::new(
+        Publisher::builder("order")
+            .dir(root.path())
+            .ring_capacity(64 * 1024)
+            .heartbeat_interval(Duration::from_millis(50))
+            .peer_timeout(Duration::from_millis(400))
+            .build()
+            .unwrap(),
+    );
+    let events = publisher.events();
+    let mut kids = Reaper(vec![spawn_child(
+        CHILD,
+        "order-sub",
+        &child_env(root.path(), "order", &[]),
+    )]);
+    let pid = kids.0[0].id() as i32;
+    publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let (publisher, stop) = (Arc::clone(&publisher), Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut i = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                publisher.publish(&i.to_le_bytes()).unwrap();
+                i += 1;
+                std::thread::sleep(Duration::from_micros(50));
+            }
+        })
+    };
+    let next = |want: fn(&mmipc::Event) -> bool| loop {
+        let e = events.recv_timeout(WATCHDOG).expect("watchdog: no event");
+        if want(&e) {
+            return;
+        }
+    };
+    next(|e| matches!(e, mmipc::Event::Connected { .. }));
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    next(|e| {
+        matches!(
+            e,
+            mmipc::Event::Disconnected {
+                reason: mmipc::DisconnectReason::TimedOut,
+                ..
+            }
+        )
+    });
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    next(|e| matches!(e, mmipc::Event::Connected { .. }));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::Relaxed);
+    writer.join().unwrap();
+    publisher.publish(b"quit").unwrap();
+    let (status, out) = wait_child(kids.0.remove(0), "order subscriber");
+    assert!(status.success(), "{out}");
+    let line = out
+        .lines()
+        .find(|l| l.contains("OK"))
+        .expect("a result line");
+    assert!(line.contains("regressions 0"), "{line}");
 }
