@@ -251,77 +251,214 @@ fn read_record(path: &Path) -> Option<Record> {
     serde_json::from_slice(&buf).ok()
 }
 
-/// Whether the endpoint `(kind, id)` is alive, judged by its lock alone.
+/// Whether the endpoint `(kind, id)` is alive, judged by its lock alone (or, while it is
+/// being created where `O_TMPFILE` is unavailable, by its temporary lock file).
 pub(crate) fn is_alive(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> bool {
     // An error probing (permissions, I/O) counts as alive: never clean up what we cannot judge.
-    !matches!(
-        sys::probe_lock(&lock_path(dirs, kind, id)),
-        Ok(LockState::Free | LockState::Missing)
-    )
+    let lock = lock_path(dirs, kind, id);
+    match sys::probe_lock(&lock) {
+        Ok(LockState::Free) => false,
+        Ok(LockState::Missing) => !matches!(
+            sys::probe_lock(&sys::temp_lock_path(&lock)),
+            Ok(LockState::Free | LockState::Missing)
+        ),
+        _ => true,
+    }
+}
+
+/// Dead endpoints cleaned up per scan at most: the rest wait for the next scan, which the
+/// runtime runs at once, after the other endpoints' heartbeats.
+pub(crate) const CLEANUP_BATCH: usize = 512;
+
+/// A temporary file younger than this is left alone even when its creator looks dead: it
+/// may be in the instant between its creation and its lock.
+const TEMP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// What one file of an endpoint is, for the order of removal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum FileRole {
+    Record,
+    Temporary,
+    Bell,
+    /// A ring: `(publisher, subscriber)`.
+    Ring,
+    /// Removed last, so that a crash half-way through cleaning leaves the endpoint
+    /// recognisably dead.
+    Lock,
+}
+
+/// One listing of a channel's directories, indexed by endpoint: every file whose name is
+/// ours (final or temporary), read once, so that cleaning up after many dead endpoints
+/// costs one directory read, not one per endpoint.
+#[derive(Debug, Default)]
+pub(crate) struct Listing {
+    files: std::collections::HashMap<(EndpointKind, EndpointId), Vec<(FileRole, PathBuf)>>,
+    /// Rings by (publisher, subscriber, generation), final names only.
+    rings: Vec<(EndpointId, EndpointId, u64, PathBuf)>,
+    /// Endpoints with a record under its final name.
+    records: Vec<(EndpointKind, EndpointId)>,
+}
+
+impl Listing {
+    pub(crate) fn read(dirs: &ChannelDirs) -> Listing {
+        let mut out = Listing::default();
+        let mut seen = Vec::with_capacity(2);
+        for dir in [&dirs.records, &dirs.segments] {
+            if seen.contains(&dir) {
+                continue;
+            }
+            seen.push(dir);
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let name = entry.file_name();
+                let Some(name) = name.to_str() else { continue };
+                out.add(name, entry.path());
+            }
+        }
+        out
+    }
+
+    fn add(&mut self, name: &str, path: PathBuf) {
+        // Temporary names: `.<final name>.tmp`, or `.<final name>.<pid>.tmp` for rings.
+        let temp = name
+            .strip_prefix('.')
+            .and_then(|n| n.strip_suffix(".tmp"))
+            .map(|n| match n.rsplit_once('.') {
+                Some((base, pid))
+                    if base.starts_with("ring-") && pid.bytes().all(|b| b.is_ascii_digit()) =>
+                {
+                    base
+                }
+                _ => n,
+            });
+        let base = temp.unwrap_or(name);
+        if let Some((kind, id, ext)) = parse_endpoint_file(base) {
+            let role = match (temp.is_some(), ext) {
+                (true, _) => FileRole::Temporary,
+                (false, "json") => FileRole::Record,
+                (false, "lock") => FileRole::Lock,
+                _ => FileRole::Bell,
+            };
+            if role == FileRole::Record {
+                self.records.push((kind, id));
+            }
+            self.files.entry((kind, id)).or_default().push((role, path));
+        } else if let Some((p, s, generation)) = parse_ring_name(base) {
+            let role = if temp.is_some() {
+                FileRole::Temporary
+            } else {
+                self.rings.push((p, s, generation, path.clone()));
+                FileRole::Ring
+            };
+            for key in [(EndpointKind::Publisher, p), (EndpointKind::Subscriber, s)] {
+                self.files
+                    .entry(key)
+                    .or_default()
+                    .push((role, path.clone()));
+            }
+        }
+    }
+
+    /// Whether the record of `(kind, id)` is one of ours (readable, valid, matching its
+    /// name). Runtimes clean up only after such endpoints: a file that merely has our name
+    /// pattern is left alone (`mmipc clean` removes it).
+    pub(crate) fn is_ours(&self, dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> bool {
+        read_record_of(dirs, kind, id).is_some()
+    }
+
+    /// Endpoints of `kind` with a record under its final name.
+    pub(crate) fn records(&self, kind: EndpointKind) -> impl Iterator<Item = EndpointId> + '_ {
+        self.records
+            .iter()
+            .filter(move |(k, _)| *k == kind)
+            .map(|&(_, id)| id)
+    }
+
+    /// Every endpoint that has a recognisable file (record, lock, doorbell, ring or a
+    /// temporary one).
+    pub(crate) fn endpoints(&self) -> Vec<(EndpointKind, EndpointId)> {
+        let mut v: Vec<_> = self.files.keys().copied().collect();
+        v.sort();
+        v
+    }
+
+    /// Rings (final names) addressed to subscriber `sub`: `(publisher, generation, path)`.
+    pub(crate) fn rings_to(
+        &self,
+        sub: EndpointId,
+    ) -> impl Iterator<Item = (EndpointId, u64, &Path)> {
+        self.rings
+            .iter()
+            .filter(move |r| r.1 == sub)
+            .map(|(p, _, g, path)| (*p, *g, path.as_path()))
+    }
+
+    /// The files a dead endpoint `(kind, id)` left, in removal order (the lock file last).
+    /// A dead publisher's ring to a live subscriber stays (that subscriber drains and removes
+    /// it); a temporary file younger than [`TEMP_GRACE`] stays.
+    pub(crate) fn leftovers(
+        &self,
+        dirs: &ChannelDirs,
+        kind: EndpointKind,
+        id: EndpointId,
+    ) -> Vec<PathBuf> {
+        let Some(files) = self.files.get(&(kind, id)) else {
+            return Vec::new();
+        };
+        let mut files: Vec<&(FileRole, PathBuf)> = files
+            .iter()
+            .filter(|(role, path)| match role {
+                FileRole::Ring if kind == EndpointKind::Publisher => path
+                    .file_name()
+                    .and_then(|n| n.to_str())
+                    .and_then(parse_ring_name)
+                    .is_none_or(|(_, sub, _)| !is_alive(dirs, EndpointKind::Subscriber, sub)),
+                FileRole::Temporary => std::fs::symlink_metadata(path)
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= TEMP_GRACE),
+                _ => true,
+            })
+            .collect();
+        files.sort_by_key(|(role, _)| *role);
+        files.into_iter().map(|(_, p)| p.clone()).collect()
+    }
+
+    /// Removes what [`Listing::leftovers`] lists; returns what was removed. Only call after
+    /// [`is_alive`] said no.
+    pub(crate) fn remove_dead(
+        &self,
+        dirs: &ChannelDirs,
+        kind: EndpointKind,
+        id: EndpointId,
+    ) -> Vec<PathBuf> {
+        self.leftovers(dirs, kind, id)
+            .into_iter()
+            .filter(|p| std::fs::remove_file(p).is_ok())
+            .collect()
+    }
 }
 
 /// Removes everything a dead endpoint left: its record, its segments, then its lock file.
 /// Only call after [`is_alive`] said no. Returns what was removed.
+#[cfg(test)]
 pub(crate) fn remove_dead(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> Vec<PathBuf> {
-    leftovers(dirs, kind, id)
-        .into_iter()
-        .filter(|p| std::fs::remove_file(p).is_ok())
-        .collect()
-}
-
-/// The files of endpoint `(kind, id)` that exist, in removal order (the lock file last, so
-/// that a crash half-way through cleaning leaves the endpoint recognisably dead).
-pub(crate) fn leftovers(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> Vec<PathBuf> {
-    let mut files = vec![
-        record_path(dirs, kind, id),
-        dirs.records
-            .join(format!(".{}-{id}.json.tmp", kind.prefix())),
-    ];
-    if kind == EndpointKind::Subscriber {
-        files.push(bell_path(dirs, id));
-    }
-    let rings = rings_of(dirs, kind, id).into_iter().filter(|ring| {
-        // A dead publisher's ring to a live subscriber may hold messages it has not read
-        // yet (it may not even have opened the ring): that subscriber drains and removes it.
-        kind == EndpointKind::Subscriber
-            || ring
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(parse_ring_name)
-                .is_none_or(|(_, sub, _)| !is_alive(dirs, EndpointKind::Subscriber, sub))
-    });
-    files.extend(rings.collect::<Vec<_>>());
-    files.push(lock_path(dirs, kind, id));
-    files.retain(|p| p.symlink_metadata().is_ok());
-    files
+    Listing::read(dirs).remove_dead(dirs, kind, id)
 }
 
 /// Every endpoint that has a recognisable file (record, lock or doorbell) in the channel,
 /// whether or not its record is readable.
 pub(crate) fn endpoints_with_files(dirs: &ChannelDirs) -> Vec<(EndpointKind, EndpointId)> {
-    let mut out = std::collections::BTreeSet::new();
-    for dir in [&dirs.records, &dirs.segments] {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(found) = parse_endpoint_file(name) {
-                out.insert(found);
-            } else if let Some((p, s, _)) = parse_ring_name(name) {
-                out.insert((EndpointKind::Publisher, p));
-                out.insert((EndpointKind::Subscriber, s));
-            }
-        }
-    }
-    out.into_iter().collect()
+    Listing::read(dirs).endpoints()
 }
 
 /// Parses `pub-<id>.json`, `pub-<id>.lock`, `sub-<id>.bell` and the like.
-fn parse_endpoint_file(name: &str) -> Option<(EndpointKind, EndpointId)> {
-    let (stem, _ext) = name.rsplit_once('.')?;
-    if !matches!(_ext, "json" | "lock" | "bell") {
+fn parse_endpoint_file(name: &str) -> Option<(EndpointKind, EndpointId, &str)> {
+    let (stem, ext) = name.rsplit_once('.')?;
+    if !matches!(ext, "json" | "lock" | "bell") {
         return None;
     }
     let (kind, id) = if let Some(id) = stem.strip_prefix("pub-") {
@@ -329,33 +466,39 @@ fn parse_endpoint_file(name: &str) -> Option<(EndpointKind, EndpointId)> {
     } else {
         (EndpointKind::Subscriber, stem.strip_prefix("sub-")?)
     };
-    Some((kind, id.parse().ok()?))
+    if kind == EndpointKind::Publisher && ext == "bell" {
+        return None;
+    }
+    Some((kind, id.parse().ok()?, ext))
 }
 
 /// Ring segments (and their temporary names) whose publisher (or subscriber) is `id`.
 pub(crate) fn rings_of(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> Vec<PathBuf> {
-    let Ok(entries) = std::fs::read_dir(&dirs.segments) else {
+    let listing = Listing::read(dirs);
+    let Some(files) = listing.files.get(&(kind, id)) else {
         return Vec::new();
     };
-    entries
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name();
-            let name = name.to_str()?;
-            // Temporary names are `.ring-...-<gen>.<pid>.tmp`.
-            let base = name
-                .strip_prefix('.')
-                .and_then(|n| n.strip_suffix(".tmp"))
-                .and_then(|n| n.rsplit_once('.'))
-                .map_or(name, |(b, _)| b);
-            let (p, s, _) = parse_ring_name(base)?;
-            let mine = match kind {
-                EndpointKind::Publisher => p == id,
-                EndpointKind::Subscriber => s == id,
-            };
-            mine.then(|| e.path())
+    files
+        .iter()
+        .filter(|(_, p)| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("ring-") || n.starts_with(".ring-"))
         })
+        .map(|(_, p)| p.clone())
         .collect()
+}
+
+/// Reads the record of `(kind, id)`; `None` if unreadable, oversized, malformed or not
+/// matching its name.
+pub(crate) fn read_record_of(
+    dirs: &ChannelDirs,
+    kind: EndpointKind,
+    id: EndpointId,
+) -> Option<Record> {
+    read_record(&record_path(dirs, kind, id)).filter(|record| {
+        record.kind == kind && record.id == id.to_string() && record.protocol == PROTOCOL
+    })
 }
 
 pub(crate) fn unix_ms() -> u64 {

@@ -254,11 +254,13 @@ pub fn clean(root: &Path, dry_run: bool) -> Result<Vec<PathBuf>> {
     let mut removed = Vec::new();
     for info in channels(root)? {
         let dirs = ChannelDirs::locate(root, &info.name)?;
+        // One listing per channel: cleaning many dead endpoints stays linear.
+        let listing = discovery::Listing::read(&dirs);
         for e in info.endpoints.iter().filter(|e| !e.alive) {
             let files = if dry_run {
-                discovery::leftovers(&dirs, e.kind, e.id)
+                listing.leftovers(&dirs, e.kind, e.id)
             } else {
-                discovery::remove_dead(&dirs, e.kind, e.id)
+                listing.remove_dead(&dirs, e.kind, e.id)
             };
             removed.extend(files);
         }

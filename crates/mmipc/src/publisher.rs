@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::ChannelDirs;
 use crate::control::Control;
-use crate::discovery::{self, EndpointId, EndpointKind, Record};
+use crate::discovery::{self, EndpointId, EndpointKind, Listing, Record};
 use crate::error::{Error, Result};
 use crate::event::{
     ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence,
@@ -233,8 +233,11 @@ impl PublisherBuilder {
         validate_capacity(self.ring_capacity)?;
         let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
         let id = EndpointId::random();
-        let lock_file =
-            sys::LockFile::acquire(&discovery::lock_path(&dirs, EndpointKind::Publisher, id))?;
+        let lock_file = sys::LockFile::create_locked(&discovery::lock_path(
+            &dirs,
+            EndpointKind::Publisher,
+            id,
+        ))?;
         let record = Record {
             protocol: discovery::PROTOCOL,
             kind: EndpointKind::Publisher,
@@ -728,36 +731,46 @@ impl Endpoint for Shared {
         self.closed.load(Ordering::Acquire)
     }
 
-    fn scan(&self) {
+    fn scan(&self) -> bool {
         let mut m = lock(&self.maint);
         if self.is_closed() {
-            return;
+            return false;
         }
-        let subs = discovery::scan(&self.dirs, EndpointKind::Subscriber);
+        let listing = Listing::read(&self.dirs);
+        let mut cleanup = discovery::CLEANUP_BATCH;
         let mut present = std::collections::HashSet::new();
-        for sub in &subs {
-            present.insert(sub.id);
-            let alive = discovery::is_alive(&self.dirs, EndpointKind::Subscriber, sub.id);
-            if !alive {
-                let reason = m.conns.get(&sub.id).map_or(DisconnectReason::Crashed, |t| {
+        for id in listing.records(EndpointKind::Subscriber) {
+            present.insert(id);
+            if !discovery::is_alive(&self.dirs, EndpointKind::Subscriber, id) {
+                let reason = m.conns.get(&id).map_or(DisconnectReason::Crashed, |t| {
                     departure(&t.info, PeerEnd::Consumer)
                 });
-                self.end(&mut m, sub.id, reason);
-                discovery::remove_dead(&self.dirs, EndpointKind::Subscriber, sub.id);
+                self.end(&mut m, id, reason);
+                if cleanup > 0 && listing.is_ours(&self.dirs, EndpointKind::Subscriber, id) {
+                    cleanup -= 1;
+                    listing.remove_dead(&self.dirs, EndpointKind::Subscriber, id);
+                }
                 continue;
             }
-            if m.conns.contains_key(&sub.id)
-                || (!self.same_process && sub.record.pid == std::process::id())
-            {
+            if m.conns.contains_key(&id) {
                 continue;
             }
-            if let Some(t) = m.timed_out.get_mut(&sub.id) {
+            // Records are read only for live subscribers we are not connected to.
+            let Some(record) = discovery::read_record_of(&self.dirs, EndpointKind::Subscriber, id)
+            else {
+                continue;
+            };
+            if !self.same_process && record.pid == std::process::id() {
+                continue;
+            }
+            let found = discovery::Found { id, record };
+            if let Some(t) = m.timed_out.get_mut(&id) {
                 // Reconnected by `tick` once its heartbeat moves again.
-                t.found = sub.clone();
+                t.found = found;
                 continue;
             }
             // A subscriber whose doorbell is missing or malformed is skipped for now.
-            let _ = self.connect(&mut m, sub);
+            let _ = self.connect(&mut m, &found);
         }
         let gone: Vec<EndpointId> = m
             .conns
@@ -771,11 +784,20 @@ impl Endpoint for Shared {
         }
         m.timed_out.retain(|id, _| present.contains(id));
         // Dead publishers' leftovers, whoever notices first.
-        for p in discovery::scan(&self.dirs, EndpointKind::Publisher) {
-            if p.id != self.id && !discovery::is_alive(&self.dirs, EndpointKind::Publisher, p.id) {
-                discovery::remove_dead(&self.dirs, EndpointKind::Publisher, p.id);
+        for id in listing.records(EndpointKind::Publisher) {
+            if cleanup == 0 {
+                break;
+            }
+            if id != self.id
+                && !discovery::is_alive(&self.dirs, EndpointKind::Publisher, id)
+                && listing.is_ours(&self.dirs, EndpointKind::Publisher, id)
+            {
+                cleanup -= 1;
+                listing.remove_dead(&self.dirs, EndpointKind::Publisher, id);
             }
         }
+        // Out of cleanup budget: more dead endpoints may wait; scan again soon.
+        cleanup == 0
     }
 
     fn tick(&self, now: Instant) -> Instant {

@@ -43,8 +43,10 @@ pub(crate) const TICK_SLACK: Duration = Duration::from_millis(20);
 /// What the runtime needs from a publisher or subscriber.
 pub(crate) trait Endpoint: Send + Sync {
     fn dirs(&self) -> &ChannelDirs;
-    /// Discovery and crash detection from the directory contents.
-    fn scan(&self);
+    /// Discovery and crash detection from the directory contents. Returns `true` if work is
+    /// left (cleanup is done in bounded batches): the runtime then scans again at once,
+    /// after every endpoint's due ticks.
+    fn scan(&self) -> bool;
     /// Heartbeats, timeouts and pending cleanup; returns when it wants to be called next.
     fn tick(&self, now: Instant) -> Instant;
     /// The endpoint is shutting down: stop calling it.
@@ -140,6 +142,8 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
     let mut watched: HashMap<PathBuf, Watched> = HashMap::new();
     let mut last_fallback = Instant::now();
     let mut last_safety = Instant::now();
+    // Directories whose scan left work for later: scanned again on the next turn.
+    let mut again: HashSet<PathBuf> = HashSet::new();
     loop {
         let now = Instant::now();
         let first = if entries.is_empty() {
@@ -148,19 +152,23 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                 Err(_) => return,
             }
         } else {
-            let wake = entries
-                .iter()
-                .map(|e| e.next_tick)
-                .min()
-                .unwrap_or(now)
-                .min(last_fallback + RESCAN_INTERVAL);
+            let wake = if again.is_empty() {
+                entries
+                    .iter()
+                    .map(|e| e.next_tick)
+                    .min()
+                    .unwrap_or(now)
+                    .min(last_fallback + RESCAN_INTERVAL)
+            } else {
+                now
+            };
             match rx.recv_timeout(wake.saturating_duration_since(now)) {
                 Ok(m) => Some(m),
                 Err(RecvTimeoutError::Timeout) => None,
                 Err(RecvTimeoutError::Disconnected) => return,
             }
         };
-        let mut dirty: HashSet<PathBuf> = HashSet::new();
+        let mut dirty: HashSet<PathBuf> = std::mem::take(&mut again);
         let mut all = false;
         let mut added = Vec::new();
         for msg in first
@@ -198,7 +206,9 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                 }
                 w.users += 1;
             }
-            strong.scan();
+            if strong.scan() {
+                again.insert(dirs[0].clone());
+            }
             entries.push(Entry {
                 endpoint: ep,
                 dirs,
@@ -251,8 +261,8 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
             let Some(ep) = e.endpoint.upgrade() else {
                 continue;
             };
-            if all || e.dirs.iter().any(|d| dirty.contains(d)) {
-                ep.scan();
+            if (all || e.dirs.iter().any(|d| dirty.contains(d))) && ep.scan() {
+                again.insert(e.dirs[0].clone());
             }
             if e.next_tick <= horizon {
                 e.next_tick = ep.tick(now);

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use crate::channel::ChannelDirs;
 use crate::control::Control;
-use crate::discovery::{self, EndpointId, EndpointKind, Record};
+use crate::discovery::{self, EndpointId, EndpointKind, Listing, Record};
 use crate::error::{Error, Result};
 use crate::event::{
     ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence,
@@ -582,8 +582,11 @@ impl SubscriberBuilder {
         };
         let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
         let id = EndpointId::random();
-        let lock_file =
-            sys::LockFile::acquire(&discovery::lock_path(&dirs, EndpointKind::Subscriber, id))?;
+        let lock_file = sys::LockFile::create_locked(&discovery::lock_path(
+            &dirs,
+            EndpointKind::Subscriber,
+            id,
+        ))?;
         let cleanup = |e: Error| {
             let _ = std::fs::remove_file(lock_file.path());
             e
@@ -1321,50 +1324,54 @@ impl Endpoint for Shared {
         self.stop.load(Ordering::Acquire) || self.cleaned.load(Ordering::Acquire)
     }
 
-    fn scan(&self) {
+    fn scan(&self) -> bool {
         let mut m = lock(&self.maint);
         if self.is_closed() {
-            return;
+            return false;
         }
-        let mut live: HashMap<EndpointId, discovery::Found> = HashMap::new();
-        let mut crashed: HashMap<EndpointId, discovery::Found> = HashMap::new();
-        for p in discovery::scan(&self.dirs, EndpointKind::Publisher) {
-            if discovery::is_alive(&self.dirs, EndpointKind::Publisher, p.id) {
-                live.insert(p.id, p);
-            } else {
-                let reason = m.conns.get(&p.id).map_or(DisconnectReason::Crashed, |t| {
-                    departure(&t.info, PeerEnd::Producer)
-                });
-                self.end(&mut m, p.id, reason);
+        let listing = Listing::read(&self.dirs);
+        let mut cleanup = discovery::CLEANUP_BATCH;
+        // Publishers with a ring addressed to us, newest generation each.
+        let mut newest: HashMap<EndpointId, (u64, PathBuf)> = HashMap::new();
+        for (p, generation, path) in listing.rings_to(self.id) {
+            if newest.get(&p).is_none_or(|(g, _)| generation > *g) {
+                newest.insert(p, (generation, path.to_path_buf()));
+            }
+        }
+        let mut live: HashSet<EndpointId> = HashSet::new();
+        // Dead publishers with a ring to us: the pid from their record, read before it goes.
+        let mut crashed: HashMap<EndpointId, u32> = HashMap::new();
+        for id in listing.records(EndpointKind::Publisher) {
+            if discovery::is_alive(&self.dirs, EndpointKind::Publisher, id) {
+                live.insert(id);
+                continue;
+            }
+            let reason = m.conns.get(&id).map_or(DisconnectReason::Crashed, |t| {
+                departure(&t.info, PeerEnd::Producer)
+            });
+            self.end(&mut m, id, reason);
+            if newest.contains_key(&id) {
+                let pid = discovery::read_record_of(&self.dirs, EndpointKind::Publisher, id)
+                    .map_or(0, |r| r.pid);
+                crashed.insert(id, pid);
+            }
+            if cleanup > 0 && listing.is_ours(&self.dirs, EndpointKind::Publisher, id) {
+                cleanup -= 1;
                 // Rings addressed to live subscribers (us included) are left for them.
-                discovery::remove_dead(&self.dirs, EndpointKind::Publisher, p.id);
-                crashed.insert(p.id, p);
+                listing.remove_dead(&self.dirs, EndpointKind::Publisher, id);
             }
         }
         let gone: Vec<EndpointId> = m
             .conns
             .keys()
-            .filter(|id| !live.contains_key(id))
+            .filter(|id| !live.contains(id))
             .copied()
             .collect();
         for id in gone {
             self.end(&mut m, id, DisconnectReason::Closed);
         }
-        // Rings addressed to us, newest generation per publisher.
-        let mut newest: HashMap<EndpointId, (u64, PathBuf)> = HashMap::new();
-        if let Ok(entries) = std::fs::read_dir(&self.dirs.segments) {
-            for e in entries.flatten() {
-                let name = e.file_name();
-                let Some((p, s, generation)) = name.to_str().and_then(discovery::parse_ring_name)
-                else {
-                    continue;
-                };
-                if s == self.id && newest.get(&p).is_none_or(|(g, _)| generation > *g) {
-                    newest.insert(p, (generation, e.path()));
-                }
-            }
-        }
-        for (p, (generation, path)) in newest {
+        for (&p, (generation, path)) in &newest {
+            let (p, generation, path) = (p, *generation, path.clone());
             if m.seen.get(&p).is_some_and(|&g| g >= generation) {
                 continue;
             }
@@ -1377,8 +1384,13 @@ impl Endpoint for Shared {
             }
             // A malformed or half-gone ring is skipped; the publisher's next attempt or the
             // next scan retries.
-            if let Some(publisher) = live.get(&p) {
-                let _ = self.open(&mut m, publisher, path, generation);
+            if live.contains(&p) {
+                if let Some(record) =
+                    discovery::read_record_of(&self.dirs, EndpointKind::Publisher, p)
+                {
+                    let found = discovery::Found { id: p, record };
+                    let _ = self.open(&mut m, &found, path, generation);
+                }
                 continue;
             }
             // A publisher whose lock is held is alive: between its lock and its record
@@ -1389,7 +1401,7 @@ impl Endpoint for Shared {
             // The publisher connected to us and then closed or crashed before we saw its
             // ring: what it published is still there. Deliver it, then end the connection
             // (the reader drains the ring before it reports the end).
-            let pid = crashed.get(&p).map_or(0, |found| found.record.pid);
+            let pid = crashed.get(&p).copied().unwrap_or(0);
             let found = discovery::Found {
                 id: p,
                 record: discovery::Record::orphan(p, pid),
@@ -1401,17 +1413,25 @@ impl Endpoint for Shared {
                 self.end(&mut m, p, reason);
             }
         }
+        // Forget publishers that left nothing behind (bounded memory over many lifetimes):
+        // no record, no ring to us, no connection.
+        let known: HashSet<EndpointId> = listing.records(EndpointKind::Publisher).collect();
+        m.seen
+            .retain(|p, _| known.contains(p) || newest.contains_key(p));
         // Dead subscribers' leftovers, whoever notices first.
-        let others: HashSet<EndpointId> = discovery::scan(&self.dirs, EndpointKind::Subscriber)
-            .into_iter()
-            .map(|f| f.id)
-            .filter(|&id| id != self.id)
-            .collect();
-        for id in others {
-            if !discovery::is_alive(&self.dirs, EndpointKind::Subscriber, id) {
-                discovery::remove_dead(&self.dirs, EndpointKind::Subscriber, id);
+        for id in listing.records(EndpointKind::Subscriber) {
+            if cleanup == 0 {
+                break;
+            }
+            if id != self.id
+                && !discovery::is_alive(&self.dirs, EndpointKind::Subscriber, id)
+                && listing.is_ours(&self.dirs, EndpointKind::Subscriber, id)
+            {
+                cleanup -= 1;
+                listing.remove_dead(&self.dirs, EndpointKind::Subscriber, id);
             }
         }
+        cleanup == 0
     }
 
     fn tick(&self, now: Instant) -> Instant {

@@ -72,6 +72,28 @@ fn child_process_entry() {
             }
             println!("OK received {count} regressions {regressions}");
         }
+        // Receives until "quit"; prints how many disconnects it saw on the way.
+        "watch-sub" => {
+            let mut sub = Subscriber::builder(&channel)
+                .dir(&dir)
+                .heartbeat_interval(hb)
+                .peer_timeout(timeout)
+                .build()
+                .unwrap();
+            let events = sub.events();
+            sub.wait_for_publishers(1, WATCHDOG).unwrap();
+            println!("READY");
+            while sub.recv_timeout(WATCHDOG).unwrap().payload() != b"quit" {}
+            let disconnects = events
+                .try_iter()
+                .filter(|e| matches!(e, mmipc::Event::Disconnected { .. }))
+                .count();
+            println!("OK disconnects {disconnects}");
+        }
+        // Cleans the root in a loop until killed.
+        "cleaner" => loop {
+            let _ = mmipc::inspect::clean(&dir, false);
+        },
         other => panic!("unknown role {other}"),
     }
 }
@@ -285,4 +307,146 @@ fn a_reconnected_publisher_is_delivered_in_order() {
         .find(|l| l.contains("OK"))
         .expect("a result line");
     assert!(line.contains("regressions 0"), "{line}");
+}
+
+/// A subscriber record as a dead endpoint leaves it (valid, but no lock).
+fn plant_dead_record(dir: &std::path::Path, id: &str) {
+    let json = format!(
+        "{{\"protocol\":1,\"kind\":\"subscriber\",\"id\":\"{id}\",\"pid\":1,\
+         \"max_message_size\":10,\"heartbeat_interval_ms\":1000,\"created_unix_ms\":0}}"
+    );
+    std::fs::write(dir.join(format!("sub-{id}.json")), json).unwrap();
+}
+
+/// Defect: cleanup re-read the directory for every dead endpoint (quadratic): with 10,000
+/// dead records in one channel the runtime thread was busy 22 s, and a quiet publisher on
+/// another channel of the same process missed its heartbeats and was timed out.
+#[test]
+fn ten_thousand_dead_records_are_cleaned_without_starving_other_endpoints() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let quiet = Publisher::builder("quiet")
+        .dir(root.path())
+        .heartbeat_interval(Duration::from_millis(50))
+        .peer_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let mut kids = Reaper(vec![spawn_child(
+        CHILD,
+        "watch-sub",
+        &child_env(root.path(), "quiet", &[]),
+    )]);
+    read_line_starting(&mut kids.0[0], "READY");
+    quiet.wait_for_subscribers(1, WATCHDOG).unwrap();
+    let busy = root.path().join("busy");
+    std::fs::create_dir(&busy).unwrap();
+    for i in 0..10_000u128 {
+        plant_dead_record(&busy, &format!("{:032x}", i + 1));
+    }
+    let started = std::time::Instant::now();
+    let _cleaner = Subscriber::builder("busy")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    eventually("the dead records are removed", || {
+        std::fs::read_dir(&busy).unwrap().count() < 10
+    });
+    let took = started.elapsed();
+    eprintln!("10,000 dead records cleaned in {took:?}");
+    quiet.publish(b"quit").unwrap();
+    let (status, out) = wait_child(kids.0.remove(0), "watching subscriber");
+    assert!(status.success(), "{out}");
+    assert!(
+        out.contains("OK disconnects 0"),
+        "the quiet publisher was timed out: {out}"
+    );
+}
+
+/// Defect: a lock file existed a moment before it was locked, and `clean` took such a
+/// starting endpoint for dead and removed its lock and record while it was alive.
+#[test]
+fn clean_never_removes_an_endpoint_that_is_starting() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let _kids = Reaper(vec![spawn_child(
+        CHILD,
+        "cleaner",
+        &child_env(root.path(), "race", &[]),
+    )]);
+    let ch = root.path().join("race");
+    for i in 0..1000 {
+        if i % 2 == 0 {
+            let sub = Subscriber::builder("race")
+                .dir(root.path())
+                .build()
+                .unwrap_or_else(|e| panic!("start {i}: {e}"));
+            for f in [
+                format!("sub-{}.lock", sub.id()),
+                format!("sub-{}.json", sub.id()),
+            ] {
+                assert!(
+                    ch.join(&f).exists(),
+                    "start {i}: {f} was removed while alive"
+                );
+            }
+        } else {
+            let publisher = Publisher::builder("race")
+                .dir(root.path())
+                .build()
+                .unwrap_or_else(|e| panic!("start {i}: {e}"));
+            for f in [
+                format!("pub-{}.lock", publisher.id()),
+                format!("pub-{}.json", publisher.id()),
+            ] {
+                assert!(
+                    ch.join(&f).exists(),
+                    "start {i}: {f} was removed while alive"
+                );
+            }
+        }
+    }
+}
+
+/// Defect: temporary files of endpoints killed during start-up (`.sub-<id>.bell.tmp`, ...)
+/// were never removed by anything. Once old enough to be sure their creator is gone (not in
+/// the instant between creating and locking), `clean` removes them.
+#[test]
+fn temporary_files_of_dead_endpoints_are_cleaned() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let ch = root.path().join("tmp");
+    std::fs::create_dir(&ch).unwrap();
+    let old = std::time::SystemTime::now() - Duration::from_secs(60);
+    let id = "0123456789abcdef0123456789abcdef";
+    let young = "fedcba9876543210fedcba9876543210";
+    let names = [
+        format!(".sub-{id}.bell.tmp"),
+        format!(".sub-{id}.lock.tmp"),
+        format!(".sub-{id}.json.tmp"),
+        format!(".ring-{young}-{id}-1.123.tmp"),
+    ];
+    for n in &names {
+        let f = std::fs::File::create(ch.join(n)).unwrap();
+        f.set_modified(old).unwrap();
+    }
+    std::fs::write(ch.join(format!(".sub-{young}.bell.tmp")), b"").unwrap();
+    std::fs::write(ch.join("notes.tmp"), b"not ours").unwrap();
+    let removed = mmipc::inspect::clean(root.path(), false).unwrap();
+    for n in &names {
+        assert!(
+            removed.contains(&ch.join(n)),
+            "{n} not removed: {removed:?}"
+        );
+    }
+    assert!(
+        ch.join(format!(".sub-{young}.bell.tmp")).exists(),
+        "a young one stays"
+    );
+    assert!(ch.join("notes.tmp").exists());
 }
