@@ -251,19 +251,28 @@ fn read_record(path: &Path) -> Option<Record> {
     serde_json::from_slice(&buf).ok()
 }
 
-/// Whether the endpoint `(kind, id)` is alive, judged by its lock alone (or, while it is
-/// being created where `O_TMPFILE` is unavailable, by its temporary lock file).
+/// Whether the endpoint `(kind, id)` is alive, judged by its lock alone.
+///
+/// A lock file exists a moment before its owner locks it: an endpoint that is starting looks
+/// dead. Cleanup therefore leaves alone an endpoint whose lock is free, whose record does not
+/// exist yet and whose lock file is younger than [`TEMP_GRACE`] (see
+/// [`Listing::leftovers`]); an endpoint that wrote its record had locked its lock first.
 pub(crate) fn is_alive(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> bool {
     // An error probing (permissions, I/O) counts as alive: never clean up what we cannot judge.
-    let lock = lock_path(dirs, kind, id);
-    match sys::probe_lock(&lock) {
-        Ok(LockState::Free) => false,
-        Ok(LockState::Missing) => !matches!(
-            sys::probe_lock(&sys::temp_lock_path(&lock)),
-            Ok(LockState::Free | LockState::Missing)
-        ),
-        _ => true,
-    }
+    !matches!(
+        sys::probe_lock(&lock_path(dirs, kind, id)),
+        Ok(LockState::Free | LockState::Missing)
+    )
+}
+
+/// Whether the file at `path` was modified less than [`TEMP_GRACE`] ago (a time in the
+/// future counts as old: a planted date must not protect a file for ever).
+fn is_young(path: &Path) -> bool {
+    std::fs::symlink_metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age < TEMP_GRACE)
 }
 
 /// Dead endpoints cleaned up per scan at most: the rest wait for the next scan, which the
@@ -407,6 +416,14 @@ impl Listing {
         let Some(files) = self.files.get(&(kind, id)) else {
             return Vec::new();
         };
+        // Starting (its lock not yet locked, its record not yet written): leave it alone.
+        let starting = !files.iter().any(|(role, _)| *role == FileRole::Record)
+            && files
+                .iter()
+                .any(|(role, path)| *role == FileRole::Lock && is_young(path));
+        if starting {
+            return Vec::new();
+        }
         let mut files: Vec<&(FileRole, PathBuf)> = files
             .iter()
             .filter(|(role, path)| match role {
@@ -415,11 +432,7 @@ impl Listing {
                     .and_then(|n| n.to_str())
                     .and_then(parse_ring_name)
                     .is_none_or(|(_, sub, _)| !is_alive(dirs, EndpointKind::Subscriber, sub)),
-                FileRole::Temporary => std::fs::symlink_metadata(path)
-                    .and_then(|m| m.modified())
-                    .ok()
-                    .and_then(|t| t.elapsed().ok())
-                    .is_some_and(|age| age >= TEMP_GRACE),
+                FileRole::Temporary => !is_young(path),
                 _ => true,
             })
             .collect();

@@ -182,16 +182,32 @@ impl ConnInfo {
         self.state.load(Ordering::Acquire) == LIVE
     }
 
-    /// Ends the connection with `reason` (the first reason wins) and reports it once.
+    /// Ends the connection with `reason` and reports it once.
     pub(crate) fn end(&self, reason: DisconnectReason, events: &EventHub) {
+        self.record(reason);
+        self.report(events);
+    }
+
+    /// Ends the connection with `reason` without reporting it yet. The first reason wins,
+    /// except that a protocol violation found before the end was reported replaces it (the
+    /// more specific truth: a departed publisher's ring that breaks the framing).
+    pub(crate) fn record(&self, reason: DisconnectReason) {
         let code = 1 + reason as u8;
-        let _ = self
-            .state
-            .compare_exchange(LIVE, code, Ordering::AcqRel, Ordering::Acquire);
+        if reason == DisconnectReason::ProtocolViolation && !self.reported.load(Ordering::Acquire) {
+            self.state.store(code, Ordering::Release);
+        } else {
+            let _ = self
+                .state
+                .compare_exchange(LIVE, code, Ordering::AcqRel, Ordering::Acquire);
+        }
+    }
+
+    /// Reports the recorded end once (`Closed` if none was recorded).
+    pub(crate) fn report(&self, events: &EventHub) {
         if !self.reported.swap(true, Ordering::AcqRel) {
             events.emit(Event::Disconnected {
                 peer: self.peer,
-                reason: self.reason().unwrap_or(reason),
+                reason: self.reason().unwrap_or(DisconnectReason::Closed),
             });
         }
     }

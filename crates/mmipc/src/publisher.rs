@@ -233,11 +233,8 @@ impl PublisherBuilder {
         validate_capacity(self.ring_capacity)?;
         let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
         let id = EndpointId::random();
-        let lock_file = sys::LockFile::create_locked(&discovery::lock_path(
-            &dirs,
-            EndpointKind::Publisher,
-            id,
-        ))?;
+        let lock_file =
+            sys::LockFile::acquire(&discovery::lock_path(&dirs, EndpointKind::Publisher, id))?;
         let record = Record {
             protocol: discovery::PROTOCOL,
             kind: EndpointKind::Publisher,

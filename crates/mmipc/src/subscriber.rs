@@ -582,11 +582,8 @@ impl SubscriberBuilder {
         };
         let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
         let id = EndpointId::random();
-        let lock_file = sys::LockFile::create_locked(&discovery::lock_path(
-            &dirs,
-            EndpointKind::Subscriber,
-            id,
-        ))?;
+        let lock_file =
+            sys::LockFile::acquire(&discovery::lock_path(&dirs, EndpointKind::Subscriber, id))?;
         let cleanup = |e: Error| {
             let _ = std::fs::remove_file(lock_file.path());
             e
@@ -981,6 +978,13 @@ impl Subscriber {
 
     /// A new receiver of this subscriber's connection events.
     ///
+    /// **Order against messages.** A publisher's `Connected` comes before any of its
+    /// messages can be received. Its `Disconnected` comes after the last of its messages
+    /// that this subscriber delivers: if its ring still holds messages when it goes (closed,
+    /// crashed or timed out), the event is sent by the receive call that finds the ring
+    /// drained — so a program that stops receiving also stops getting that publisher's
+    /// `Disconnected`. The same holds for callbacks.
+    ///
     /// # Examples
     ///
     /// ```no_run
@@ -1258,12 +1262,19 @@ impl Shared {
 
     fn end(&self, m: &mut Maint, id: EndpointId, reason: DisconnectReason) {
         if let Some(t) = m.conns.remove(&id) {
-            t.info.end(reason, &self.events);
+            // The publisher's `Disconnected` comes after its last message: reported now if
+            // its ring holds nothing more, else by the receive path once it has delivered
+            // everything (`stage` reports the end of a drained ring).
+            t.info.record(reason);
+            if t.info.control.fill() == 0 {
+                t.info.report(&self.events);
+            }
+            // Its side is closed (a departed publisher closed it already; a dead or hung
+            // one cannot), so that the reader, after the last complete message, sees the
+            // end and reports it.
+            t.info.control.close_producer_side();
             if reason != DisconnectReason::Closed {
-                // The publisher is dead or hung: mark its side closed so that the reader,
-                // after the last complete message, sees the end; and ours, so that a resumed
-                // publisher stops writing.
-                t.info.control.close_producer_side();
+                // Ours too, so that a resumed (hung) publisher stops writing.
                 t.info.control.close_consumer_side();
             }
             let _ = sys::unlink_segment(&t.ring_path);

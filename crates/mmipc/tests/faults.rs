@@ -94,6 +94,15 @@ fn child_process_entry() {
         "cleaner" => loop {
             let _ = mmipc::inspect::clean(&dir, false);
         },
+        // Publishes COUNT messages (0, 1, ... as u32) to one subscriber and exits.
+        "burst-pub" => {
+            let count: u32 = env("COUNT").parse().unwrap();
+            let publisher = Publisher::builder(&channel).dir(&dir).build().unwrap();
+            publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+            for i in 0..count {
+                publisher.publish(&i.to_le_bytes()).unwrap();
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -449,4 +458,86 @@ fn temporary_files_of_dead_endpoints_are_cleaned() {
         "a young one stays"
     );
     assert!(ch.join("notes.tmp").exists());
+}
+
+/// Defect (usability issue): a publisher that sent 500 messages and exited was reported
+/// `Disconnected { Closed }` before any of its messages was received. The event must come
+/// after the last message of that publisher.
+#[test]
+fn a_publishers_disconnect_comes_after_its_last_message() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let mut sub = Subscriber::builder("bye").dir(root.path()).build().unwrap();
+    let events = sub.events();
+    let child = spawn_child(
+        CHILD,
+        "burst-pub",
+        &child_env(root.path(), "bye", &[("COUNT", "500")]),
+    );
+    let (status, out) = wait_child(child, "publisher");
+    assert!(status.success(), "{out}");
+    let mut seen = Vec::new();
+    for i in 0..500u32 {
+        seen.extend(events.try_iter());
+        assert!(
+            !seen
+                .iter()
+                .any(|e| matches!(e, mmipc::Event::Disconnected { .. })),
+            "Disconnected before message {i}: {seen:?}"
+        );
+        let msg = sub.recv_timeout(WATCHDOG).unwrap();
+        assert_eq!(msg.payload(), i.to_le_bytes());
+    }
+    assert!(sub.try_recv().unwrap().is_none());
+    let end = events
+        .recv_timeout(WATCHDOG)
+        .expect("a Disconnected after the last message");
+    assert!(
+        matches!(
+            end,
+            mmipc::Event::Disconnected {
+                reason: mmipc::DisconnectReason::Closed,
+                ..
+            }
+        ),
+        "{end:?}"
+    );
+}
+
+/// Defect: a ring left by a departed publisher that broke the framing was reported as
+/// `Crashed` (the runtime ended the connection first); it is a `ProtocolViolation`.
+#[test]
+fn an_orphan_ring_that_breaks_the_framing_is_a_protocol_violation() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let mut sub = Subscriber::builder("orphan")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    let events = sub.events();
+    let path = root
+        .path()
+        .join("orphan")
+        .join(format!("ring-{}-{}-1", "c".repeat(32), sub.id()));
+    let mut producer = mmipc::ring::RingSegment::create(path, 4096)
+        .unwrap()
+        .into_producer();
+    producer
+        .try_write(&[&1u64.to_le_bytes()[..], b"ok"].concat())
+        .unwrap();
+    producer.try_write(b"bad").unwrap(); // too short for a sequence number
+    assert_eq!(sub.recv_timeout(WATCHDOG).unwrap().payload(), b"ok");
+    assert!(sub.recv_timeout(Duration::from_millis(200)).is_err());
+    let reason = loop {
+        match events.recv_timeout(WATCHDOG).expect("watchdog: no event") {
+            mmipc::Event::Disconnected { reason, .. } => break reason,
+            _ => continue,
+        }
+    };
+    assert_eq!(reason, mmipc::DisconnectReason::ProtocolViolation);
+    drop(producer);
 }

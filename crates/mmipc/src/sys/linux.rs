@@ -305,96 +305,9 @@ impl LockFile {
         }
     }
 
-    /// Creates the lock file `path` already locked, so that no process ever sees it unlocked
-    /// while its owner lives (a cleaner would take it for dead). The file is made without a
-    /// name (`O_TMPFILE`), locked, and then given its name with `linkat`, which never replaces
-    /// an existing file. Where the file system cannot (`O_TMPFILE` unsupported), it is made
-    /// under the temporary name `.<name>.tmp`, locked, and hard-linked to `path`; cleaners
-    /// leave such a temporary file alone while it is young or locked.
-    pub(crate) fn create_locked(path: &Path) -> Result<LockFile> {
-        let dir = path
-            .parent()
-            .filter(|d| !d.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let named = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .mode(0o600)
-            .custom_flags(libc::O_TMPFILE | libc::O_CLOEXEC)
-            .open(dir);
-        let (file, tmp) = match named {
-            Ok(file) => (file, None),
-            Err(_) => {
-                let tmp = temp_lock_path(path);
-                let lock = LockFile::acquire(&tmp)?;
-                (lock._file, Some(tmp))
-            }
-        };
-        if tmp.is_none() {
-            match file.try_lock() {
-                Ok(()) => {}
-                Err(TryLockError::WouldBlock) => unreachable_lock(path)?,
-                Err(TryLockError::Error(e)) => return Err(Error::io("lock", path, e)),
-            }
-        }
-        let linked = match &tmp {
-            None => link_fd(&file, path),
-            Some(tmp) => std::fs::hard_link(tmp, path),
-        };
-        if let Some(tmp) = &tmp {
-            let _ = std::fs::remove_file(tmp);
-        }
-        linked.map_err(|e| Error::io("create lock file", path, e))?;
-        Ok(LockFile {
-            _file: file,
-            path: path.to_path_buf(),
-        })
-    }
-
     /// The lock file's path.
     pub(crate) fn path(&self) -> &Path {
         &self.path
-    }
-}
-
-/// The temporary name under which [`LockFile::create_locked`] makes a lock file where
-/// `O_TMPFILE` is not available: `.<name>.tmp` beside it.
-pub(crate) fn temp_lock_path(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{}.tmp", name.unwrap_or_default()))
-}
-
-/// A fresh unnamed file cannot be locked by anyone else.
-fn unreachable_lock(path: &Path) -> Result<()> {
-    Err(Error::io(
-        "lock",
-        path,
-        io::Error::other("a new unnamed file was already locked"),
-    ))
-}
-
-/// Gives the unnamed (`O_TMPFILE`) file `file` the name `path`; fails if `path` exists.
-fn link_fd(file: &File, path: &Path) -> io::Result<()> {
-    use std::ffi::CString;
-    use std::os::fd::AsRawFd;
-    use std::os::unix::ffi::OsStrExt;
-    let from = CString::new(format!("/proc/self/fd/{}", file.as_raw_fd()))?;
-    let to = CString::new(path.as_os_str().as_bytes())?;
-    // SAFETY: both arguments are valid NUL-terminated strings that outlive the call;
-    // `linkat` only reads them.
-    let rc = unsafe {
-        libc::linkat(
-            libc::AT_FDCWD,
-            from.as_ptr(),
-            libc::AT_FDCWD,
-            to.as_ptr(),
-            libc::AT_SYMLINK_FOLLOW,
-        )
-    };
-    if rc == 0 {
-        Ok(())
-    } else {
-        Err(io::Error::last_os_error())
     }
 }
 

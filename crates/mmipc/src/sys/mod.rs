@@ -35,7 +35,7 @@ use unsupported as imp;
 #[allow(unused_imports)]
 pub(crate) use imp::{
     LockFile, Segment, current_uid, ensure_private_dir, futex_wait, futex_wake, is_memory_fs,
-    probe_lock, read_small_file, temp_lock_path, unlink_segment, write_private_file,
+    probe_lock, read_small_file, unlink_segment, write_private_file,
 };
 
 /// What [`futex_wait`] observed.

@@ -81,17 +81,9 @@ impl LockFile {
         Err(Error::Unsupported { what: "lock files" })
     }
 
-    pub(crate) fn create_locked(_path: &Path) -> Result<LockFile> {
-        Err(Error::Unsupported { what: "lock files" })
-    }
-
     pub(crate) fn path(&self) -> &Path {
         match self.never {}
     }
-}
-
-pub(crate) fn temp_lock_path(path: &Path) -> std::path::PathBuf {
-    path.to_path_buf()
 }
 
 pub(crate) fn probe_lock(_path: &Path) -> Result<LockState> {
