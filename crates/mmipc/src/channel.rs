@@ -70,6 +70,13 @@ pub(crate) fn validate(name: &str) -> Result<()> {
 /// The default root directory: `$XDG_RUNTIME_DIR/mmipc` when that variable names an absolute
 /// directory, else `/dev/shm/mmipc-<uid>` (or the temp directory where `/dev/shm` is missing).
 ///
+/// Any local user can create `/dev/shm/mmipc-<uid>` before you do (or a symbolic link under
+/// that name), which would block or expose you. If that name is taken by anything that is not
+/// your private directory, the root is `/dev/shm/mmipc-<uid>-<secret>` instead, where
+/// `<secret>` is 32 random hex digits kept in `$HOME/.mmipc-root` (created mode 0600 on first
+/// use), a name other users cannot know in advance. Every process of yours that shares that
+/// home directory agrees on it.
+///
 /// # Examples
 ///
 /// ```
@@ -94,7 +101,71 @@ fn shm_base() -> PathBuf {
     } else {
         std::env::temp_dir()
     };
-    base.join(format!("mmipc-{}", sys::current_uid()))
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .filter(|h| h.is_absolute() && h.is_dir());
+    choose_shm_root(&base, sys::current_uid(), home.as_deref())
+}
+
+/// `<base>/mmipc-<uid>`, unless something that is not our private directory holds that name:
+/// then `<base>/mmipc-<uid>-<secret>`, the secret read from (or first written to)
+/// `<home>/.mmipc-root`. Without a home, the plain name (whose check then fails with a
+/// message saying what to do).
+fn choose_shm_root(base: &Path, uid: u32, home: Option<&Path>) -> PathBuf {
+    let plain = base.join(format!("mmipc-{uid}"));
+    if is_ours_or_free(&plain, uid) {
+        return plain;
+    }
+    match home.and_then(root_secret) {
+        Some(secret) => base.join(format!("mmipc-{uid}-{secret}")),
+        None => plain,
+    }
+}
+
+/// Whether `dir` does not exist, or is a real directory of `uid` that others cannot write.
+fn is_ours_or_free(dir: &Path, uid: u32) -> bool {
+    match std::fs::symlink_metadata(dir) {
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+        #[cfg(unix)]
+        Ok(m) => {
+            use std::os::unix::fs::{MetadataExt, PermissionsExt};
+            m.is_dir() && m.uid() == uid && m.permissions().mode() & 0o022 == 0
+        }
+        #[cfg(not(unix))]
+        Ok(m) => {
+            let _ = uid;
+            m.is_dir()
+        }
+    }
+}
+
+/// The secret of `<home>/.mmipc-root` (32 lowercase hex digits), created if missing.
+fn root_secret(home: &Path) -> Option<String> {
+    let path = home.join(".mmipc-root");
+    let valid = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
+    if let Ok(buf) = sys::read_small_file(&path, 64) {
+        let text = String::from_utf8_lossy(&buf).trim().to_owned();
+        return valid(&text).then_some(text);
+    }
+    let secret = crate::discovery::EndpointId::random().to_string();
+    // Written once with create_new semantics: a concurrent first use by another process of
+    // ours wins, and we read what it wrote.
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(&path) {
+        Ok(mut f) => {
+            f.write_all(secret.as_bytes()).ok()?;
+            Some(secret)
+        }
+        Err(_) => {
+            let buf = sys::read_small_file(&path, 64).ok()?;
+            let text = String::from_utf8_lossy(&buf).trim().to_owned();
+            valid(&text).then_some(text)
+        }
+    }
 }
 
 /// The two directories of one channel, both created private (0700) and checked.
@@ -136,6 +207,45 @@ impl ChannelDirs {
             sys::ensure_private_dir(&dirs.segments)?;
         }
         Ok(dirs)
+    }
+}
+
+impl ChannelDirs {
+    /// Removes the channel's directories if they are empty (the last endpoint leaving, or
+    /// `clean`); the root stays. A directory that is not empty stays, atomically: the kernel
+    /// refuses to remove it.
+    pub(crate) fn remove_if_empty(&self) {
+        if self.segments != self.records {
+            let _ = std::fs::remove_dir(&self.segments);
+            if let Some(per_root) = self.segments.parent() {
+                let _ = std::fs::remove_dir(per_root);
+            }
+        }
+        let _ = std::fs::remove_dir(&self.records);
+    }
+
+    /// Creates the channel's directories and, inside, the lock file of a new endpoint. The
+    /// last endpoint of a channel removes its directory as it leaves: if that happens
+    /// between our creating the directory and our lock file, we create it again.
+    pub(crate) fn new_with_lock(
+        root: &Path,
+        channel: &str,
+        lock_path: impl Fn(&ChannelDirs) -> PathBuf,
+    ) -> Result<(ChannelDirs, sys::LockFile)> {
+        let mut attempts = 0;
+        loop {
+            let made = ChannelDirs::new(root, channel)
+                .and_then(|dirs| Ok((sys::LockFile::acquire(&lock_path(&dirs))?, dirs)));
+            match made {
+                Ok((lock, dirs)) => return Ok((dirs, lock)),
+                Err(Error::Io { source, .. })
+                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 5 =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 }
 
@@ -183,6 +293,48 @@ mod tests {
         for good in ["telemetry", "a.b-c_d", "émoji🙂", "x y", &"x".repeat(100)] {
             validate(good).unwrap();
         }
+    }
+
+    /// Defect: any local user could deny the default root by creating
+    /// `/dev/shm/mmipc-<uid>` (or a symbolic link there) first.
+    #[test]
+    fn a_squatted_default_root_falls_back_to_a_secret_name() {
+        let base = tempfile::tempdir().unwrap();
+        let home = tempfile::tempdir().unwrap();
+        let uid = sys::current_uid();
+        let plain = base.path().join(format!("mmipc-{uid}"));
+        assert_eq!(choose_shm_root(base.path(), uid, Some(home.path())), plain);
+        // Someone else's name there: a symbolic link (another user's directory is the same
+        // case, tested below when we can make one).
+        std::os::unix::fs::symlink("/", &plain).unwrap();
+        let fallback = choose_shm_root(base.path(), uid, Some(home.path()));
+        assert_ne!(fallback, plain);
+        let name = fallback.file_name().unwrap().to_str().unwrap().to_owned();
+        assert!(name.starts_with(&format!("mmipc-{uid}-")), "{name}");
+        assert_eq!(name.len(), format!("mmipc-{uid}-").len() + 32);
+        // Stable: every process of ours finds the same one.
+        assert_eq!(
+            choose_shm_root(base.path(), uid, Some(home.path())),
+            fallback
+        );
+        sys::ensure_private_dir(&fallback).unwrap();
+        assert_eq!(
+            choose_shm_root(base.path(), uid, Some(home.path())),
+            fallback
+        );
+        std::fs::remove_file(&plain).unwrap();
+        // A directory writable by others (or owned by another user, which root can make).
+        std::fs::create_dir(&plain).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&plain, std::fs::Permissions::from_mode(0o777)).unwrap();
+        assert_eq!(
+            choose_shm_root(base.path(), uid, Some(home.path())),
+            fallback
+        );
+        // Without a home there is no secret: the plain name, whose check explains.
+        assert_eq!(choose_shm_root(base.path(), uid, None), plain);
+        let err = sys::ensure_private_dir(&plain).unwrap_err().to_string();
+        assert!(err.contains("remove it") && err.contains("dir"), "{err}");
     }
 
     #[test]

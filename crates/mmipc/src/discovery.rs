@@ -612,7 +612,26 @@ mod tests {
         assert!(is_alive(&d, EndpointKind::Publisher, id));
         drop(lock);
         assert!(!is_alive(&d, EndpointKind::Publisher, id));
+        // A young lock without a record may be an endpoint that is starting: left alone.
+        assert!(remove_dead(&d, EndpointKind::Publisher, id).is_empty());
+        // An endpoint that wrote its record had locked first: dead, and cleaned.
+        let record = Record {
+            protocol: PROTOCOL,
+            kind: EndpointKind::Publisher,
+            id: id.to_string(),
+            pid: 1,
+            max_message_size: 10,
+            heartbeat_interval_ms: 1000,
+            created_unix_ms: 0,
+        };
+        write_record(&d, &record, id).unwrap();
         let removed = remove_dead(&d, EndpointKind::Publisher, id);
-        assert_eq!(removed, vec![lock_path(&d, EndpointKind::Publisher, id)]);
+        assert_eq!(
+            removed,
+            vec![
+                record_path(&d, EndpointKind::Publisher, id),
+                lock_path(&d, EndpointKind::Publisher, id)
+            ]
+        );
     }
 }

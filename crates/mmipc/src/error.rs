@@ -32,7 +32,11 @@ pub enum Error {
     /// A directory is not private to the current user, so peers of another user could read or
     /// tamper with channels in it.
     #[error(
-        "directory {} {problem}; use a private directory (owned by you, mode 0700)",
+        "directory {} {problem}; mmipc needs a private directory (owned by you, mode 0700): \
+         if you did not make it, someone else may have, to block or spy on mmipc; remove it \
+         (as its owner or root: rm -r '{}'), or choose another directory \
+         (PublisherBuilder::dir / SubscriberBuilder::dir, `mmipc --dir`, or XDG_RUNTIME_DIR)",
+        path.display(),
         path.display()
     )]
     InsecureDirectory {

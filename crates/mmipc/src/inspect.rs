@@ -265,6 +265,29 @@ pub fn clean(root: &Path, dry_run: bool) -> Result<Vec<PathBuf>> {
             removed.extend(files);
         }
     }
+    // Empty channel directories are leftovers too (the root stays), listed as removed.
+    if let Ok(entries) = std::fs::read_dir(root) {
+        for entry in entries.flatten() {
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
+            if channel::validate(&name).is_err() || !entry.file_type().is_ok_and(|t| t.is_dir()) {
+                continue;
+            }
+            let path = entry.path();
+            let empty = |p: &Path| std::fs::read_dir(p).is_ok_and(|mut d| d.next().is_none());
+            if dry_run {
+                if empty(&path) {
+                    removed.push(path);
+                }
+            } else if let Ok(dirs) = ChannelDirs::locate(root, &name) {
+                dirs.remove_if_empty();
+                if !path.exists() {
+                    removed.push(path);
+                }
+            }
+        }
+    }
     // A ring shared by two dead endpoints is listed once.
     removed.sort();
     removed.dedup();

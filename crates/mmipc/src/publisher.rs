@@ -231,10 +231,11 @@ impl PublisherBuilder {
     pub fn build(mut self) -> Result<Publisher> {
         self.common.validate()?;
         validate_capacity(self.ring_capacity)?;
-        let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
         let id = EndpointId::random();
-        let lock_file =
-            sys::LockFile::acquire(&discovery::lock_path(&dirs, EndpointKind::Publisher, id))?;
+        let (dirs, lock_file) =
+            ChannelDirs::new_with_lock(&self.common.root(), &self.channel, |d| {
+                discovery::lock_path(d, EndpointKind::Publisher, id)
+            })?;
         let record = Record {
             protocol: discovery::PROTOCOL,
             kind: EndpointKind::Publisher,
@@ -655,6 +656,7 @@ impl Shared {
         if let Some(l) = lock(&self.lock_file).take() {
             let _ = std::fs::remove_file(l.path());
         }
+        self.dirs.remove_if_empty();
         self.changed.notify_all();
     }
 

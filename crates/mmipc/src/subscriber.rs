@@ -580,10 +580,11 @@ impl SubscriberBuilder {
             Some(b) => b,
             None => DEFAULT_REASSEMBLY_BUDGET.max(self.common.max_message_size),
         };
-        let dirs = ChannelDirs::new(&self.common.root(), &self.channel)?;
         let id = EndpointId::random();
-        let lock_file =
-            sys::LockFile::acquire(&discovery::lock_path(&dirs, EndpointKind::Subscriber, id))?;
+        let (dirs, lock_file) =
+            ChannelDirs::new_with_lock(&self.common.root(), &self.channel, |d| {
+                discovery::lock_path(d, EndpointKind::Subscriber, id)
+            })?;
         let cleanup = |e: Error| {
             let _ = std::fs::remove_file(lock_file.path());
             e
@@ -1253,6 +1254,7 @@ impl Shared {
         if let Some(l) = lock(&self.lock_file).take() {
             let _ = std::fs::remove_file(l.path());
         }
+        self.dirs.remove_if_empty();
         self.changed.notify_all();
     }
 

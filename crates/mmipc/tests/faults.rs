@@ -103,6 +103,24 @@ fn child_process_entry() {
                 publisher.publish(&i.to_le_bytes()).unwrap();
             }
         }
+        // Publishes COUNT messages as fast as possible in bursts, then exits.
+        "fan-in-pub" => {
+            let count: u32 = env("COUNT").parse().unwrap();
+            let publisher = Publisher::builder(&channel)
+                .dir(&dir)
+                .ring_capacity(4096)
+                .wait_strategy(mmipc::WaitStrategy::Park)
+                .build()
+                .unwrap();
+            publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+            for i in 0..count {
+                publisher.publish(&i.to_le_bytes()).unwrap();
+                if i % 64 == 0 {
+                    // Let the reader park now and then, so that wake-ups are exercised.
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -519,17 +537,17 @@ fn an_orphan_ring_that_breaks_the_framing_is_a_protocol_violation() {
         .build()
         .unwrap();
     let events = sub.events();
-    let path = root
-        .path()
-        .join("orphan")
-        .join(format!("ring-{}-{}-1", "c".repeat(32), sub.id()));
-    let mut producer = mmipc::ring::RingSegment::create(path, 4096)
+    let dir = root.path().join("orphan");
+    // Written in full under another name, then put in place: the publisher is gone.
+    let mut producer = mmipc::ring::RingSegment::create(dir.join("staging"), 4096)
         .unwrap()
         .into_producer();
     producer
         .try_write(&[&1u64.to_le_bytes()[..], b"ok"].concat())
         .unwrap();
     producer.try_write(b"bad").unwrap(); // too short for a sequence number
+    let ring = format!("ring-{}-{}-1", "c".repeat(32), sub.id());
+    std::fs::rename(dir.join("staging"), dir.join(ring)).unwrap();
     assert_eq!(sub.recv_timeout(WATCHDOG).unwrap().payload(), b"ok");
     assert!(sub.recv_timeout(Duration::from_millis(200)).is_err());
     let reason = loop {
@@ -540,4 +558,115 @@ fn an_orphan_ring_that_breaks_the_framing_is_a_protocol_violation() {
     };
     assert_eq!(reason, mmipc::DisconnectReason::ProtocolViolation);
     drop(producer);
+}
+
+/// The waiter's sleep is capped at 500 ms as a safety net; a lost wake-up would only show as
+/// a delay. Three publisher processes into one parked subscriber: every wait must be ended by
+/// a ring of the bell, none rescued by the cap.
+#[test]
+fn fan_in_to_a_parked_subscriber_loses_no_wake_up() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let mut sub = Subscriber::builder("fan-in")
+        .dir(root.path())
+        .wait_strategy(mmipc::WaitStrategy::Park)
+        .build()
+        .unwrap();
+    let count = 20_000u32;
+    let env = child_env(root.path(), "fan-in", &[("COUNT", &count.to_string())]);
+    let kids = Reaper(
+        (0..3)
+            .map(|_| spawn_child(CHILD, "fan-in-pub", &env))
+            .collect(),
+    );
+    let mut next = std::collections::HashMap::new();
+    for _ in 0..3 * count {
+        let msg = sub.recv_timeout(WATCHDOG).unwrap();
+        let n = next.entry(msg.publisher_id()).or_insert(0u32);
+        assert_eq!(msg.payload(), n.to_le_bytes());
+        *n += 1;
+    }
+    drop(kids);
+    assert_eq!(next.len(), 3);
+    assert_eq!(mmipc::ring::rescued_wakeups(), 0, "a wake-up was lost");
+}
+
+/// Defect: empty directories were never removed: every `--dir` root left its channel
+/// directories (and, for a root on disk, its tmpfs segment directories) behind.
+#[test]
+fn the_last_endpoint_of_a_channel_removes_its_empty_directories() {
+    if child_role().is_some() {
+        return;
+    }
+    // On tmpfs: the channel directory goes, the root stays.
+    let root = test_root();
+    let publisher = Publisher::builder("empty")
+        .dir(root.path())
+        .deliver_to_same_process(true)
+        .build()
+        .unwrap();
+    let sub = Subscriber::builder("empty")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+    drop(publisher);
+    assert!(
+        root.path().join("empty").is_dir(),
+        "the subscriber is still there"
+    );
+    drop(sub);
+    assert!(!root.path().join("empty").exists());
+    assert!(root.path().is_dir());
+
+    // On disk: the segments live on tmpfs under a per-root directory; both go.
+    let disk = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let channel = format!("empty-{}", std::process::id());
+    let sub = Subscriber::builder(&channel)
+        .dir(disk.path())
+        .build()
+        .unwrap();
+    let shm_dirs = |channel: &str| -> Vec<PathBuf> {
+        let base = std::path::Path::new("/dev/shm");
+        let Ok(bases) = std::fs::read_dir(base) else {
+            return Vec::new();
+        };
+        bases
+            .flatten()
+            .filter(|b| b.file_name().to_string_lossy().starts_with("mmipc-"))
+            .flat_map(|b| std::fs::read_dir(b.path()).into_iter().flatten().flatten())
+            .map(|r| r.path().join(channel))
+            .filter(|p| p.is_dir())
+            .collect()
+    };
+    let segments = shm_dirs(&channel);
+    if !mmipc_on_tmpfs(disk.path()) && std::path::Path::new("/dev/shm").is_dir() {
+        assert_eq!(segments.len(), 1, "{segments:?}");
+    }
+    drop(sub);
+    assert!(!disk.path().join(&channel).exists());
+    assert!(shm_dirs(&channel).is_empty(), "{:?}", shm_dirs(&channel));
+    for s in &segments {
+        assert!(
+            !s.parent().unwrap().exists(),
+            "per-root directory {s:?} left"
+        );
+    }
+
+    // `clean` removes empty channel directories left by hand or by crashes.
+    std::fs::create_dir(root.path().join("forgotten")).unwrap();
+    mmipc::inspect::clean(root.path(), false).unwrap();
+    assert!(!root.path().join("forgotten").exists());
+}
+
+/// Whether `path` is on tmpfs (then the segments live beside the records).
+fn mmipc_on_tmpfs(path: &std::path::Path) -> bool {
+    // SAFETY: statfs(2) with a valid NUL-terminated path and a zeroed out-parameter.
+    unsafe {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).unwrap();
+        let mut st: libc::statfs = std::mem::zeroed();
+        libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::TMPFS_MAGIC
+    }
 }

@@ -67,6 +67,8 @@ pub(crate) use region::SharedBell;
 pub use segment::RingSegment;
 #[cfg(not(loom))]
 pub(crate) use wait::OsFutex;
+#[cfg(not(loom))]
+pub use wait::rescued_wakeups;
 pub use wait::{DEFAULT_SPIN, WaitStrategy};
 pub(crate) use wait::{RingFutex, WaitError, notify, wait_until};
 

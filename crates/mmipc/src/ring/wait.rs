@@ -126,6 +126,26 @@ pub(crate) fn notify(futex: &impl Futex, bell: &Bell) {
     }
 }
 
+/// Waits that found their condition true after a sleep that nobody ended by ringing the
+/// bell: the 500 ms cap (or a spurious wake-up) rescued a wake-up the protocol lost. Must stay
+/// zero; tests check it.
+#[cfg(not(loom))]
+static RESCUED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many waits in this process found their condition true after a sleep that no ring of
+/// the bell ended (a lost wake-up rescued by the sleep cap). Zero unless the wake-up protocol
+/// is broken; exposed for tests.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::ring::rescued_wakeups(), 0);
+/// ```
+#[cfg(not(loom))]
+pub fn rescued_wakeups() -> u64 {
+    RESCUED.load(std::sync::atomic::Ordering::Relaxed)
+}
+
 /// Why a wait ended without its condition becoming true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum WaitError<E> {
@@ -209,7 +229,14 @@ pub(crate) fn wait_until<E>(
         }
         futex.wait(&bell.seq, seq, if cfg!(loom) { None } else { timeout });
         bell.waiters.fetch_sub(1, Ordering::Relaxed);
+        let rung = bell.seq.load(Ordering::Acquire) != seq;
         if check(&mut ready)? {
+            #[cfg(not(loom))]
+            if !rung {
+                RESCUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+            #[cfg(loom)]
+            let _ = rung;
             return Ok(());
         }
     }

@@ -277,7 +277,8 @@ pub(crate) struct LockFile {
 
 impl LockFile {
     /// Creates (mode 0600, not following symlinks) or opens `path` and locks it exclusively
-    /// without blocking. Fails with `WouldBlock` if someone else holds it.
+    /// without blocking. Fails with `WouldBlock` if someone else holds it (after retrying for
+    /// ~20 ms: a process probing the lock holds it for a moment).
     pub(crate) fn acquire(path: &Path) -> Result<LockFile> {
         let file = OpenOptions::new()
             .read(true)
@@ -288,7 +289,17 @@ impl LockFile {
             .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
             .open(path)
             .map_err(|e| Error::io("create lock file", path, e))?;
-        match file.try_lock() {
+        // Another process probing whether this lock is held takes it for a moment: a new
+        // lock file that is "held" is being probed. Retry for a while before giving up.
+        let mut locked = file.try_lock();
+        for _ in 0..200 {
+            if !matches!(locked, Err(TryLockError::WouldBlock)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+            locked = file.try_lock();
+        }
+        match locked {
             Ok(()) => Ok(LockFile {
                 _file: file,
                 path: path.to_path_buf(),
