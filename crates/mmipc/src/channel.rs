@@ -239,7 +239,7 @@ impl ChannelDirs {
             match made {
                 Ok((lock, dirs)) => return Ok((dirs, lock)),
                 Err(Error::Io { source, .. })
-                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 5 =>
+                    if source.kind() == std::io::ErrorKind::NotFound && attempts < 100 =>
                 {
                     attempts += 1;
                 }

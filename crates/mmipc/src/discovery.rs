@@ -377,6 +377,24 @@ impl Listing {
         read_record_of(dirs, kind, id).is_some()
     }
 
+    /// Removes what dead endpoints without a record left (killed while starting, before
+    /// writing it: a lock, a doorbell, temporary files; or rings of a subscriber whose record
+    /// is gone), at most `budget` of them. The young-lock rule of [`Listing::leftovers`]
+    /// protects endpoints that are starting.
+    pub(crate) fn clean_recordless(&self, dirs: &ChannelDirs, budget: &mut usize) {
+        for (&(kind, id), files) in &self.files {
+            if *budget == 0 {
+                return;
+            }
+            if files.iter().any(|(role, _)| *role == FileRole::Record) {
+                continue;
+            }
+            if !is_alive(dirs, kind, id) && !self.remove_dead(dirs, kind, id).is_empty() {
+                *budget -= 1;
+            }
+        }
+    }
+
     /// Endpoints of `kind` with a record under its final name.
     pub(crate) fn records(&self, kind: EndpointKind) -> impl Iterator<Item = EndpointId> + '_ {
         self.records
@@ -466,6 +484,11 @@ pub(crate) fn remove_dead(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId
 /// whether or not its record is readable.
 pub(crate) fn endpoints_with_files(dirs: &ChannelDirs) -> Vec<(EndpointKind, EndpointId)> {
     Listing::read(dirs).endpoints()
+}
+
+/// Whether `name` is the final name of one of our files (record, lock, doorbell, ring).
+pub(crate) fn is_our_name(name: &str) -> bool {
+    parse_endpoint_file(name).is_some() || parse_ring_name(name).is_some()
 }
 
 /// Parses `pub-<id>.json`, `pub-<id>.lock`, `sub-<id>.bell` and the like.

@@ -202,6 +202,11 @@ impl ConnInfo {
         }
     }
 
+    /// Whether the end was reported.
+    pub(crate) fn is_reported(&self) -> bool {
+        self.reported.load(Ordering::Acquire)
+    }
+
     /// Reports the recorded end once (`Closed` if none was recorded).
     pub(crate) fn report(&self, events: &EventHub) {
         if !self.reported.swap(true, Ordering::AcqRel) {

@@ -139,9 +139,11 @@ impl Common {
         Ok(())
     }
 
-    /// How often the runtime ticks this endpoint.
+    /// How often the runtime ticks this endpoint: once per heartbeat (a tick beats when a
+    /// beat is due), and at least four times per peer timeout, so that a silent peer is judged
+    /// within a quarter of the timeout.
     pub(crate) fn tick_interval(&self) -> Duration {
-        (self.heartbeat_interval / 2)
+        self.heartbeat_interval
             .min(self.peer_timeout / 4)
             .max(Duration::from_millis(1))
     }

@@ -636,6 +636,14 @@ impl Shared {
         // No publish runs past this point (a concurrent one finishes first).
         let mut out = lock(&self.out);
         let mut m = lock(&self.maint);
+        // Our side of every ring is closed before our record goes: a subscriber that finds
+        // the record gone can tell a clean close from a crash by the ring.
+        for c in &out.conns {
+            c.info.control.close_producer_side();
+        }
+        for c in lock(&self.pending).iter() {
+            c.info.control.close_producer_side();
+        }
         let _ = std::fs::remove_file(&self.record_path);
         for (&sub, t) in &m.conns {
             // A ring still holding messages stays for its live subscriber, which may not even
@@ -777,9 +785,14 @@ impl Endpoint for Shared {
             .filter(|id| !present.contains(id))
             .copied()
             .collect();
-        // A record that disappeared was removed by its owner closing (a crash leaves it).
+        // A record that disappeared was removed by its owner closing, or by a peer cleaning
+        // up after its crash: the ring tells which (a closing subscriber closes its side
+        // before it removes its record).
         for id in gone {
-            self.end(&mut m, id, DisconnectReason::Closed);
+            let reason = m.conns.get(&id).map_or(DisconnectReason::Closed, |t| {
+                departure(&t.info, PeerEnd::Consumer)
+            });
+            self.end(&mut m, id, reason);
         }
         m.timed_out.retain(|id, _| present.contains(id));
         // Dead publishers' leftovers, whoever notices first.
@@ -795,6 +808,7 @@ impl Endpoint for Shared {
                 listing.remove_dead(&self.dirs, EndpointKind::Publisher, id);
             }
         }
+        listing.clean_recordless(&self.dirs, &mut cleanup);
         // Out of cleanup budget: more dead endpoints may wait; scan again soon.
         cleanup == 0
     }
@@ -805,7 +819,7 @@ impl Endpoint for Shared {
         if self.is_closed() {
             return now + interval;
         }
-        if now + runtime::TICK_SLACK >= m.next_beat {
+        if now + runtime::tick_slack(interval) >= m.next_beat {
             for t in m.conns.values() {
                 t.info.control.beat_producer();
             }

@@ -11,17 +11,18 @@
 //! **Idle costs nothing.** Only events that can change what a scan finds count: a file
 //! created, removed or renamed under one of our names, and the close of a lock file opened for
 //! writing. Our own read-write opens of doorbells and rings (which also end in
-//! `IN_CLOSE_WRITE`) and writes to temporary names are ignored, so a scan never triggers
-//! another scan. The fallback rescan (for file systems where inotify says nothing) looks at a
-//! watched directory only when its modification time changed, plus a full safety-net pass
-//! every [`SAFETY_RESCAN`]; only directories whose watch could not be set are rescanned every
-//! [`RESCAN_INTERVAL`]. Ticks of many endpoints are batched into one wake-up.
+//! `IN_CLOSE_WRITE`), writes to temporary names and files that are not ours are ignored, so a
+//! scan never triggers another scan and junk costs nothing. Watched directories are rescanned
+//! on events only, plus a full safety-net pass every [`SAFETY_RESCAN`]; only directories whose
+//! watch could not be set are rescanned every [`RESCAN_INTERVAL`]. Each endpoint's tick may
+//! come up to an eighth of its interval early, so that the ticks of many endpoints share a
+//! few wake-ups.
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::{self, RecvTimeoutError};
 use std::sync::{OnceLock, Weak};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
@@ -34,11 +35,14 @@ pub(crate) const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Every watched directory is rescanned this often whatever inotify said (a lost event, a
 /// queue overflow we did not see).
-pub(crate) const SAFETY_RESCAN: Duration = Duration::from_secs(15);
+pub(crate) const SAFETY_RESCAN: Duration = Duration::from_secs(60);
 
-/// How early a tick may come: ticks due within this window share one wake-up. Endpoints beat
-/// when a beat is due within it, so that an early tick does not postpone a heartbeat.
-pub(crate) const TICK_SLACK: Duration = Duration::from_millis(20);
+/// How early an endpoint may be ticked, for a tick interval of `interval`: ticks due within
+/// this window share one wake-up. Endpoints beat when a beat is due within it, so that an
+/// early tick does not postpone a heartbeat.
+pub(crate) fn tick_slack(interval: Duration) -> Duration {
+    (interval / 8).min(Duration::from_millis(100))
+}
 
 /// What the runtime needs from a publisher or subscriber.
 pub(crate) trait Endpoint: Send + Sync {
@@ -87,8 +91,9 @@ pub(crate) fn rescan() {
 /// segments, and counting its own events would make it rescan forever.
 fn relevant(kind: &EventKind, path: &Path) -> bool {
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-    if name.starts_with('.') {
-        // Temporary names: their rename to the final name is the event that counts.
+    if name.starts_with('.') || !crate::discovery::is_our_name(name) {
+        // Temporary names (their rename to the final name is the event that counts), and
+        // files that are not ours: nothing a scan would look at.
         return false;
     }
     match kind {
@@ -107,18 +112,14 @@ struct Entry {
     endpoint: Weak<dyn Endpoint>,
     dirs: Vec<PathBuf>,
     next_tick: Instant,
+    /// How early it may be ticked ([`tick_slack`] of its last interval).
+    slack: Duration,
 }
 
-/// A watched directory: how many endpoints use it, whether the watch works, and its
-/// modification time at the last scan.
+/// A watched directory: how many endpoints use it, and whether the watch works.
 struct Watched {
     users: usize,
     watching: bool,
-    mtime: Option<SystemTime>,
-}
-
-fn mtime(dir: &Path) -> Option<SystemTime> {
-    std::fs::metadata(dir).and_then(|m| m.modified()).ok()
 }
 
 fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
@@ -196,14 +197,13 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                 let w = watched.entry(dir.clone()).or_insert(Watched {
                     users: 0,
                     watching: false,
-                    mtime: None,
                 });
-                if w.users == 0 {
-                    w.watching = watcher
-                        .as_mut()
-                        .is_some_and(|n| n.watch(dir, RecursiveMode::NonRecursive).is_ok());
-                    w.mtime = mtime(dir);
-                }
+                // Watched again even if already watched: the last endpoint of a channel removes
+                // its directory, and a new endpoint may have made it anew (a new inode) before
+                // we forgot the old one.
+                w.watching = watcher
+                    .as_mut()
+                    .is_some_and(|n| n.watch(dir, RecursiveMode::NonRecursive).is_ok());
                 w.users += 1;
             }
             if strong.scan() {
@@ -213,59 +213,61 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                 endpoint: ep,
                 dirs,
                 next_tick: Instant::now(),
+                slack: Duration::ZERO,
             });
         }
-        // Forget endpoints that are gone.
-        entries.retain(|e| {
-            let alive = e.endpoint.upgrade().is_some_and(|ep| !ep.is_closed());
-            if !alive {
-                for dir in &e.dirs {
-                    if let Some(w) = watched.get_mut(dir) {
-                        w.users -= 1;
-                        if w.users == 0 {
-                            if w.watching
-                                && let Some(n) = watcher.as_mut()
-                            {
-                                let _ = n.unwatch(dir);
-                            }
-                            watched.remove(dir);
-                        }
-                    }
-                }
-            }
-            alive
-        });
         let now = Instant::now();
-        if now >= last_fallback + RESCAN_INTERVAL {
+        let fallback = now >= last_fallback + RESCAN_INTERVAL;
+        if fallback {
             last_fallback = now;
             if now >= last_safety + SAFETY_RESCAN {
                 last_safety = now;
                 all = true;
             }
-            // One stat per directory: rescan what changed, and what we cannot watch.
+            // Only directories we cannot watch are rescanned on the clock.
             for (dir, w) in &watched {
-                if !w.watching || mtime(dir) != w.mtime {
+                if !w.watching {
                     dirty.insert(dir.clone());
                 }
             }
+            // Forget endpoints that are gone (once per interval: a closed endpoint's tick and
+            // scan return at once meanwhile).
+            entries.retain(|e| {
+                let alive = e.endpoint.upgrade().is_some_and(|ep| !ep.is_closed());
+                if !alive {
+                    for dir in &e.dirs {
+                        if let Some(w) = watched.get_mut(dir) {
+                            w.users -= 1;
+                            if w.users == 0 {
+                                if w.watching
+                                    && let Some(n) = watcher.as_mut()
+                                {
+                                    let _ = n.unwatch(dir);
+                                }
+                                watched.remove(dir);
+                            }
+                        }
+                    }
+                }
+                alive
+            });
         }
-        for (dir, w) in &mut watched {
-            if all || dirty.contains(dir) {
-                w.mtime = mtime(dir);
-            }
-        }
-        // Ticks due soon are taken now with those due already, so that many endpoints cost
-        // few wake-ups (a heartbeat a little early is harmless).
-        let horizon = now + TICK_SLACK;
+        let rescan = all || !dirty.is_empty();
         for e in &mut entries {
+            let scan = rescan && (all || e.dirs.iter().any(|d| dirty.contains(d)));
+            if !scan && e.next_tick > now + e.slack {
+                continue;
+            }
             let Some(ep) = e.endpoint.upgrade() else {
                 continue;
             };
-            if (all || e.dirs.iter().any(|d| dirty.contains(d))) && ep.scan() {
+            if scan && ep.scan() {
                 again.insert(e.dirs[0].clone());
             }
-            if e.next_tick <= horizon {
-                e.next_tick = ep.tick(now);
+            if e.next_tick <= now + e.slack {
+                let next = ep.tick(now);
+                e.slack = tick_slack(next.saturating_duration_since(now));
+                e.next_tick = next;
             }
         }
     }

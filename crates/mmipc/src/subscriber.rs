@@ -614,6 +614,7 @@ impl SubscriberBuilder {
             has_pending: AtomicBool::new(false),
             maint: Mutex::new(Maint {
                 conns: HashMap::new(),
+                draining: Vec::new(),
                 seen: HashMap::new(),
                 next_beat: now,
                 last_tick: now,
@@ -666,6 +667,9 @@ struct Incoming {
 
 struct Maint {
     conns: HashMap<EndpointId, Tracked>,
+    /// Ended connections whose ring still held messages: their `Disconnected` is reported
+    /// once the receive path has drained them (by it, or by `tick` seeing the ring empty).
+    draining: Vec<Arc<ConnInfo>>,
     /// Highest ring generation opened per publisher.
     seen: HashMap<EndpointId, u64>,
     next_beat: Instant,
@@ -1239,9 +1243,13 @@ impl Shared {
             return;
         }
         let mut m = lock(&self.maint);
-        let _ = std::fs::remove_file(&self.record_path);
+        // Our side of every ring is closed before our record goes: a publisher that finds the
+        // record gone can tell a clean close from a crash by the ring.
         for t in m.conns.values() {
             t.info.control.close_consumer_side();
+        }
+        let _ = std::fs::remove_file(&self.record_path);
+        for t in m.conns.values() {
             let _ = sys::unlink_segment(&t.ring_path);
         }
         m.conns.clear();
@@ -1270,6 +1278,8 @@ impl Shared {
             t.info.record(reason);
             if t.info.control.fill() == 0 {
                 t.info.report(&self.events);
+            } else {
+                m.draining.push(Arc::clone(&t.info));
             }
             // Its side is closed (a departed publisher closed it already; a dead or hung
             // one cannot), so that the reader, after the last complete message, sees the
@@ -1380,8 +1390,12 @@ impl Endpoint for Shared {
             .filter(|id| !live.contains(id))
             .copied()
             .collect();
+        // Gone by a clean close or by a crash another peer cleaned up after: the ring tells.
         for id in gone {
-            self.end(&mut m, id, DisconnectReason::Closed);
+            let reason = m.conns.get(&id).map_or(DisconnectReason::Closed, |t| {
+                departure(&t.info, PeerEnd::Producer)
+            });
+            self.end(&mut m, id, reason);
         }
         for (&p, (generation, path)) in &newest {
             let (p, generation, path) = (p, *generation, path.clone());
@@ -1444,6 +1458,7 @@ impl Endpoint for Shared {
                 listing.remove_dead(&self.dirs, EndpointKind::Subscriber, id);
             }
         }
+        listing.clean_recordless(&self.dirs, &mut cleanup);
         cleanup == 0
     }
 
@@ -1453,13 +1468,25 @@ impl Endpoint for Shared {
         if self.is_closed() {
             return now + interval;
         }
-        if now + runtime::TICK_SLACK >= m.next_beat {
+        if now + runtime::tick_slack(interval) >= m.next_beat {
             self.control.beat();
             for t in m.conns.values() {
                 t.info.control.beat_consumer();
             }
             m.next_beat = now + self.common.heartbeat_interval;
         }
+        // Rings drained since their connection ended: report the end now.
+        let events = &self.events;
+        m.draining.retain(|info| {
+            if info.is_reported() {
+                return false;
+            }
+            if info.control.fill() == 0 {
+                info.report(events);
+                return false;
+            }
+            true
+        });
         let delayed = now.duration_since(m.last_tick) > self.common.peer_timeout / 2;
         m.last_tick = now;
         let ended: Vec<_> = m

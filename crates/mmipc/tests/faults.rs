@@ -670,3 +670,51 @@ fn mmipc_on_tmpfs(path: &std::path::Path) -> bool {
         libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::TMPFS_MAGIC
     }
 }
+
+/// Defect (found while removing empty directories): when the last endpoint of a channel
+/// removed its directory and a new endpoint of the same process made it anew, the runtime
+/// kept watching the old, deleted directory, so a crash was noticed only by the timeout.
+#[test]
+fn a_channel_directory_made_anew_is_watched_anew() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    for _ in 0..3 {
+        let sub = Subscriber::builder("anew")
+            .dir(root.path())
+            .build()
+            .unwrap();
+        // Long enough for the runtime to have taken it in (and started watching).
+        std::thread::sleep(Duration::from_millis(100));
+        drop(sub); // the channel directory goes with it
+    }
+    let sub = Subscriber::builder("anew")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    let events = sub.events();
+    let mut kids = Reaper(vec![spawn_child(
+        CHILD,
+        "idle-pub",
+        &child_env(root.path(), "anew", &[("SUBS", "1")]),
+    )]);
+    read_line_starting(&mut kids.0[0], "READY");
+    kids.0[0].kill().unwrap(); // SIGKILL
+    let killed = std::time::Instant::now();
+    let reason = loop {
+        match events.recv_timeout(WATCHDOG).expect("watchdog: no event") {
+            mmipc::Event::Disconnected { reason, .. } => break reason,
+            _ => continue,
+        }
+    };
+    // A crash seen through the lock file is `Crashed` at once (well under a millisecond
+    // here); without the watch only the 60 s safety rescan would find it. The bound is the
+    // default peer timeout (5 s), far from both.
+    assert_eq!(reason, mmipc::DisconnectReason::Crashed);
+    assert!(
+        killed.elapsed() < Duration::from_secs(5),
+        "the crash was noticed after {:?}: the directory was not watched",
+        killed.elapsed()
+    );
+}
