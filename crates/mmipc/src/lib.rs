@@ -28,6 +28,17 @@
 //! Files live under [`default_root`] (or the directory given to the builders): one JSON record
 //! and one lock file per endpoint, plus shared segments on tmpfs. See docs/ARCHITECTURE.md and
 //! docs/PROTOCOL.md in the repository.
+//!
+//! # Trust
+//!
+//! Everything another process writes (records, ring headers and records, doorbells) is
+//! validated before use: a misbehaving peer causes a clean error and a dropped connection
+//! ([`DisconnectReason::ProtocolViolation`]), never an out-of-bounds access, a panic or
+//! unbounded memory. One limit: a process of your user that **truncates** a segment file
+//! makes the next access of a peer to the cut pages raise `SIGBUS`, which kills that peer.
+//! Shared files cannot be protected from shrinking without giving up that rings outlive
+//! their publisher (docs/PROTOCOL.md, "Threat model"); such a process could also simply kill
+//! yours.
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]

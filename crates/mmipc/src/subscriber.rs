@@ -1500,3 +1500,38 @@ impl Endpoint for Shared {
         now + interval
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Defect: the set of publishers a subscriber had seen grew with every publisher
+    /// lifetime (RSS +1.1 MB over 4,000 of them). Publishers that left nothing behind are
+    /// forgotten.
+    #[test]
+    fn publishers_that_left_are_forgotten() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = Subscriber::builder("seen").dir(dir.path()).build().unwrap();
+        for _ in 0..30 {
+            let publisher = crate::Publisher::builder("seen")
+                .dir(dir.path())
+                .deliver_to_same_process(true)
+                .build()
+                .unwrap();
+            publisher
+                .wait_for_subscribers(1, Duration::from_secs(60))
+                .unwrap();
+            sub.wait_for_publishers(1, Duration::from_secs(60)).unwrap();
+            drop(publisher);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while lock(&sub.shared.maint).seen.len() > 1 {
+            assert!(
+                Instant::now() < deadline,
+                "still remembered: {}",
+                lock(&sub.shared.maint).seen.len()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}

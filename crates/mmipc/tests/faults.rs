@@ -121,6 +121,46 @@ fn child_process_entry() {
                 }
             }
         }
+        // A subscriber under attack: receives for SECS seconds, then prints its peak RSS and
+        // how many connections ended as protocol violations.
+        "victim" => {
+            let budget: usize = env("BUDGET").parse().unwrap();
+            let secs: u64 = env("SECS").parse().unwrap();
+            let mut sub = Subscriber::builder(&channel)
+                .dir(&dir)
+                .max_message_size(budget)
+                .reassembly_budget(budget)
+                .build()
+                .unwrap();
+            let events = sub.events();
+            println!("ID {}", sub.id());
+            let until = std::time::Instant::now() + Duration::from_secs(secs);
+            while std::time::Instant::now() < until {
+                let _ = sub.recv_timeout(Duration::from_millis(50));
+            }
+            let violations = events
+                .try_iter()
+                .filter(|e| {
+                    matches!(
+                        e,
+                        mmipc::Event::Disconnected {
+                            reason: mmipc::DisconnectReason::ProtocolViolation,
+                            ..
+                        }
+                    )
+                })
+                .count();
+            let status = std::fs::read_to_string("/proc/self/status").unwrap();
+            let hwm = status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .unwrap()
+                .trim()
+                .trim_end_matches(" kB")
+                .parse::<u64>()
+                .unwrap();
+            println!("RESULT hwm_kib {hwm} violations {violations}");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -717,4 +757,81 @@ fn a_channel_directory_made_anew_is_watched_anew() {
         "the crash was noticed after {:?}: the directory was not watched",
         killed.elapsed()
     );
+}
+
+/// Defect: nothing capped the memory incomplete messages could hold: eight fake live
+/// publishers each sending most of a large message they never finish held 534 MB in the
+/// victim. With a reassembly budget, the victim's peak memory stays near the budget and the
+/// publishers that would exceed it are cut off as protocol violations.
+#[test]
+fn never_finished_messages_are_held_within_the_reassembly_budget() {
+    if child_role().is_some() {
+        return;
+    }
+    use std::os::unix::fs::OpenOptionsExt;
+    let root = test_root();
+    let ch = root.path().join("attack");
+    let budget: usize = 24 << 20;
+    let mut kids = Reaper(vec![spawn_child(
+        CHILD,
+        "victim",
+        &child_env(
+            root.path(),
+            "attack",
+            &[("BUDGET", &budget.to_string()), ("SECS", "4")],
+        ),
+    )]);
+    let line = read_line_starting(&mut kids.0[0], "ID ");
+    let victim = line["ID ".len()..].to_owned();
+    // Eight "publishers" that look alive (record, held lock) and never finish a message.
+    let mut locks = Vec::new();
+    let mut writers = Vec::new();
+    for k in 0..8u32 {
+        let id = format!("{:032x}", 0xa77ac_u128 << 64 | u128::from(k));
+        let lock = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .mode(0o600)
+            .open(ch.join(format!("pub-{id}.lock")))
+            .unwrap();
+        lock.try_lock().unwrap();
+        locks.push(lock);
+        let json = format!(
+            "{{\"protocol\":1,\"kind\":\"publisher\",\"id\":\"{id}\",\"pid\":{},\
+             \"max_message_size\":{budget},\"heartbeat_interval_ms\":1000,\"created_unix_ms\":0}}",
+            std::process::id()
+        );
+        std::fs::write(ch.join(format!("pub-{id}.json")), json).unwrap();
+        let ring = ch.join(format!("ring-{id}-{victim}-1"));
+        let mut producer = mmipc::ring::RingSegment::create(ring, 1 << 20)
+            .unwrap()
+            .into_producer();
+        writers.push(std::thread::spawn(move || {
+            // A frame announcing the budget's worth of bytes, of which the deadline lets only
+            // part go out: the rest never comes.
+            let msg = vec![7u8; budget];
+            let _ = producer.write_until(&msg, std::time::Instant::now() + Duration::from_secs(3));
+            std::thread::sleep(Duration::from_secs(3));
+            drop(producer);
+        }));
+    }
+    let (status, out) = wait_child(kids.0.remove(0), "victim");
+    for w in writers {
+        w.join().unwrap();
+    }
+    drop(locks);
+    assert!(status.success(), "{out}");
+    let result = out
+        .lines()
+        .find_map(|l| l.split_once("RESULT "))
+        .expect("a result")
+        .1
+        .to_owned();
+    eprintln!("reassembly attack, budget {} MiB: {result}", budget >> 20);
+    let fields: Vec<&str> = result.split_whitespace().collect();
+    let hwm_kib: u64 = fields[1].parse().unwrap();
+    // Budget (24 MiB, up to twice that in vector capacity) plus the process and the rings it
+    // maps: far below the 8 × 24 MiB the attack would hold without a budget.
+    assert!(hwm_kib < 100 * 1024, "peak RSS {hwm_kib} KiB: {result}");
 }
