@@ -3,6 +3,7 @@
 use std::io::{BufRead, BufReader, Read, Write};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::sync::mpsc::{self, RecvTimeoutError};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -29,38 +30,85 @@ fn root() -> tempfile::TempDir {
 
 /// Runs to completion under the watchdog.
 fn run(cmd: &mut Command) -> Output {
-    let child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mmipc");
-    finish(child)
+    finish(spawn(cmd))
+}
+
+/// A spawned `mmipc`, killed if still running when dropped: a failing test leaves no
+/// process behind (a `sub` without `--count` would run for ever).
+struct Proc(Child);
+
+impl std::ops::Deref for Proc {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Proc {
+    fn deref_mut(&mut self) -> &mut Child {
+        &mut self.0
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+/// Runs `read`, which reads a pipe of `child`, on a thread and waits for it under the
+/// watchdog: a child that never writes (or never closes its output) is killed and the test
+/// fails, instead of the read hanging the test run.
+fn bounded<T: Send + 'static>(
+    child: &mut Child,
+    what: &str,
+    read: impl FnOnce() -> T + Send + 'static,
+) -> T {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(read());
+    });
+    match rx.recv_timeout(WATCHDOG) {
+        Ok(value) => value,
+        Err(RecvTimeoutError::Timeout) => {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("watchdog: {what}: nothing from mmipc for {WATCHDOG:?}");
+        }
+        Err(RecvTimeoutError::Disconnected) => panic!("{what}: the reading thread failed"),
+    }
+}
+
+/// Reads a whole pipe on a thread; the result comes through the returned channel.
+fn drain(pipe: Option<impl Read + Send + 'static>) -> mpsc::Receiver<Vec<u8>> {
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut buf = Vec::new();
+        if let Some(mut pipe) = pipe {
+            let _ = pipe.read_to_end(&mut buf);
+        }
+        let _ = tx.send(buf);
+    });
+    rx
+}
+
+/// What a drained pipe held, waiting until `deadline` at most: after the child has exited, a
+/// pipe still open is held by a process it left behind.
+fn drained(rx: &mpsc::Receiver<Vec<u8>>, deadline: Instant, what: &str) -> Vec<u8> {
+    let left = deadline.saturating_duration_since(Instant::now());
+    rx.recv_timeout(left).unwrap_or_else(|_| {
+        panic!("watchdog: mmipc's {what} stayed open (a process it started still holds it)")
+    })
 }
 
 /// Waits for a spawned child under the watchdog and collects its output (read while it
 /// runs, so that a child writing more than a pipe holds does not block).
-fn finish(mut child: Child) -> Output {
-    let drain = |r: Option<Box<dyn Read + Send>>| {
-        std::thread::spawn(move || {
-            let mut buf = Vec::new();
-            if let Some(mut r) = r {
-                let _ = r.read_to_end(&mut buf);
-            }
-            buf
-        })
-    };
-    let out = drain(
-        child
-            .stdout
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
-    let err = drain(
-        child
-            .stderr
-            .take()
-            .map(|s| Box::new(s) as Box<dyn Read + Send>),
-    );
+fn finish(mut child: Proc) -> Output {
+    let out = drain(child.stdout.take());
+    let err = drain(child.stderr.take());
     let deadline = Instant::now() + WATCHDOG;
     let status = loop {
         if let Some(status) = child.try_wait().expect("wait") {
@@ -69,23 +117,27 @@ fn finish(mut child: Child) -> Output {
         if Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            let stderr = err.join().unwrap_or_default();
+            let stderr = err.recv_timeout(Duration::from_secs(5)).unwrap_or_default();
             panic!("watchdog: mmipc did not finish; stderr: {}", text(&stderr));
         }
         std::thread::sleep(Duration::from_millis(10));
     };
+    // The child has exited: its pipes close now, unless it left a process holding them.
+    let deadline = Instant::now() + WATCHDOG;
     Output {
         status,
-        stdout: out.join().unwrap_or_default(),
-        stderr: err.join().unwrap_or_default(),
+        stdout: drained(&out, deadline, "stdout"),
+        stderr: drained(&err, deadline, "stderr"),
     }
 }
 
-fn spawn(cmd: &mut Command) -> Child {
-    cmd.stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn mmipc")
+fn spawn(cmd: &mut Command) -> Proc {
+    Proc(
+        cmd.stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn mmipc"),
+    )
 }
 
 fn text(b: &[u8]) -> String {
@@ -166,13 +218,11 @@ fn json_format_parses_and_carries_the_payload() {
 fn stdin_lines_and_hex_format() {
     let root = root();
     let sub = spawn(mmipc(root.path()).args(["sub", "lines", "--count", "2", "--format", "hex"]));
-    let mut publ = mmipc(root.path())
-        .args(["pub", "lines", "--wait-subscribers", "1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn pub");
+    let mut publ = spawn(
+        mmipc(root.path())
+            .args(["pub", "lines", "--wait-subscribers", "1"])
+            .stdin(Stdio::piped()),
+    );
     publ.stdin
         .take()
         .expect("stdin")
@@ -289,9 +339,14 @@ fn a_closed_stdout_ends_sub_cleanly() {
     let publ =
         spawn(mmipc(root.path()).args(["pub", "firehose", "--count", "100000", "--size", "100"]));
     // Read one line, then close the pipe, like `| head -1`.
-    let mut stdout = BufReader::new(sub.stdout.take().expect("stdout"));
-    let mut line = String::new();
-    stdout.read_line(&mut line).expect("a line");
+    let stdout = sub.stdout.take().expect("stdout");
+    let (line, stdout) = bounded(&mut sub, "sub's first line", move || {
+        let mut stdout = BufReader::new(stdout);
+        let mut line = String::new();
+        stdout.read_line(&mut line).expect("a line");
+        (line, stdout)
+    });
+    assert!(line.ends_with('\n'), "a whole line: {line:?}");
     drop(stdout);
     let out = finish(sub);
     assert!(
@@ -326,12 +381,12 @@ fn generated_stream_and_file_arrive_whole() {
     let publ = spawn(mmipc(root.path()).args([
         "pub", "gen", "--count", "500", "--size", "16", "--rate", "5000",
     ]));
-    let mut all = Vec::new();
-    sub.stdout
-        .take()
-        .expect("stdout")
-        .read_to_end(&mut all)
-        .expect("read");
+    let mut stdout = sub.stdout.take().expect("stdout");
+    let all = bounded(&mut sub, "sub's raw output", move || {
+        let mut all = Vec::new();
+        stdout.read_to_end(&mut all).expect("read");
+        all
+    });
     assert!(finish(sub).status.success());
     assert!(finish(publ).status.success());
     assert_eq!(all.len(), 500 * 16);

@@ -213,7 +213,11 @@ impl PublisherBuilder {
         self
     }
 
-    /// Creates the publisher and announces it in the channel directory.
+    /// Creates the publisher, announces it in the channel directory, and connects to every
+    /// subscriber that is alive at that moment before returning: a message published right
+    /// after `build` reaches every subscriber that was already running (no
+    /// `wait_for_subscribers` needed for them). Subscribers that start later are connected by
+    /// the background thread; use [`Publisher::wait_for_subscribers`] to wait for them.
     ///
     /// # Errors
     /// [`Error::InvalidChannel`], [`Error::InvalidOption`], [`Error::InsecureDirectory`] for a
@@ -282,6 +286,10 @@ impl PublisherBuilder {
         });
         let weak = Arc::downgrade(&shared);
         runtime::register(weak);
+        // Connect to every subscriber alive now, before returning: "subscriber first, then
+        // publisher" loses nothing even without `wait_for_subscribers`. Later arrivals are
+        // the runtime's.
+        shared.scan();
         Ok(Publisher { shared })
     }
 }

@@ -550,7 +550,11 @@ impl SubscriberBuilder {
         self
     }
 
-    /// Creates the subscriber and announces it; publishers connect to it from then on.
+    /// Creates the subscriber and announces it; publishers connect to it from then on. Before
+    /// returning it waits (up to half a second, normally well under a millisecond each) until
+    /// every publisher of another process that is alive at that moment has connected, so
+    /// [`Subscriber::num_active_connections`] counts them at once. Publishers that start
+    /// later connect in the background.
     ///
     /// # Errors
     /// As [`PublisherBuilder::build`](crate::PublisherBuilder::build).
@@ -627,6 +631,7 @@ impl SubscriberBuilder {
         });
         let weak = Arc::downgrade(&shared);
         runtime::register(weak);
+        shared.connect_to_live_publishers();
         Ok(Subscriber {
             shared,
             active: Vec::new(),
@@ -635,6 +640,9 @@ impl SubscriberBuilder {
         })
     }
 }
+
+/// How long `SubscriberBuilder::build` waits at most for live publishers to connect.
+const CONNECT_WAIT: Duration = Duration::from_millis(500);
 
 struct Shared {
     id: EndpointId,
@@ -1161,6 +1169,9 @@ fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
         }
         Ok(false) => Staged::Nothing,
         Err(RingError::Violation(_)) => end(c, DisconnectReason::ProtocolViolation),
+        // The publisher closed its side: because it found us (or the ring) broken, or
+        // normally.
+        Err(_) if c.info.control.violated() => end(c, DisconnectReason::ProtocolViolation),
         Err(_) => end(c, DisconnectReason::Closed),
     }
 }
@@ -1264,6 +1275,42 @@ impl Shared {
         }
         self.dirs.remove_if_empty();
         self.changed.notify_all();
+    }
+
+    /// Connects to every publisher of another process alive now, before `build` returns:
+    /// they make our rings as soon as their runtime sees our record (well under a
+    /// millisecond), and we open them. Waits at most [`CONNECT_WAIT`] for publishers that do
+    /// not answer (stopped, hung). Publishers of this process are left to the runtime (they
+    /// may not deliver to their own process).
+    fn connect_to_live_publishers(&self) {
+        self.scan();
+        let me = std::process::id();
+        let listing = Listing::read(&self.dirs);
+        let targets: Vec<EndpointId> = listing
+            .records(EndpointKind::Publisher)
+            .filter(|&id| discovery::is_alive(&self.dirs, EndpointKind::Publisher, id))
+            .filter(|&id| {
+                discovery::read_record_of(&self.dirs, EndpointKind::Publisher, id)
+                    .is_some_and(|r| r.pid != me)
+            })
+            .collect();
+        if targets.is_empty() {
+            return;
+        }
+        let deadline = Instant::now() + CONNECT_WAIT;
+        let mut m = lock(&self.maint);
+        while !targets.iter().all(|id| m.conns.contains_key(id)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return;
+            }
+            // The runtime opens rings as their files appear and signals `changed`.
+            m = self
+                .changed
+                .wait_timeout(m, left.min(Duration::from_millis(5)))
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .0;
+        }
     }
 
     fn ring_doorbell(&self) {
@@ -1406,8 +1453,13 @@ impl Endpoint for Shared {
                 // A newer generation replaces an old connection the publisher gave up on:
                 // the old ring gets no more messages. Its reader drains it before it reads
                 // the new one (per-publisher order).
+                let reason = if t.info.control.violated() {
+                    DisconnectReason::ProtocolViolation
+                } else {
+                    DisconnectReason::Closed
+                };
                 t.info.control.close_producer_side();
-                self.end(&mut m, p, DisconnectReason::Closed);
+                self.end(&mut m, p, reason);
             }
             // A malformed or half-gone ring is skipped; the publisher's next attempt or the
             // next scan retries.

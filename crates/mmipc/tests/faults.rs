@@ -161,6 +161,17 @@ fn child_process_entry() {
                 .unwrap();
             println!("RESULT hwm_kib {hwm} violations {violations}");
         }
+        // A subscriber that says READY once built, then prints COUNT messages.
+        "print-sub" => {
+            let count: usize = env("COUNT").parse().unwrap();
+            let mut sub = Subscriber::builder(&channel).dir(&dir).build().unwrap();
+            println!("READY");
+            for _ in 0..count {
+                let msg = sub.recv_timeout(WATCHDOG).unwrap();
+                println!("MSG {}", String::from_utf8_lossy(msg.payload()));
+            }
+            println!("DONE");
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -792,6 +803,7 @@ fn never_finished_messages_are_held_within_the_reassembly_budget() {
             .read(true)
             .write(true)
             .create(true)
+            .truncate(false)
             .mode(0o600)
             .open(ch.join(format!("pub-{id}.lock")))
             .unwrap();
@@ -834,4 +846,84 @@ fn never_finished_messages_are_held_within_the_reassembly_budget() {
     // Budget (24 MiB, up to twice that in vector capacity) plus the process and the rings it
     // maps: far below the 8 × 24 MiB the attack would hold without a budget.
     assert!(hwm_kib < 100 * 1024, "peak RSS {hwm_kib} KiB: {result}");
+}
+
+/// Defect (usability issue): with a subscriber already running, a message published right
+/// after `Publisher::build()` was lost (the connection was made a few milliseconds later by
+/// the background thread), so the C# library's usage pattern dropped data.
+#[test]
+fn a_message_published_right_after_build_reaches_a_running_subscriber() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let mut kids = Reaper(vec![spawn_child(
+        CHILD,
+        "print-sub",
+        &child_env(root.path(), "first", &[("COUNT", "5")]),
+    )]);
+    read_line_starting(&mut kids.0[0], "READY");
+    for round in 0..5 {
+        let publisher = Publisher::builder("first")
+            .dir(root.path())
+            .build()
+            .unwrap();
+        publisher
+            .publish(format!("hello {round}").as_bytes())
+            .unwrap();
+    }
+    let (status, out) = wait_child(kids.0.remove(0), "subscriber");
+    assert!(status.success(), "{out}");
+    // Five publishers: no order between them is promised, only that nothing is lost.
+    let mut got: Vec<&str> = out
+        .lines()
+        .filter_map(|l| l.split_once("MSG "))
+        .map(|p| p.1)
+        .collect();
+    got.sort_unstable();
+    assert_eq!(
+        got,
+        ["hello 0", "hello 1", "hello 2", "hello 3", "hello 4"],
+        "{out}"
+    );
+}
+
+/// The subscriber side of the same promise: publishers already running are connected when
+/// `Subscriber::build()` returns.
+#[test]
+fn a_subscriber_is_connected_to_running_publishers_when_build_returns() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    // Publishers that wait for a subscriber that never comes (SUBS=2): idle and alive.
+    let mut kids = Reaper(Vec::new());
+    for _ in 0..3 {
+        kids.0.push(spawn_child(
+            CHILD,
+            "idle-pub",
+            &child_env(root.path(), "running", &[("SUBS", "99")]),
+        ));
+    }
+    eventually("three publishers are up", || {
+        mmipc::inspect::channel(root.path(), "running")
+            .map(|c| {
+                c.endpoints
+                    .iter()
+                    .filter(|e| {
+                        e.alive && e.kind == mmipc::EndpointKind::Publisher && e.pid.is_some()
+                    })
+                    .count()
+                    == 3
+            })
+            .unwrap_or(false)
+    });
+    let started = std::time::Instant::now();
+    let sub = Subscriber::builder("running")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    let took = started.elapsed();
+    assert_eq!(sub.num_active_connections(), 3);
+    eprintln!("Subscriber::build with 3 live publishers: {took:?}");
 }

@@ -4,10 +4,13 @@
 mod common;
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use mmipc::{DisconnectReason, Event, OnFull, Publisher, Subscriber};
+use mmipc::{
+    ConnectionStats, DisconnectReason, Event, OnFull, Publisher, Subscriber, WaitStrategy,
+};
 
 const CHILD: &str = "child_process_entry";
 
@@ -136,8 +139,466 @@ fn child_process_entry() {
                 }
             }
         }
+        // A subscriber (options from the environment) that prints its id, then one line per
+        // message (`@MSG <sequence> <index> <len>`, the payload checked against its stamp),
+        // until the message "quit": then its connection counters, and it exits.
+        "reader" => {
+            let mut sub = subscriber_from_env(&dir, &channel);
+            println!("@ID {}", sub.id());
+            loop {
+                let msg = sub
+                    .recv_timeout(WATCHDOG)
+                    .unwrap_or_else(|e| panic!("reader: {e}"));
+                if msg.payload() == b"quit" {
+                    let (messages, drops) = sub
+                        .connections()
+                        .iter()
+                        .fold((0, 0), |(m, d), c| (m + c.messages, d + c.drops));
+                    println!("@STATS {messages} {drops}");
+                    return;
+                }
+                let index = unstamp(msg.payload()).unwrap_or_else(|e| panic!("reader: {e}"));
+                println!("@MSG {} {index} {}", msg.sequence(), msg.len());
+            }
+        }
+        // A subscriber that never reads (it heartbeats, so it is alive): its rings fill up.
+        "stall" => {
+            let sub = subscriber_from_env(&dir, &channel);
+            println!("@ID {}", sub.id());
+            std::thread::sleep(WATCHDOG);
+        }
+        // Timed receives under the wait strategy WAIT: one that must time out, one that a
+        // message ends, a checked stream of COUNT messages, and one more time-out.
+        "ws-sub" => {
+            let count: u64 = env("COUNT").parse().unwrap();
+            let seed: u64 = env("SEED").parse().unwrap();
+            let max: usize = env("MAX").parse().unwrap();
+            let mut sub = subscriber_from_env(&dir, &channel);
+            println!("@ID {}", sub.id());
+            sub.wait_for_publishers(1, WATCHDOG).unwrap();
+            // Nothing is published before we say WAITING. Prints how long a timed-out receive
+            // took, the CPU time it used and how often it slept (see `check_wait`).
+            let timed_out = |sub: &mut Subscriber, timeout: Duration| {
+                let (start, usage) = (Instant::now(), ThreadUsage::now());
+                let result = sub.recv_timeout(timeout);
+                let (took, usage) = (start.elapsed(), ThreadUsage::now().since(usage));
+                match result {
+                    Err(mmipc::Error::Timeout { .. }) => {
+                        println!(
+                            "@TIMEOUT {} {} {}",
+                            took.as_micros(),
+                            usage.cpu.as_micros(),
+                            usage.sleeps
+                        );
+                    }
+                    other => panic!("expected a time-out after {timeout:?}, got {other:?}"),
+                }
+            };
+            timed_out(&mut sub, Duration::from_millis(300));
+            println!("@WAITING");
+            let start = Instant::now();
+            let msg = sub
+                .recv_timeout(Duration::from_secs(60))
+                .unwrap_or_else(|e| panic!("the wake-up message never came: {e}"));
+            println!(
+                "@WOKE {} {}",
+                start.elapsed().as_micros(),
+                String::from_utf8_lossy(msg.payload())
+            );
+            for i in 0..count {
+                let msg = sub
+                    .recv_timeout(WATCHDOG)
+                    .unwrap_or_else(|e| panic!("message {i}: {e}"));
+                if let Err(e) = verify_msg(seed, msg.payload(), i, max) {
+                    panic!("{e}");
+                }
+                assert_eq!(msg.sequence(), i + 2, "message {i}");
+            }
+            println!("@STREAM {count}");
+            timed_out(&mut sub, Duration::from_millis(200));
+        }
+        // A publisher that sends "before", then reports the first disconnection it sees.
+        "vpub" => {
+            let publisher = Publisher::builder(&channel)
+                .dir(&dir)
+                .ring_capacity(4096)
+                .build()
+                .unwrap();
+            let events = publisher.events();
+            println!("@ID {}", publisher.id());
+            publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+            publisher.publish(b"before").unwrap();
+            report_first_disconnection(&events);
+        }
+        // A subscriber that receives "before", then keeps receiving (printing each message
+        // as `reader` does) until its first disconnection, which it reports. The parent
+        // stops it (SIGSTOP) while it corrupts the ring: a read would store the subscriber's
+        // own, correct, position over a corrupted one.
+        "vsub" => {
+            let mut sub = Subscriber::builder(&channel).dir(&dir).build().unwrap();
+            let events = sub.events();
+            println!("@ID {}", sub.id());
+            let msg = sub.recv_timeout(WATCHDOG).unwrap();
+            println!("@GOT {}", String::from_utf8_lossy(msg.payload()));
+            let deadline = Instant::now() + WATCHDOG;
+            loop {
+                // A publisher's end is reported by the receive path once its ring is drained.
+                if let Ok(msg) = sub.recv_timeout(Duration::from_millis(50)) {
+                    let index = unstamp(msg.payload()).unwrap_or_else(|e| panic!("vsub: {e}"));
+                    println!("@MSG {} {index} {}", msg.sequence(), msg.len());
+                }
+                if let Some(Event::Disconnected { peer, reason }) = events
+                    .try_iter()
+                    .find(|e| matches!(e, Event::Disconnected { .. }))
+                {
+                    println!("@EVENT {reason:?} {}", peer.id);
+                    return;
+                }
+                assert!(Instant::now() < deadline, "watchdog: no disconnection");
+            }
+        }
+        // A buggy or hostile peer: writes into the ring segment RING (layout in
+        // docs/PROTOCOL.md, section 1) while both real ends are idle.
+        "poke" => {
+            use std::os::unix::fs::FileExt;
+            let ring = env("RING");
+            let file = std::fs::OpenOptions::new()
+                .read(true)
+                .write(true)
+                .open(&ring)
+                .unwrap();
+            let read_u64 = |offset: u64| {
+                let mut b = [0u8; 8];
+                file.read_exact_at(&mut b, offset).unwrap();
+                u64::from_ne_bytes(b)
+            };
+            let write_u64 = |offset: u64, value: u64| {
+                file.write_all_at(&value.to_ne_bytes(), offset).unwrap();
+            };
+            match env("OP").as_str() {
+                // A record of an unknown kind (0x7f) at the producer's position, published.
+                "bad-record" => {
+                    let capacity = read_u64(16);
+                    let pos = read_u64(PRODUCER_POS);
+                    let record = 0x7fu64 << 32; // len 0, kind 0x7f
+                    write_u64(RING_HEADER + (pos & (capacity - 1)), record);
+                    write_u64(PRODUCER_POS, pos + 8);
+                    println!("@POKED producer.pos {pos} -> {}", pos + 8);
+                }
+                // The consumer's read position moved off the 8-byte grid.
+                "misalign-consumer" => {
+                    let pos = read_u64(CONSUMER_POS);
+                    write_u64(CONSUMER_POS, pos + 4);
+                    println!("@POKED consumer.pos {pos} -> {}", pos + 4);
+                }
+                other => panic!("unknown poke {other}"),
+            }
+        }
         other => panic!("unknown role {other}"),
     }
+}
+
+/// Ring segment layout (docs/PROTOCOL.md, section 1): header size and position fields.
+const RING_HEADER: u64 = 256;
+const PRODUCER_POS: u64 = 64;
+const CONSUMER_POS: u64 = 128;
+
+/// A subscriber on `channel` with the options the environment gives: `WAIT` (a wait
+/// strategy, see [`wait_strategy_named`]) and `MAXMSG` (its `max_message_size`).
+fn subscriber_from_env(dir: &Path, channel: &str) -> Subscriber {
+    let mut builder = Subscriber::builder(channel).dir(dir);
+    if let Some(ws) = std::env::var("WAIT")
+        .ok()
+        .and_then(|w| wait_strategy_named(&w))
+    {
+        builder = builder.wait_strategy(ws);
+    }
+    if let Ok(max) = std::env::var("MAXMSG") {
+        builder = builder.max_message_size(max.parse().unwrap());
+    }
+    builder.build().unwrap()
+}
+
+/// `None` for "default" (the builder's option is left alone), else the strategy named.
+fn wait_strategy_named(name: &str) -> Option<WaitStrategy> {
+    match name {
+        "default" => None,
+        "spin" => Some(WaitStrategy::Spin),
+        "park" => Some(WaitStrategy::Park),
+        other => {
+            let us = other
+                .strip_prefix("spin-then-park-")
+                .unwrap_or_else(|| panic!("unknown wait strategy {other}"));
+            Some(WaitStrategy::SpinThenPark(Duration::from_micros(
+                us.parse().unwrap(),
+            )))
+        }
+    }
+}
+
+/// Prints `@EVENT <reason> <peer id>` for the first disconnection among `events`.
+fn report_first_disconnection(events: &std::sync::mpsc::Receiver<Event>) {
+    loop {
+        match events.recv_timeout(WATCHDOG) {
+            Ok(Event::Disconnected { peer, reason }) => {
+                println!("@EVENT {reason:?} {}", peer.id);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => panic!("watchdog: no disconnection ({e})"),
+        }
+    }
+}
+
+/// Message `i` of the stamped streams: its index (8 bytes), then bytes derived from index and
+/// length, so that a receiver can tell which message it got and that it is intact.
+fn stamped(i: u64, len: usize) -> Vec<u8> {
+    assert!(len >= 8, "a stamped message holds at least its index");
+    let mut v = i.to_le_bytes().to_vec();
+    let mut r = Rng(i.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ len as u64);
+    while v.len() < len {
+        let word = r.next().to_le_bytes();
+        let n = (len - v.len()).min(8);
+        v.extend_from_slice(&word[..n]);
+    }
+    v
+}
+
+/// The index of a stamped message, if its content is what [`stamped`] made.
+fn unstamp(payload: &[u8]) -> Result<u64, String> {
+    let index = payload
+        .first_chunk::<8>()
+        .map(|b| u64::from_le_bytes(*b))
+        .ok_or_else(|| format!("a {}-byte message has no stamp", payload.len()))?;
+    if payload != stamped(index, payload.len()) {
+        return Err(format!(
+            "message {index} ({} bytes): content differs",
+            payload.len()
+        ));
+    }
+    Ok(index)
+}
+
+/// A child process whose `@`-tagged output lines are read on a thread as they come; every
+/// wait for one has the watchdog. Dropping it kills the child (resumed first if stopped).
+struct Kid {
+    name: &'static str,
+    child: Option<std::process::Child>,
+    lines: std::sync::mpsc::Receiver<String>,
+}
+
+impl Kid {
+    fn spawn(name: &'static str, role: &str, env: &[(&str, String)]) -> Kid {
+        use std::io::BufRead;
+        let mut child = spawn_child(CHILD, role, env);
+        let stdout = child.stdout.take().expect("child stdout is piped");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                // The harness may have printed "test child_process_entry ... " first.
+                if let Some(at) = line.find('@')
+                    && tx.send(line[at + 1..].trim().to_owned()).is_err()
+                {
+                    break;
+                }
+            }
+        });
+        Kid {
+            name,
+            child: Some(child),
+            lines,
+        }
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.as_ref().expect("child is running").id() as i32
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: plain kill(2) on our own, not yet reaped, child.
+        let rc = unsafe { libc::kill(self.pid(), signal) };
+        assert_eq!(rc, 0, "kill {}", self.name);
+    }
+
+    /// kill -9, and reap.
+    fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            // SAFETY: as in `signal`: a stopped child dies of SIGKILL too, but resume it
+            // anyway so that nothing depends on that.
+            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// The next tagged line.
+    fn next(&mut self) -> String {
+        match self.lines.recv_timeout(WATCHDOG) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                self.kill();
+                panic!(
+                    "watchdog: the {} printed nothing for {WATCHDOG:?}",
+                    self.name
+                )
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!(
+                    "the {}'s output ended (exit status {:?}; its stderr is above)",
+                    self.name,
+                    self.child.as_mut().map(|c| c.try_wait())
+                )
+            }
+        }
+    }
+
+    /// The next tagged line, which must be `tag`; returns what follows the tag.
+    fn expect(&mut self, tag: &str) -> String {
+        let line = self.next();
+        match line.strip_prefix(tag) {
+            Some(rest) if rest.is_empty() || rest.starts_with(' ') => rest.trim().to_owned(),
+            _ => panic!(
+                "the {} printed {line:?} where {tag:?} was expected",
+                self.name
+            ),
+        }
+    }
+
+    /// The next message line: (sequence, index, length).
+    fn expect_msg(&mut self) -> (u64, u64, usize) {
+        let rest = self.expect("MSG");
+        let f: Vec<&str> = rest.split(' ').collect();
+        (
+            f[0].parse().unwrap(),
+            f[1].parse().unwrap(),
+            f[2].parse().unwrap(),
+        )
+    }
+
+    /// Waits for the child to exit, with the watchdog.
+    fn finish(mut self) -> std::process::ExitStatus {
+        let mut child = self.child.take().expect("child is running");
+        let deadline = Instant::now() + WATCHDOG;
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("watchdog: the {} did not exit", self.name);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+impl Drop for Kid {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// The publisher's counters for the subscriber whose id is `id`.
+fn stats_of(publisher: &Publisher, id: &str) -> ConnectionStats {
+    let all = publisher.connections();
+    all.iter()
+        .find(|c| c.peer.id.to_string() == id)
+        .cloned()
+        .unwrap_or_else(|| panic!("no connection to {id}: {all:?}"))
+}
+
+/// Publishes on another thread and waits at most `limit` for it (a publish that should not
+/// block but does fails the test instead of hanging it; the `Kid`s are killed as the panic
+/// unwinds, which releases the publisher). Returns the result, how long it took and what
+/// the publishing thread used.
+fn publish_watched(
+    publisher: &Arc<Publisher>,
+    payload: Vec<u8>,
+    limit: Duration,
+) -> (mmipc::Result<()>, Duration, ThreadUsage) {
+    let p = Arc::clone(publisher);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let start = Instant::now();
+    std::thread::spawn(move || {
+        let usage = ThreadUsage::now();
+        let result = p.publish(&payload);
+        let _ = tx.send((result, start.elapsed(), ThreadUsage::now().since(usage)));
+    });
+    rx.recv_timeout(limit)
+        .unwrap_or_else(|_| panic!("publish blocked for more than {limit:?}"))
+}
+
+/// What the calling thread has used: CPU time, and voluntary context switches (times it
+/// slept in the kernel, a futex wait among them).
+#[derive(Clone, Copy, Debug)]
+struct ThreadUsage {
+    cpu: Duration,
+    sleeps: u64,
+}
+
+impl ThreadUsage {
+    fn now() -> ThreadUsage {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec, which `ts` is.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        assert_eq!(rc, 0, "clock_gettime(CLOCK_THREAD_CPUTIME_ID)");
+        let status = std::fs::read_to_string("/proc/thread-self/status").unwrap();
+        let sleeps = status
+            .lines()
+            .find_map(|l| l.strip_prefix("voluntary_ctxt_switches:"))
+            .expect("voluntary_ctxt_switches in /proc/thread-self/status")
+            .trim()
+            .parse()
+            .unwrap();
+        ThreadUsage {
+            cpu: Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32),
+            sleeps,
+        }
+    }
+
+    fn since(self, before: ThreadUsage) -> ThreadUsage {
+        ThreadUsage {
+            cpu: self.cpu - before.cpu,
+            sleeps: self.sleeps - before.sleeps,
+        }
+    }
+}
+
+/// Checks that a wait of `waited` waited the way `wait` (a strategy name) says. Spinning
+/// never sleeps in the kernel (or, if something else made it sleep, it burnt the CPU all
+/// along); parking (at once, or after a spin of at most a few ms) sleeps and uses next to no
+/// CPU. CPU time alone cannot tell: on a loaded machine a spinner that yields gets little.
+fn check_wait(wait: &str, what: &str, waited: Duration, usage: ThreadUsage) {
+    if wait == "spin" {
+        assert!(
+            usage.sleeps == 0 || usage.cpu >= waited / 2,
+            "{what}: a spinning wait of {waited:?} slept: {usage:?}"
+        );
+    } else {
+        assert!(
+            usage.sleeps >= 1 && usage.cpu <= waited / 10,
+            "{what}: a {wait} wait of {waited:?} did not sleep: {usage:?}"
+        );
+    }
+}
+
+/// The one ring from `publisher` to `subscriber` (ids) in the channel directory.
+fn ring_between(channel_dir: &Path, publisher: &str, subscriber: &str) -> PathBuf {
+    let prefix = format!("ring-{publisher}-{subscriber}-");
+    let rings: Vec<PathBuf> = files_under(channel_dir)
+        .into_iter()
+        .filter(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with(&prefix))
+        })
+        .collect();
+    assert_eq!(rings.len(), 1, "one ring {prefix}*: {rings:?}");
+    rings.into_iter().next().unwrap()
 }
 
 fn child_env(
@@ -326,19 +787,34 @@ fn late_subscriber_gets_everything_published_after_it_connected() {
     }
     let root = test_root();
     let publisher = Publisher::builder("late").dir(root.path()).build().unwrap();
-    for i in 0..50u32 {
-        publisher.publish(&i.to_le_bytes()).unwrap(); // nobody listens: these go nowhere
+    for i in 0..50u64 {
+        // Nobody listens: these go nowhere (indices the late subscriber must never see).
+        publisher.publish(&stamped(1_000_000 + i, 8)).unwrap();
     }
-    let child = spawn_child(CHILD, "idle-sub", &child_env(root.path(), "late", &[]));
+    let mut late = Kid::spawn(
+        "late subscriber",
+        "reader",
+        &child_env(root.path(), "late", &[]),
+    );
+    let id = late.expect("ID");
     publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
-    for i in 0..1000u32 {
-        publisher.publish(&i.to_le_bytes()).unwrap();
+    let len = |i: u64| 8 + (i as usize * 37) % 3000;
+    for i in 0..1000u64 {
+        publisher.publish(&stamped(i, len(i))).unwrap();
+    }
+    let stats = stats_of(&publisher, &id);
+    assert_eq!((stats.messages, stats.drops), (1000, 0), "{stats:?}");
+    // Every message, whole and in order; sequence numbers go on from the 50 unheard ones.
+    for i in 0..1000u64 {
+        assert_eq!(late.expect_msg(), (51 + i, i, len(i)), "message {i}");
     }
     publisher.publish(b"quit").unwrap();
-    let (status, out) = wait_child(child, "late subscriber");
-    assert!(status.success() && out.contains("OK"));
-    let stats = publisher.connections();
-    assert!(stats.is_empty() || stats[0].messages == 1001);
+    assert_eq!(
+        late.expect("STATS"),
+        "1001 0",
+        "subscriber's messages and drops"
+    );
+    assert!(late.finish().success());
 }
 
 #[test]
@@ -742,4 +1218,572 @@ fn hostile_directory_contents_are_skipped_and_never_deleted() {
         "a live-looking endpoint is left alone"
     );
     drop(lock);
+}
+
+/// Messages the fast subscriber must get whole and in order while a slow one cannot keep up.
+const FULL_MSG_LEN: usize = 1000;
+
+#[test]
+fn on_full_block_holds_the_publisher_until_the_stalled_subscriber_is_killed() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let publisher = Arc::new(
+        Publisher::builder("block")
+            .dir(root.path())
+            .ring_capacity(4096)
+            .on_full(OnFull::Block)
+            // Only the kill may release the publisher, not a time-out on a loaded machine.
+            .peer_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let events = publisher.events();
+    let env = child_env(root.path(), "block", &[]);
+    let mut fast = Kid::spawn("fast subscriber", "reader", &env);
+    let fast_id = fast.expect("ID");
+    let mut stalled = Kid::spawn("stalled subscriber", "stall", &env);
+    let stalled_id = stalled.expect("ID");
+    publisher.wait_for_subscribers(2, WATCHDOG).unwrap();
+    let n = 12u64;
+    let p = Arc::clone(&publisher);
+    let writer = std::thread::spawn(move || {
+        for i in 0..n {
+            p.publish(&stamped(i, FULL_MSG_LEN)).unwrap();
+        }
+        Instant::now()
+    });
+    eventually("the stalled subscriber's ring fills up", || {
+        stats_of(&publisher, &stalled_id).ring_fill > 3000
+    });
+    let k = stats_of(&publisher, &stalled_id).messages;
+    assert!((1..n).contains(&k), "the 4 KiB ring took {k} messages");
+    for i in 0..k {
+        assert_eq!(fast.expect_msg(), (i + 1, i, FULL_MSG_LEN), "message {i}");
+    }
+    // The stalled subscriber heartbeats: nothing releases the publisher. Watch it stay held.
+    let watch_until = Instant::now() + Duration::from_secs(1);
+    while Instant::now() < watch_until {
+        assert!(!writer.is_finished(), "publish returned with a full ring");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(stats_of(&publisher, &stalled_id).messages, k);
+    let killed_at = Instant::now();
+    assert!(!writer.is_finished(), "publish returned with a full ring");
+    stalled.kill();
+    eventually("the blocked publisher is released", || writer.is_finished());
+    let done_at = writer.join().unwrap();
+    assert!(done_at >= killed_at, "publish returned before the kill");
+    for i in k..n {
+        assert_eq!(fast.expect_msg(), (i + 1, i, FULL_MSG_LEN), "message {i}");
+    }
+    loop {
+        match next_event(&events) {
+            Event::Disconnected { peer, reason } => {
+                assert_eq!(peer.id.to_string(), stalled_id, "{reason:?}");
+                assert_eq!(reason, DisconnectReason::Crashed);
+                break;
+            }
+            Event::Connected { .. } => {}
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    let stats = stats_of(&publisher, &fast_id);
+    assert_eq!((stats.messages, stats.drops), (n, 0), "{stats:?}");
+    publisher.publish(b"quit").unwrap();
+    assert_eq!(fast.expect("STATS"), format!("{} 0", n + 1));
+    assert!(fast.finish().success());
+}
+
+/// Runs `policy` (one that skips a subscriber whose ring is full) with a fast subscriber and
+/// one stopped with SIGSTOP (so that, resumed, it shows what it missed), and checks both
+/// sides' counters.
+fn lossy_policy_with_a_stopped_subscriber(policy: OnFull, channel: &str) {
+    let root = test_root();
+    let publisher = Arc::new(
+        Publisher::builder(channel)
+            .dir(root.path())
+            .ring_capacity(4096)
+            .on_full(policy)
+            // The stopped subscriber must not be timed out meanwhile.
+            .peer_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let events = publisher.events();
+    let env = child_env(root.path(), channel, &[]);
+    let mut fast = Kid::spawn("fast subscriber", "reader", &env);
+    let fast_id = fast.expect("ID");
+    let mut slow = Kid::spawn("stopped subscriber", "reader", &env);
+    let slow_id = slow.expect("ID");
+    publisher.wait_for_subscribers(2, WATCHDOG).unwrap();
+    slow.signal(libc::SIGSTOP);
+    // Publishing to a full ring never blocks under these policies, or (BlockFor) only for
+    // its time: a publish still running after this is a hang.
+    let limit = Duration::from_secs(20);
+    let n = 10u64;
+    let mut outcomes = Vec::new();
+    for i in 0..n {
+        let (result, took, _) = publish_watched(&publisher, stamped(i, FULL_MSG_LEN), limit);
+        // The fast subscriber gets every message, in order, whatever became of the slow
+        // one's copy; reading it before the next publish keeps its own ring from filling.
+        assert_eq!(fast.expect_msg(), (i + 1, i, FULL_MSG_LEN), "message {i}");
+        outcomes.push((result, took));
+    }
+    let slow_stats = stats_of(&publisher, &slow_id);
+    let k = slow_stats.messages;
+    assert!((1..n).contains(&k), "the 4 KiB ring took {k} messages");
+    assert_eq!(slow_stats.drops, n - k, "{slow_stats:?}");
+    // A publish that does not wait takes microseconds; these bounds only absorb a noisy
+    // machine's scheduling delays.
+    let slack = Duration::from_secs(5);
+    let quick = Duration::from_secs(1);
+    for (i, (result, took)) in outcomes.into_iter().enumerate() {
+        let dropped = i as u64 >= k;
+        match policy {
+            OnFull::BlockFor(d) => {
+                result.unwrap_or_else(|e| panic!("message {i}: {e}"));
+                if dropped {
+                    assert!(
+                        took >= d && took < d + slack,
+                        "message {i} waited {took:?} for a full ring under BlockFor({d:?})"
+                    );
+                } else {
+                    assert!(took < d, "message {i} had room yet took {took:?}");
+                }
+            }
+            OnFull::DropNewest => {
+                result.unwrap_or_else(|e| panic!("message {i}: {e}"));
+                assert!(took < quick, "message {i} took {took:?}");
+            }
+            OnFull::Fail => {
+                match result {
+                    Err(mmipc::Error::Full { subscribers }) if dropped => {
+                        let ids: Vec<String> =
+                            subscribers.iter().map(ToString::to_string).collect();
+                        assert_eq!(ids, std::slice::from_ref(&slow_id), "message {i}");
+                    }
+                    Ok(()) if !dropped => {}
+                    other => panic!("message {i} (dropped: {dropped}): {other:?}"),
+                }
+                assert!(took < quick, "message {i} took {took:?}");
+            }
+            OnFull::Block => unreachable!("Block loses nothing"),
+        }
+    }
+    let stats = stats_of(&publisher, &fast_id);
+    assert_eq!((stats.messages, stats.drops), (n, 0), "{stats:?}");
+    // Resumed, the slow subscriber reads what its ring held, then, after the gap, what is
+    // published now that it has room again.
+    slow.signal(libc::SIGCONT);
+    for i in 0..k {
+        assert_eq!(slow.expect_msg(), (i + 1, i, FULL_MSG_LEN), "message {i}");
+    }
+    for i in n..n + 2 {
+        let (result, _, _) = publish_watched(&publisher, stamped(i, FULL_MSG_LEN), limit);
+        result.unwrap();
+        assert_eq!(fast.expect_msg(), (i + 1, i, FULL_MSG_LEN), "message {i}");
+        assert_eq!(slow.expect_msg(), (i + 1, i, FULL_MSG_LEN), "message {i}");
+    }
+    let slow_stats = stats_of(&publisher, &slow_id);
+    assert_eq!(
+        (slow_stats.messages, slow_stats.drops),
+        (k + 2, n - k),
+        "{slow_stats:?}"
+    );
+    let disconnections: Vec<Event> = events
+        .try_iter()
+        .filter(|e| matches!(e, Event::Disconnected { .. }))
+        .collect();
+    assert!(
+        disconnections.is_empty(),
+        "nobody was disconnected: {disconnections:?}"
+    );
+    publisher.publish(b"quit").unwrap();
+    // The subscriber counts the gap in sequence numbers as its drops.
+    assert_eq!(slow.expect("STATS"), format!("{} {}", k + 3, n - k));
+    assert_eq!(fast.expect("STATS"), format!("{} 0", n + 3));
+    assert!(slow.finish().success());
+    assert!(fast.finish().success());
+}
+
+#[test]
+fn on_full_block_for_waits_its_time_then_drops_for_the_stalled_subscriber_only() {
+    if child_role().is_some() {
+        return;
+    }
+    lossy_policy_with_a_stopped_subscriber(
+        OnFull::BlockFor(Duration::from_millis(400)),
+        "blockfor",
+    );
+}
+
+#[test]
+fn on_full_drop_newest_never_blocks_and_counts_drops_on_both_sides() {
+    if child_role().is_some() {
+        return;
+    }
+    lossy_policy_with_a_stopped_subscriber(OnFull::DropNewest, "dropnewest");
+}
+
+#[test]
+fn on_full_fail_names_the_stalled_subscriber_after_the_others_got_the_message() {
+    if child_role().is_some() {
+        return;
+    }
+    lossy_policy_with_a_stopped_subscriber(OnFull::Fail, "fail");
+}
+
+#[test]
+fn a_subscriber_does_not_get_messages_above_its_max_message_size() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let publisher = Publisher::builder("maxsize")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    let mut small = Kid::spawn(
+        "subscriber with a 1000-byte limit",
+        "reader",
+        &child_env(root.path(), "maxsize", &[("MAXMSG", "1000".into())]),
+    );
+    let small_id = small.expect("ID");
+    let mut big = Kid::spawn(
+        "subscriber with the default limit",
+        "reader",
+        &child_env(root.path(), "maxsize", &[]),
+    );
+    let big_id = big.expect("ID");
+    publisher.wait_for_subscribers(2, WATCHDOG).unwrap();
+    let sizes = [100, 5000, 200, 1001, 1000, 8, 70_000];
+    for (i, &len) in sizes.iter().enumerate() {
+        publisher.publish(&stamped(i as u64, len)).unwrap();
+    }
+    for (i, &len) in sizes.iter().enumerate() {
+        let i = i as u64;
+        assert_eq!(big.expect_msg(), (i + 1, i, len), "message {i}");
+    }
+    let fitting = sizes.iter().enumerate().filter(|(_, len)| **len <= 1000);
+    for (i, &len) in fitting {
+        let i = i as u64;
+        assert_eq!(small.expect_msg(), (i + 1, i, len), "message {i}");
+    }
+    let s = stats_of(&publisher, &small_id);
+    assert_eq!((s.messages, s.drops), (4, 3), "{s:?}");
+    let s = stats_of(&publisher, &big_id);
+    assert_eq!((s.messages, s.drops), (7, 0), "{s:?}");
+    publisher.publish(b"quit").unwrap();
+    assert_eq!(small.expect("STATS"), "5 3");
+    assert_eq!(big.expect("STATS"), "8 0");
+    assert!(small.finish().success());
+    assert!(big.finish().success());
+}
+
+#[test]
+fn a_corrupt_record_is_a_protocol_violation_for_the_subscriber_and_its_publisher() {
+    if child_role().is_some() {
+        return;
+    }
+    if !Path::new("/dev/shm").is_dir() {
+        return; // the ring is found next to the records, on tmpfs
+    }
+    let root = test_root();
+    let mut sub = Subscriber::builder("badrecord")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    let events = sub.events();
+    let env = child_env(root.path(), "badrecord", &[]);
+    let mut publisher = Kid::spawn("publisher", "vpub", &env);
+    let pub_id = publisher.expect("ID");
+    let msg = sub.recv_timeout(WATCHDOG).unwrap();
+    assert_eq!(msg.payload(), b"before");
+    let ring = ring_between(
+        &root.path().join("badrecord"),
+        &pub_id,
+        &sub.id().to_string(),
+    );
+    let mut poke_env = env.clone();
+    poke_env.push(("RING", ring.display().to_string()));
+    poke_env.push(("OP", "bad-record".into()));
+    let mut poke = Kid::spawn("corrupting process", "poke", &poke_env);
+    poke.expect("POKED");
+    assert!(poke.finish().success());
+    // The subscriber reads the record, finds the violation, and delivers nothing more.
+    let deadline = Instant::now() + WATCHDOG;
+    let (peer, reason) = loop {
+        if let Ok(msg) = sub.recv_timeout(Duration::from_millis(100)) {
+            panic!("a message after the corrupt record: {msg:?}");
+        }
+        if let Some(Event::Disconnected { peer, reason }) = events
+            .try_iter()
+            .find(|e| matches!(e, Event::Disconnected { .. }))
+        {
+            break (peer, reason);
+        }
+        assert!(Instant::now() < deadline, "watchdog: no disconnection");
+    };
+    assert_eq!(peer.id.to_string(), pub_id);
+    assert_eq!(reason, DisconnectReason::ProtocolViolation);
+    // The publisher learns why from the ring's header.
+    assert_eq!(
+        publisher.expect("EVENT"),
+        format!("ProtocolViolation {}", sub.id())
+    );
+    assert!(publisher.finish().success());
+}
+
+/// A process corrupts the consumer's read position in a ring's header (off the 8-byte
+/// grid) while its subscriber, in another process, is stopped; the publisher, in this one,
+/// must find the violation once the ring seems full. The subscriber, resumed, must deliver
+/// what the ring holds and then report its disconnection, whose reason this returns.
+fn corrupt_consumer_position(channel: &str) -> DisconnectReason {
+    let root = test_root();
+    let publisher = Arc::new(
+        Publisher::builder(channel)
+            .dir(root.path())
+            .ring_capacity(4096)
+            // The stopped subscriber must not be timed out meanwhile.
+            .peer_timeout(Duration::from_secs(60))
+            .build()
+            .unwrap(),
+    );
+    let events = publisher.events();
+    let env = child_env(root.path(), channel, &[]);
+    let mut sub = Kid::spawn("subscriber", "vsub", &env);
+    let sub_id = sub.expect("ID");
+    publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+    publisher.publish(b"before").unwrap();
+    assert_eq!(sub.expect("GOT"), "before");
+    sub.signal(libc::SIGSTOP);
+    let ring = ring_between(
+        &root.path().join(channel),
+        &publisher.id().to_string(),
+        &sub_id,
+    );
+    let mut poke_env = env.clone();
+    poke_env.push(("RING", ring.display().to_string()));
+    poke_env.push(("OP", "misalign-consumer".into()));
+    let mut poke = Kid::spawn("corrupting process", "poke", &poke_env);
+    poke.expect("POKED");
+    assert!(poke.finish().success());
+    // The publisher looks at the consumer's position once the ring seems full: within a
+    // ring's worth of messages.
+    let mut seen = None;
+    let mut published = 0;
+    for i in 0..10 {
+        // Under `Block`, a publisher that missed the violation would wait for ever.
+        let (result, _, _) = publish_watched(&publisher, stamped(i, 1000), Duration::from_secs(30));
+        result.unwrap();
+        published += 1;
+        if let Some(Event::Disconnected { peer, reason }) = events
+            .try_iter()
+            .find(|e| matches!(e, Event::Disconnected { .. }))
+        {
+            seen = Some((peer, reason));
+            break;
+        }
+    }
+    let (peer, reason) = seen.expect("the publisher never noticed the corrupt position");
+    assert_eq!(peer.id.to_string(), sub_id);
+    assert_eq!(reason, DisconnectReason::ProtocolViolation);
+    // Resumed, the subscriber delivers what reached its ring (the message that revealed the
+    // violation did not), in order, then reports the end.
+    sub.signal(libc::SIGCONT);
+    for i in 0..published - 1 {
+        assert_eq!(sub.expect_msg(), (i + 2, i, 1000), "message {i}");
+    }
+    let line = sub.expect("EVENT");
+    let (reason, peer) = line.split_once(' ').unwrap();
+    assert_eq!(peer, publisher.id().to_string());
+    assert!(sub.finish().success());
+    match reason {
+        "ProtocolViolation" => DisconnectReason::ProtocolViolation,
+        "Closed" => DisconnectReason::Closed,
+        "Crashed" => DisconnectReason::Crashed,
+        "TimedOut" => DisconnectReason::TimedOut,
+        other => panic!("unknown reason {other}"),
+    }
+}
+
+#[test]
+fn a_corrupt_consumer_position_is_a_protocol_violation_for_the_publisher() {
+    if child_role().is_some() {
+        return;
+    }
+    if !Path::new("/dev/shm").is_dir() {
+        return; // the ring is found next to the records, on tmpfs
+    }
+    // The subscriber's reason is checked in the test below; here it must only deliver what
+    // its ring held and then report the end.
+    let subscriber_saw = corrupt_consumer_position("badpos");
+    eprintln!("the subscriber reported {subscriber_saw:?}");
+}
+
+#[test]
+/// Defect: a subscriber reported `Closed`, not `ProtocolViolation`, for a ring its
+/// publisher closed on finding a violation (the receive path and the newer-generation branch
+/// of the scan did not look at the violated flag).
+fn a_corrupt_consumer_position_is_a_protocol_violation_for_the_subscriber_too() {
+    if child_role().is_some() {
+        return;
+    }
+    if !Path::new("/dev/shm").is_dir() {
+        return; // the ring is found next to the records, on tmpfs
+    }
+    let subscriber_saw = corrupt_consumer_position("badpos-sub");
+    assert_eq!(subscriber_saw, DisconnectReason::ProtocolViolation);
+}
+
+/// Runs the `ws-sub` child with wait strategy `wait` against a publisher in this process
+/// using the same strategy: time-outs on time, a wake-up, and a stream through a small ring
+/// (so both sides block: the subscriber for data, the publisher for space).
+fn wait_strategy_across_processes(wait: &str, channel: &str) {
+    let root = test_root();
+    let mut builder = Publisher::builder(channel)
+        .dir(root.path())
+        .ring_capacity(4096);
+    if let Some(ws) = wait_strategy_named(wait) {
+        builder = builder.wait_strategy(ws);
+    }
+    let publisher = builder.build().unwrap();
+    let (count, seed, max) = (3000u64, 17u64, 6000usize);
+    let mut sub = Kid::spawn(
+        "subscriber",
+        "ws-sub",
+        &child_env(
+            root.path(),
+            channel,
+            &[
+                ("WAIT", wait.into()),
+                ("COUNT", count.to_string()),
+                ("SEED", seed.to_string()),
+                ("MAX", max.to_string()),
+            ],
+        ),
+    );
+    sub.expect("ID");
+    publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+    let micros = |s: &str| Duration::from_micros(s.parse().unwrap());
+    let slack = Duration::from_secs(10);
+    // A timed-out receive: on time, and waiting (spinning or sleeping) as the subscriber's
+    // builder was told.
+    let timed_out = |sub: &mut Kid, timeout: Duration, what: &str| {
+        let line = sub.expect("TIMEOUT");
+        let f: Vec<&str> = line.split(' ').collect();
+        let took = micros(f[0]);
+        let usage = ThreadUsage {
+            cpu: micros(f[1]),
+            sleeps: f[2].parse().unwrap(),
+        };
+        assert!(
+            took >= timeout && took < timeout + slack,
+            "{wait}: recv_timeout({timeout:?}) {what} took {took:?}"
+        );
+        check_wait(wait, &format!("recv_timeout {what}"), took, usage);
+    };
+    timed_out(
+        &mut sub,
+        Duration::from_millis(300),
+        "with nothing published",
+    );
+    sub.expect("WAITING");
+    // Not synchronisation: only makes it likely that the message comes mid-wait (the
+    // check holds either way).
+    std::thread::sleep(Duration::from_millis(100));
+    publisher.publish(b"wake").unwrap();
+    let woke = sub.expect("WOKE");
+    let (took, payload) = woke.split_once(' ').unwrap();
+    assert_eq!(payload, "wake");
+    assert!(
+        micros(took) < Duration::from_secs(30),
+        "{wait}: the message ended a 60 s wait only after {took} us"
+    );
+    for i in 0..count {
+        publisher.publish(&make_msg(seed, i, max)).unwrap();
+    }
+    assert_eq!(sub.expect("STREAM"), count.to_string());
+    timed_out(&mut sub, Duration::from_millis(200), "after the stream");
+    assert!(sub.finish().success());
+}
+
+#[test]
+fn wait_strategy_spin_on_both_sides_across_processes() {
+    if child_role().is_some() {
+        return;
+    }
+    wait_strategy_across_processes("spin", "ws-spin");
+}
+
+#[test]
+fn wait_strategy_park_on_both_sides_across_processes() {
+    if child_role().is_some() {
+        return;
+    }
+    wait_strategy_across_processes("park", "ws-park");
+}
+
+#[test]
+fn wait_strategy_spin_then_park_on_both_sides_across_processes() {
+    if child_role().is_some() {
+        return;
+    }
+    wait_strategy_across_processes("spin-then-park-2000", "ws-spin-park");
+}
+
+#[test]
+fn wait_strategy_default_on_both_sides_across_processes() {
+    if child_role().is_some() {
+        return;
+    }
+    wait_strategy_across_processes("default", "ws-default");
+}
+
+#[test]
+fn block_for_keeps_its_deadline_under_every_publisher_wait_strategy() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let mut stalled = Kid::spawn(
+        "stalled subscriber",
+        "stall",
+        &child_env(root.path(), "wsblock", &[]),
+    );
+    let stalled_id = stalled.expect("ID");
+    let d = Duration::from_millis(300);
+    for wait in ["spin", "park", "spin-then-park-2000", "default"] {
+        let mut builder = Publisher::builder("wsblock")
+            .dir(root.path())
+            .ring_capacity(4096)
+            .on_full(OnFull::BlockFor(d));
+        if let Some(ws) = wait_strategy_named(wait) {
+            builder = builder.wait_strategy(ws);
+        }
+        let publisher = Arc::new(builder.build().unwrap());
+        publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+        // Until the ring is full, publishing is immediate; then one publish waits `d`.
+        let mut i = 0u64;
+        let (took, usage) = loop {
+            let (result, took, usage) =
+                publish_watched(&publisher, stamped(i, FULL_MSG_LEN), WATCHDOG);
+            result.unwrap();
+            if took >= d {
+                break (took, usage);
+            }
+            i += 1;
+            assert!(i < 10, "{wait}: the ring never filled");
+        };
+        assert!(
+            took < d + Duration::from_secs(5),
+            "{wait}: BlockFor({d:?}) returned after {took:?}"
+        );
+        // The publisher's builder set how it waited.
+        check_wait(wait, "a publish blocked on a full ring", took, usage);
+        let s = stats_of(&publisher, &stalled_id);
+        assert_eq!((s.messages, s.drops), (i, 1), "{wait}: {s:?}");
+    }
 }
