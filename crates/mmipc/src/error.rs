@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 /// Everything that can go wrong in mmipc: creating endpoints, publishing, receiving, and the
 /// segment and platform operations beneath them.
-#[derive(Debug, thiserror::Error)]
+#[derive(thiserror::Error)]
 #[non_exhaustive]
 ///
 /// # Examples
@@ -97,12 +97,43 @@ pub enum Error {
         /// The subscribers that missed the message.
         subscribers: Vec<crate::EndpointId>,
     },
+    /// Under [`OnFull::Fail`](crate::OnFull::Fail), the message is larger than some
+    /// subscribers accept (their `max_message_size`): they did not get it (every other
+    /// subscriber did). Under the other policies this is a counted drop and an
+    /// [`Event::MessageTooLarge`](crate::Event::MessageTooLarge).
+    #[cfg(not(loom))]
+    #[error(
+        "message of {len} bytes is larger than {} subscriber(s) accept (smallest limit {} \
+         bytes); they did not get it: raise their max_message_size or split the message",
+        .subscribers.len(),
+        .subscribers.iter().map(|s| s.1).min().unwrap_or(0)
+    )]
+    TooLargeForSubscribers {
+        /// Length of the message.
+        len: usize,
+        /// Each subscriber that did not get it, with its limit.
+        subscribers: Vec<(crate::EndpointId, u64)>,
+    },
     /// The platform lacks an implementation of this operation.
     #[error("{what} is not supported on this platform yet (Linux is)")]
     Unsupported {
         /// The missing operation.
         what: &'static str,
     },
+}
+
+/// The `Debug` form is the message (with its advice) and the chain of causes, so that
+/// `fn main() -> Result<(), mmipc::Error>` prints something a person can act on.
+impl std::fmt::Debug for Error {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{self}")?;
+        let mut source = std::error::Error::source(self);
+        while let Some(cause) = source {
+            write!(f, "\n  caused by: {cause}")?;
+            source = cause.source();
+        }
+        Ok(())
+    }
 }
 
 impl Error {

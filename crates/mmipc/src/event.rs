@@ -78,6 +78,25 @@ pub enum DisconnectReason {
 /// ));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
+///
+/// `Event` is `#[non_exhaustive]` (later versions may report more kinds of events), so a
+/// `match` needs a `_` arm:
+///
+/// ```no_run
+/// use mmipc::Event;
+/// let publisher = mmipc::Publisher::new("telemetry")?;
+/// for event in publisher.events() {
+///     match event {
+///         Event::Connected { peer } => println!("subscriber pid {} connected", peer.pid),
+///         Event::Disconnected { peer, reason } => println!("pid {} left: {reason:?}", peer.pid),
+///         Event::MessageTooLarge { peer, len, max } => {
+///             println!("pid {} accepts at most {max} bytes, not {len}", peer.pid)
+///         }
+///         _ => {}
+///     }
+/// }
+/// # Ok::<(), mmipc::Error>(())
+/// ```
 pub enum Event {
     /// A connection to `peer` was established.
     Connected {
@@ -90,6 +109,17 @@ pub enum Event {
         peer: Peer,
         /// Why.
         reason: DisconnectReason,
+    },
+    /// (Publisher.) A message was larger than subscriber `peer` accepts (its
+    /// `max_message_size`): that subscriber did not get it. Reported for the first such
+    /// message of each connection; every one is counted in the connection's `drops`.
+    MessageTooLarge {
+        /// The subscriber.
+        peer: Peer,
+        /// Length of the message.
+        len: usize,
+        /// The subscriber's limit.
+        max: u64,
     },
 }
 

@@ -326,6 +326,8 @@ struct Outgoing {
     info: Arc<ConnInfo>,
     /// The subscriber's `max_message_size`.
     max_len: u64,
+    /// A message above `max_len` was reported (once per connection).
+    told_too_large: bool,
 }
 
 struct Maint {
@@ -425,8 +427,12 @@ impl Publisher {
     /// Sends `msg` to every connected subscriber.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] above `max_message_size`; [`Error::Full`] under
-    /// [`OnFull::Fail`] when some subscriber had no room.
+    /// [`Error::MessageTooLarge`] above `max_message_size`; under [`OnFull::Fail`],
+    /// [`Error::Full`] when some subscriber had no room and
+    /// [`Error::TooLargeForSubscribers`] when the message is above some subscriber's
+    /// `max_message_size` (the others got it). Under the other policies a message above a
+    /// subscriber's limit is a drop counted for that subscriber and reported once per
+    /// connection as [`Event::MessageTooLarge`].
     ///
     /// # Examples
     ///
@@ -484,12 +490,22 @@ impl Publisher {
             &big
         };
         let mut full = Vec::new();
+        let mut too_large = Vec::new();
         out.conns.retain_mut(|c| {
             if !c.info.is_live() {
                 return false;
             }
             if len as u64 > c.max_len {
                 c.info.drops.add(1);
+                too_large.push((c.info.peer.id, c.max_len));
+                if !c.told_too_large {
+                    c.told_too_large = true;
+                    s.events.emit(Event::MessageTooLarge {
+                        peer: c.info.peer,
+                        len,
+                        max: c.max_len,
+                    });
+                }
                 return true;
             }
             let result = match s.on_full {
@@ -523,7 +539,12 @@ impl Publisher {
             }
         });
         drop(out);
-        if full.is_empty() {
+        if s.on_full == OnFull::Fail && !too_large.is_empty() {
+            Err(Error::TooLargeForSubscribers {
+                len,
+                subscribers: too_large,
+            })
+        } else if full.is_empty() {
             Ok(())
         } else {
             Err(Error::Full { subscribers: full })
@@ -533,6 +554,11 @@ impl Publisher {
     /// Waits until at least `n` subscribers are connected. Once this returns `Ok`, nothing
     /// published afterwards can be lost to them (their rings exist and hold every message
     /// until read). Returns the number connected.
+    ///
+    /// Subscribers in this same process are not counted (nor delivered to) unless the
+    /// publisher was built with
+    /// [`deliver_to_same_process(true)`](PublisherBuilder::deliver_to_same_process), as in the
+    /// C# library this follows; the timeout error says so when such a subscriber exists.
     ///
     /// # Errors
     /// [`Error::Timeout`] if fewer than `n` connected in time.
@@ -548,14 +574,39 @@ impl Publisher {
     /// ```
     pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<usize> {
         runtime::rescan();
-        wait_for_count(
+        let waited = wait_for_count(
             &self.shared.maint,
             &self.shared.changed,
             n,
             timeout,
             "subscriber",
             |m| m.conns.len(),
-        )
+        );
+        match waited {
+            Err(Error::Timeout { what }) if !self.shared.same_process => {
+                // The usual surprise: a subscriber in this very process, never counted.
+                let me = std::process::id();
+                let here = Listing::read(&self.shared.dirs)
+                    .records(EndpointKind::Subscriber)
+                    .filter_map(|id| {
+                        discovery::read_record_of(&self.shared.dirs, EndpointKind::Subscriber, id)
+                    })
+                    .filter(|r| r.pid == me)
+                    .count();
+                Err(Error::Timeout {
+                    what: if here == 0 {
+                        what
+                    } else {
+                        format!(
+                            "{what}; {here} subscriber(s) of this channel are in this same \
+                             process and are not counted: a publisher does not deliver to its \
+                             own process unless built with .deliver_to_same_process(true)"
+                        )
+                    },
+                })
+            }
+            other => other,
+        }
     }
 
     /// Number of subscribers currently connected.
@@ -693,6 +744,7 @@ impl Shared {
             producer,
             info: Arc::clone(&info),
             max_len: sub.record.max_message_size,
+            told_too_large: false,
         });
         self.has_pending.store(true, Ordering::Release);
         let timeout = sub.record.timeout_for(self.common.peer_timeout);

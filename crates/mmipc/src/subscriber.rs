@@ -141,7 +141,10 @@ impl Message {
         self.publisher.id
     }
 
-    /// The process id of the publisher that sent it.
+    /// The process id of the publisher that sent it, as its record said when this subscriber
+    /// connected. `0` when the publisher had already gone, record and all, by the time this
+    /// subscriber found its ring (a short-lived publisher that published and exited at once:
+    /// its messages are still delivered, but no record was left to tell its pid).
     ///
     /// # Examples
     ///
@@ -307,7 +310,10 @@ impl MessageRef<'_> {
         self.publisher.id
     }
 
-    /// The process id of the publisher that sent it.
+    /// The process id of the publisher that sent it, as its record said when this subscriber
+    /// connected. `0` when the publisher had already gone, record and all, by the time this
+    /// subscriber found its ring (a short-lived publisher that published and exited at once:
+    /// its messages are still delivered, but no record was left to tell its pid).
     ///
     /// # Examples
     ///

@@ -927,3 +927,102 @@ fn a_subscriber_is_connected_to_running_publishers_when_build_returns() {
     assert_eq!(sub.num_active_connections(), 3);
     eprintln!("Subscriber::build with 3 live publishers: {took:?}");
 }
+
+/// Defect (usability issue): a message above a subscriber's `max_message_size` vanished
+/// silently for it. Under `OnFull::Fail` it is an error naming the subscriber; otherwise a
+/// counted drop and one `MessageTooLarge` event per connection.
+#[test]
+fn a_message_too_large_for_a_subscriber_is_reported() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let _small = Subscriber::builder("big")
+        .dir(root.path())
+        .max_message_size(1000)
+        .build()
+        .unwrap();
+    let mut fine = Subscriber::builder("big").dir(root.path()).build().unwrap();
+    for policy in [mmipc::OnFull::Block, mmipc::OnFull::Fail] {
+        let publisher = Publisher::builder("big")
+            .dir(root.path())
+            .deliver_to_same_process(true)
+            .on_full(policy)
+            .build()
+            .unwrap();
+        let events = publisher.events();
+        publisher.wait_for_subscribers(2, WATCHDOG).unwrap();
+        let big = vec![1u8; 5000];
+        for _ in 0..3 {
+            let result = publisher.publish(&big);
+            match policy {
+                mmipc::OnFull::Fail => match result {
+                    Err(mmipc::Error::TooLargeForSubscribers { len, subscribers }) => {
+                        assert_eq!(len, 5000);
+                        assert_eq!(subscribers.len(), 1);
+                        assert_eq!(subscribers[0].1, 1000);
+                    }
+                    other => panic!("expected TooLargeForSubscribers, got {other:?}"),
+                },
+                _ => result.unwrap(),
+            }
+            assert_eq!(
+                fine.recv_timeout(WATCHDOG).unwrap().len(),
+                5000,
+                "the others get it"
+            );
+        }
+        let drops: u64 = publisher.connections().iter().map(|c| c.drops).sum();
+        assert_eq!(drops, 3);
+        let told: Vec<_> = events
+            .try_iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    mmipc::Event::MessageTooLarge {
+                        len: 5000,
+                        max: 1000,
+                        ..
+                    }
+                )
+            })
+            .collect();
+        assert_eq!(told.len(), 1, "once per connection: {told:?}");
+    }
+}
+
+/// Defect (usability issue): a one-process program timed out in `wait_for_subscribers` with
+/// no hint that same-process delivery is off by default.
+#[test]
+fn the_same_process_timeout_says_what_to_do() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let _sub = Subscriber::builder("self")
+        .dir(root.path())
+        .build()
+        .unwrap();
+    let publisher = Publisher::builder("self").dir(root.path()).build().unwrap();
+    let err = publisher
+        .wait_for_subscribers(1, Duration::from_millis(200))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("deliver_to_same_process(true)"), "{err}");
+}
+
+/// Defect (usability issue): `fn main() -> Result<(), mmipc::Error>` printed the Debug form,
+/// which lost the advice the message gives.
+#[test]
+fn the_debug_form_of_an_error_keeps_its_advice() {
+    if child_role().is_some() {
+        return;
+    }
+    let err = Publisher::new("no/slash").unwrap_err();
+    let debug = format!("{err:?}");
+    assert_eq!(debug, err.to_string());
+    assert!(
+        debug.contains("use 1 to 100 printable characters"),
+        "{debug}"
+    );
+}
