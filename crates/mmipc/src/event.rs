@@ -161,6 +161,8 @@ pub struct ConnectionStats {
 #[derive(Default)]
 pub(crate) struct EventHub {
     senders: Mutex<Vec<mpsc::Sender<Event>>>,
+    /// Events emitted so far (a waiter compares it to see that something happened).
+    emitted: AtomicU64,
 }
 
 impl EventHub {
@@ -172,6 +174,12 @@ impl EventHub {
 
     pub(crate) fn emit(&self, event: Event) {
         lock(&self.senders).retain(|tx| tx.send(event.clone()).is_ok());
+        self.emitted.fetch_add(1, Ordering::Release);
+    }
+
+    /// How many events were emitted so far.
+    pub(crate) fn emitted(&self) -> u64 {
+        self.emitted.load(Ordering::Acquire)
     }
 }
 

@@ -83,4 +83,6 @@ pub use options::{
 pub use publisher::{Publisher, PublisherBuilder};
 pub use ring::WaitStrategy;
 #[cfg(not(loom))]
-pub use subscriber::{CallbackHandle, Message, MessageRef, Subscriber, SubscriberBuilder};
+pub use subscriber::{
+    CallbackHandle, Callbacks, Message, MessageRef, Subscriber, SubscriberBuilder,
+};

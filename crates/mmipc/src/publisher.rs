@@ -850,7 +850,14 @@ impl Endpoint for Shared {
         // before it removes its record).
         for id in gone {
             let reason = m.conns.get(&id).map_or(DisconnectReason::Closed, |t| {
-                departure(&t.info, PeerEnd::Consumer)
+                let control = &t.info.control;
+                if !control.consumer_closed() && control.consumer_progress() == (0, 0) {
+                    // It never attached to the ring (closed before its runtime saw it): it
+                    // could not close its side. A departure, not a crash.
+                    DisconnectReason::Closed
+                } else {
+                    departure(&t.info, PeerEnd::Consumer)
+                }
             });
             self.end(&mut m, id, reason);
         }

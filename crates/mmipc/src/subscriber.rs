@@ -904,8 +904,10 @@ impl Subscriber {
     }
 
     /// Runs `callback` on a thread of its own for each message (like the C# library's
-    /// `ReceivedBytes` event), until the returned handle is closed or dropped. Dropping the
-    /// handle from inside the callback is allowed and does not deadlock.
+    /// `ReceivedBytes` event), until the returned handle is closed or dropped. The same as
+    /// `self.callbacks().on_message(callback).start()`; see [`Subscriber::callbacks`] for
+    /// connect and disconnect handlers. Dropping the handle from inside the callback is
+    /// allowed and does not deadlock.
     ///
     /// # Examples
     ///
@@ -913,25 +915,75 @@ impl Subscriber {
     /// let subscriber = mmipc::Subscriber::new("telemetry")?;
     /// let handle = subscriber.on_message(|msg| println!("{} bytes", msg.len()));
     /// std::thread::sleep(std::time::Duration::from_secs(1));
+    /// println!("{} publishers", handle.num_active_connections());
     /// handle.close();
     /// # Ok::<(), mmipc::Error>(())
     /// ```
-    pub fn on_message<F>(mut self, mut callback: F) -> CallbackHandle
+    pub fn on_message<F>(self, callback: F) -> CallbackHandle
     where
         F: FnMut(Message) + Send + 'static,
     {
-        let shared = Arc::clone(&self.shared);
-        let thread = std::thread::Builder::new()
-            .name("mmipc-callback".into())
-            .spawn(move || {
-                while let Ok(msg) = self.recv() {
-                    callback(msg);
-                }
-            })
-            .expect("cannot spawn the callback thread");
-        CallbackHandle {
-            shared,
-            thread: Some(thread),
+        self.callbacks().on_message(callback).start()
+    }
+
+    /// Handlers for messages, connections and disconnections, run in order on one thread
+    /// that the returned [`CallbackHandle`] owns (the C# library's `ReceivedBytes`,
+    /// `OnConnect` and `OnDisconnect`). The handle still answers
+    /// [`num_active_connections`](CallbackHandle::num_active_connections),
+    /// [`connections`](CallbackHandle::connections) and [`events`](CallbackHandle::events);
+    /// dropping it stops the thread and closes the subscriber.
+    ///
+    /// Order: a publisher's connect handler runs before any of its messages, its disconnect
+    /// handler after the last of them.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let (tx, rx) = std::sync::mpsc::channel();
+    /// let handle = subscriber
+    ///     .callbacks()
+    ///     .on_connect(|peer| println!("publisher pid {} connected", peer.pid))
+    ///     .on_message(move |msg| tx.send(msg.into_payload()).unwrap())
+    ///     .on_disconnect(|peer, reason| println!("pid {} left: {reason:?}", peer.pid))
+    ///     .start();
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// publisher.publish(b"hello")?;
+    /// assert_eq!(rx.recv_timeout(Duration::from_secs(10))?, b"hello");
+    /// assert_eq!(handle.num_active_connections(), 1);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn callbacks(self) -> Callbacks {
+        Callbacks {
+            subscriber: self,
+            on_message: None,
+            on_connect: None,
+            on_disconnect: None,
+        }
+    }
+
+    /// Waits for the next message, or returns `None` as soon as an event was emitted after
+    /// `seen` (for the callback thread, which handles both). With a message comes the number
+    /// of events emitted before it.
+    fn recv_or_event(&mut self, seen: u64) -> Result<Option<(Message, u64)>> {
+        loop {
+            if let Some(found) = self.find()? {
+                // Events emitted up to now came before this message (a ring's `Connected`
+                // is emitted before the ring reaches us; its `Disconnected` not before the
+                // ring is drained, which it is not while this message is still in it).
+                let emitted = self.shared.events.emitted();
+                return Ok(Some((self.take(found).to_message(), emitted)));
+            }
+            if self.shared.events.emitted() != seen {
+                return Ok(None);
+            }
+            let control = self.shared.control.clone();
+            let strategy = self.shared.common.wait;
+            let _ = wait_until(&OsFutex, control.bell(), strategy, None, || {
+                Ok::<bool, ()>(self.ready() || self.shared.events.emitted() != seen)
+            });
         }
     }
 
@@ -1201,8 +1253,176 @@ impl std::fmt::Debug for Subscriber {
     }
 }
 
-/// Stops a [`Subscriber::on_message`] callback thread when closed or dropped.
-#[must_use = "dropping the handle stops the callback at once"]
+type MessageFn = Box<dyn FnMut(Message) + Send>;
+type ConnectFn = Box<dyn FnMut(Peer) + Send>;
+type DisconnectFn = Box<dyn FnMut(Peer, DisconnectReason) + Send>;
+
+/// Handlers of a subscriber, from [`Subscriber::callbacks`]; [`Callbacks::start`] runs them.
+#[must_use = "the handlers run only once `.start()` is called"]
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+/// let callbacks: mmipc::Callbacks = subscriber.callbacks().on_message(|msg| println!("{msg:?}"));
+/// let handle = callbacks.start();
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Callbacks {
+    subscriber: Subscriber,
+    on_message: Option<MessageFn>,
+    on_connect: Option<ConnectFn>,
+    on_disconnect: Option<DisconnectFn>,
+}
+
+impl Callbacks {
+    /// Runs `f` for each message.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let handle = subscriber.callbacks().on_message(|msg| println!("{} bytes", msg.len())).start();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_message(mut self, f: impl FnMut(Message) + Send + 'static) -> Self {
+        self.on_message = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` when a publisher connects (also, at start, for each publisher already
+    /// connected), before any of its messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let handle = subscriber.callbacks().on_connect(|peer| println!("pid {} here", peer.pid)).start();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_connect(mut self, f: impl FnMut(Peer) + Send + 'static) -> Self {
+        self.on_connect = Some(Box::new(f));
+        self
+    }
+
+    /// Runs `f` when a publisher's connection ends, after the last of its messages.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let handle = subscriber
+    ///     .callbacks()
+    ///     .on_disconnect(|peer, reason| println!("pid {} left: {reason:?}", peer.pid))
+    ///     .start();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn on_disconnect(mut self, f: impl FnMut(Peer, DisconnectReason) + Send + 'static) -> Self {
+        self.on_disconnect = Some(Box::new(f));
+        self
+    }
+
+    /// Starts the handler thread. It runs until the handle is closed or dropped (which also
+    /// closes the subscriber).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// # let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let handle = subscriber.callbacks().on_message(|_| {}).start();
+    /// handle.close();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn start(self) -> CallbackHandle {
+        let Callbacks {
+            mut subscriber,
+            mut on_message,
+            mut on_connect,
+            mut on_disconnect,
+        } = self;
+        let shared = Arc::clone(&subscriber.shared);
+        // Subscribed before the snapshot of current connections: a connection made in
+        // between is announced once (the set of announced publishers dedups).
+        let events = subscriber.events();
+        // Events emitted before this were not sent to `events` (or are counted in it).
+        let base = subscriber.shared.events.emitted();
+        let thread = std::thread::Builder::new()
+            .name("mmipc-callback".into())
+            .spawn(move || {
+                let mut announced: HashSet<EndpointId> = HashSet::new();
+                for c in subscriber.connections() {
+                    announced.insert(c.peer.id);
+                    if let Some(f) = on_connect.as_mut() {
+                        f(c.peer);
+                    }
+                }
+                let mut handled = 0u64;
+                // Handles the events in the channel, up to the one numbered `upto` (counted
+                // from `base`) if given.
+                let mut dispatch = |upto: Option<u64>, handled: &mut u64| loop {
+                    if upto.is_some_and(|u| base + *handled >= u) {
+                        return;
+                    }
+                    let Ok(event) = events.try_recv() else { return };
+                    *handled += 1;
+                    match event {
+                        Event::Connected { peer } => {
+                            if announced.insert(peer.id)
+                                && let Some(f) = on_connect.as_mut()
+                            {
+                                f(peer);
+                            }
+                        }
+                        Event::Disconnected { peer, reason } => {
+                            announced.remove(&peer.id);
+                            if let Some(f) = on_disconnect.as_mut() {
+                                f(peer, reason);
+                            }
+                        }
+                        _ => {}
+                    }
+                };
+                loop {
+                    let seen = subscriber.shared.events.emitted();
+                    dispatch(None, &mut handled);
+                    match subscriber.recv_or_event(seen) {
+                        Ok(Some((msg, emitted))) => {
+                            // The events that came before this message, first.
+                            dispatch(Some(emitted), &mut handled);
+                            if let Some(f) = on_message.as_mut() {
+                                f(msg);
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(_) => return,
+                    }
+                }
+            })
+            .expect("cannot spawn the callback thread");
+        CallbackHandle {
+            shared,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl std::fmt::Debug for Callbacks {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Callbacks")
+            .field("subscriber", &self.subscriber.shared.id)
+            .finish()
+    }
+}
+
+/// Owns the handler thread of [`Subscriber::callbacks`] / [`Subscriber::on_message`]; stops it
+/// (and closes the subscriber) when closed or dropped, and still answers for the subscriber.
+#[must_use = "the callbacks stop when the handle is dropped: keep it in a variable \
+              (`let handle = ...`), not `let _ = ...`"]
 ///
 /// # Examples
 ///
@@ -1232,6 +1452,66 @@ impl CallbackHandle {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn close(self) {}
+
+    /// Number of publishers currently connected (the C# `NumActiveConnections()`).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let handle = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?.on_message(|_| {});
+    /// assert_eq!(handle.num_active_connections(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn num_active_connections(&self) -> usize {
+        lock(&self.shared.maint).conns.len()
+    }
+
+    /// A snapshot of every connection, as [`Subscriber::connections`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let handle = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?.on_message(|_| {});
+    /// assert!(handle.connections().is_empty());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn connections(&self) -> Vec<ConnectionStats> {
+        lock(&self.shared.maint)
+            .conns
+            .values()
+            .map(|t| t.info.stats())
+            .collect()
+    }
+
+    /// A new receiver of the subscriber's connection events, as [`Subscriber::events`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let handle = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?.on_message(|_| {});
+    /// let events = handle.events();
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn events(&self) -> mpsc::Receiver<Event> {
+        self.shared.events.subscribe()
+    }
+
+    /// The subscriber's id.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let handle = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?.on_message(|_| {});
+    /// println!("subscriber {}", handle.id());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn id(&self) -> EndpointId {
+        self.shared.id
+    }
 }
 
 impl Drop for CallbackHandle {
@@ -1359,11 +1639,17 @@ impl Shared {
         consumer.set_max_message_len(self.common.max_message_size.saturating_add(FRAME_HEADER));
         consumer.set_budget(Arc::clone(&self.budget));
         consumer.set_wait_strategy(self.common.wait);
+        let control = consumer.control();
         let peer = Peer {
             id: publisher.id,
-            pid: publisher.record.pid,
+            // A publisher known only by its ring (gone, record and all): the ring's header
+            // names its creator.
+            pid: match publisher.record.pid {
+                0 => control.creator_pid(),
+                pid => pid,
+            },
         };
-        let info = Arc::new(ConnInfo::new(peer, consumer.control()));
+        let info = Arc::new(ConnInfo::new(peer, control));
         m.seen.insert(publisher.id, generation);
         m.conns.insert(
             publisher.id,
@@ -1377,6 +1663,9 @@ impl Shared {
                 ),
             },
         );
+        // `Connected` first: whoever receives a message of this ring has had the event
+        // emitted before it (the callback thread relies on it).
+        self.events.emit(Event::Connected { peer });
         lock(&self.pending).push(Incoming {
             consumer,
             info,
@@ -1384,7 +1673,6 @@ impl Shared {
             done: false,
         });
         self.has_pending.store(true, Ordering::Release);
-        self.events.emit(Event::Connected { peer });
         self.ring_doorbell();
         self.changed.notify_all();
         Ok(())
@@ -1541,6 +1829,8 @@ impl Endpoint for Shared {
             }
             if info.control.fill() == 0 {
                 info.report(events);
+                // Wake a callback thread waiting for messages or events.
+                notify(&OsFutex, self.control.bell());
                 return false;
             }
             true

@@ -1026,3 +1026,57 @@ fn the_debug_form_of_an_error_keeps_its_advice() {
         "{debug}"
     );
 }
+
+/// Defect (usability issue): `on_message` consumed the subscriber, so counts, connections
+/// and events were unreachable afterwards, and there were no connect/disconnect handlers.
+/// The handlers run on one thread in order: a publisher's connect before its messages, its
+/// disconnect after the last; the handle still answers for the subscriber.
+#[test]
+fn callbacks_run_in_order_and_leave_the_subscriber_usable() {
+    if child_role().is_some() {
+        return;
+    }
+    use std::sync::{Arc, Mutex};
+    let root = test_root();
+    for round in 0..3 {
+        let log: Arc<Mutex<Vec<String>>> = Arc::default();
+        let (done, wait_done) = std::sync::mpsc::channel();
+        let (a, b, c) = (Arc::clone(&log), Arc::clone(&log), Arc::clone(&log));
+        let handle = Subscriber::builder("cb")
+            .dir(root.path())
+            .build()
+            .unwrap()
+            .callbacks()
+            .on_connect(move |peer| a.lock().unwrap().push(format!("connect {}", peer.pid)))
+            .on_message(move |msg| {
+                let n = u32::from_le_bytes(msg.payload().try_into().unwrap());
+                b.lock().unwrap().push(format!("msg {n}"));
+            })
+            .on_disconnect(move |peer, reason| {
+                c.lock()
+                    .unwrap()
+                    .push(format!("disconnect {} {reason:?}", peer.pid));
+                let _ = done.send(());
+            })
+            .start();
+        let child = spawn_child(
+            CHILD,
+            "burst-pub",
+            &child_env(root.path(), "cb", &[("COUNT", "500")]),
+        );
+        let pid = child.id();
+        let (status, out) = wait_child(child, "publisher");
+        assert!(status.success(), "{out}");
+        wait_done
+            .recv_timeout(WATCHDOG)
+            .expect("the disconnect handler ran");
+        assert_eq!(handle.num_active_connections(), 0);
+        assert!(handle.connections().is_empty());
+        let log = log.lock().unwrap().clone();
+        let mut want = vec![format!("connect {pid}")];
+        want.extend((0..500).map(|i| format!("msg {i}")));
+        want.push(format!("disconnect {pid} Closed"));
+        assert_eq!(log, want, "round {round}");
+        drop(handle);
+    }
+}

@@ -78,7 +78,11 @@ pub(crate) struct Header {
     pub header_len: AtomicU32,
     /// Size of the data area in bytes, a power of two.
     pub capacity: AtomicU64,
-    _reserved: [u64; 5],
+    /// Process id of the creator (informational: untrusted, 0 if unknown). Was reserved
+    /// (zero) space: older peers ignore it.
+    pub creator_pid: AtomicU32,
+    _pad: u32,
+    _reserved: [u64; 4],
     /// Producer's line: write position, heartbeat, closed flag.
     pub producer: Side,
     /// Consumer's line: read position, heartbeat, closed flag.
@@ -92,6 +96,7 @@ pub(crate) struct Header {
 #[cfg(not(loom))]
 const _: () = {
     assert!(core::mem::size_of::<Header>() <= HEADER_LEN);
+    assert!(core::mem::offset_of!(Header, creator_pid) == 24);
     assert!(core::mem::offset_of!(Header, producer) == 64);
     assert!(core::mem::offset_of!(Header, consumer) == 128);
     assert!(core::mem::offset_of!(Header, data_bell) == 192);
@@ -118,7 +123,9 @@ impl Header {
             version: AtomicU32::new(0),
             header_len: AtomicU32::new(HEADER_LEN as u32),
             capacity: AtomicU64::new(capacity),
-            _reserved: [0; 5],
+            creator_pid: AtomicU32::new(0),
+            _pad: 0,
+            _reserved: [0; 4],
             producer: side(),
             consumer: side(),
             data_bell: bell(),

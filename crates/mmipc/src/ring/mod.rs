@@ -1728,6 +1728,12 @@ impl RingControl {
         )
     }
 
+    /// Process id of the ring's creator as its header says (untrusted, informational; 0 if
+    /// unknown).
+    pub(crate) fn creator_pid(&self) -> u32 {
+        self.region.header().creator_pid.load(Ordering::Relaxed)
+    }
+
     /// Whether the producer side is closed (normally or after a violation).
     pub(crate) fn producer_closed(&self) -> bool {
         self.region.header().producer.closed.load(Ordering::Acquire) != OPEN

@@ -86,6 +86,7 @@ impl Region {
         h.magic.store(MAGIC, Ordering::Relaxed);
         h.header_len.store(HEADER_LEN as u32, Ordering::Relaxed);
         h.capacity.store(capacity, Ordering::Relaxed);
+        h.creator_pid.store(std::process::id(), Ordering::Relaxed);
         // SYNC POINT header: pairs with the Acquire load in `Region::attach`.
         h.version.store(VERSION, Ordering::Release);
         Region {
