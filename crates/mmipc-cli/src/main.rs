@@ -22,7 +22,9 @@ struct Cli {
     /// Root directory of the channels (default: $XDG_RUNTIME_DIR/mmipc, else /dev/shm/mmipc-UID).
     #[arg(long, global = true, value_name = "PATH")]
     dir: Option<PathBuf>,
-    /// Machine-readable JSON output where the output is structured (ls, clean, bench).
+    /// Machine-readable JSON output: ls, clean and bench print one document; sub prints one
+    /// object per message (as --format json); hz one object per second and a summary; pub a
+    /// summary on stdout at the end.
     #[arg(long, global = true)]
     json: bool,
     #[command(subcommand)]
@@ -31,9 +33,11 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Publish messages: each MESSAGE argument, else each line of stdin.
+    /// Publish messages: each MESSAGE argument (repeated with --count/--rate), else each line
+    /// of stdin; a summary (delivered and dropped per subscriber) goes to stderr at the end.
+    /// Exits 1 if a subscriber could not take a message (above its max message size).
     Pub(publish::PubArgs),
-    /// Print the messages published on a channel.
+    /// Print the messages published on a channel, one per line (see --format).
     Sub(subscribe::SubArgs),
     /// List channels and their endpoints (publishers, subscribers, rings).
     Ls {
@@ -49,7 +53,7 @@ enum Command {
     },
     /// Measure round-trip latency and throughput between processes on this machine.
     Bench(bench::BenchArgs),
-    /// Show a channel's message rate and bandwidth, once a second.
+    /// Show a channel's message rate and bandwidth, once a second, and totals at the end.
     Hz {
         /// The channel.
         #[arg(value_parser = channel_name)]
@@ -123,12 +127,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = cli.dir.clone().unwrap_or_else(mmipc::default_root);
     let result = match cli.command {
-        Command::Pub(args) => publish::run(&root, args),
-        Command::Sub(args) => subscribe::run(&root, args),
+        Command::Pub(args) => publish::run(&root, args, cli.json),
+        Command::Sub(args) => subscribe::run(&root, args, cli.json),
         Command::Ls { channel } => inspect::ls(&root, channel.as_deref(), cli.json),
         Command::Clean { dry_run } => inspect::clean(&root, dry_run, cli.json),
         Command::Bench(args) => bench::run(&root, args, cli.json),
-        Command::Hz { channel, duration } => subscribe::hz(&root, &channel, duration),
+        Command::Hz { channel, duration } => subscribe::hz(&root, &channel, duration, cli.json),
         Command::BenchPeer(args) => bench::peer(args),
     };
     match result {

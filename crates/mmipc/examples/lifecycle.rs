@@ -42,6 +42,8 @@ fn main() -> Res<()> {
         Some("child-sub") => return child_sub(Path::new(&args[2])),
         Some("child-pub") => return child_pub(Path::new(&args[2])),
         Some("child-idle-sub") => return child_idle_sub(Path::new(&args[2])),
+        Some("child-many-subs") => return child_many(Path::new(&args[2]), &args[3], true),
+        Some("child-many-pubs") => return child_many(Path::new(&args[2]), &args[3], false),
         _ => {}
     }
     let rounds: usize = match args.get(1) {
@@ -112,6 +114,16 @@ fn main() -> Res<()> {
             m.bell_allocated / 1024
         );
     }
+    println!();
+    println!(
+        "| `build()` with N live peers in another process ({rounds} rounds) | p50 | p90 | max |"
+    );
+    println!("|---|---|---|---|");
+    for n in [0, 1, 16] {
+        let (mut p, mut s) = build_costs(dir.path(), n, rounds)?;
+        row(&format!("`Publisher::build`, {n} live subscribers"), &mut p);
+        row(&format!("`Subscriber::build`, {n} live publishers"), &mut s);
+    }
     let (files, size, allocated) = sixteen_subscribers(dir.path())?;
     println!(
         "One publisher with 16 subscribers: {files} segments, {:.2} MiB mapped; {:.2} MiB \
@@ -120,6 +132,61 @@ fn main() -> Res<()> {
         allocated as f64 / (1 << 20) as f64
     );
     Ok(())
+}
+
+/// Holds `n` subscribers (or publishers) on the build channel until killed.
+fn child_many(dir: &Path, n: &str, subscribers: bool) -> Res<()> {
+    let n: usize = n.parse()?;
+    let mut subs = Vec::new();
+    let mut pubs = Vec::new();
+    for _ in 0..n {
+        if subscribers {
+            subs.push(Subscriber::builder("lifecycle-build").dir(dir).build()?);
+        } else {
+            pubs.push(Publisher::builder("lifecycle-build").dir(dir).build()?);
+        }
+    }
+    println!("ready");
+    std::thread::sleep(DEADLINE);
+    Ok(())
+}
+
+/// How long `Publisher::build` takes with `n` live subscribers in another process (it
+/// connects to each before returning), and `Subscriber::build` with `n` live publishers (it
+/// waits until each has connected).
+fn build_costs(dir: &Path, n: usize, rounds: usize) -> Res<(Vec<u128>, Vec<u128>)> {
+    let (mut p, mut s) = (Vec::new(), Vec::new());
+    for (role, out) in [("child-many-subs", &mut p), ("child-many-pubs", &mut s)] {
+        let child = Command::new(std::env::current_exe()?)
+            .arg(role)
+            .arg(dir)
+            .arg(n.to_string())
+            .stdout(Stdio::piped())
+            .spawn()?;
+        let mut peer = Peer(child);
+        peer.line()?;
+        for _ in 0..rounds {
+            let start = Instant::now();
+            if role == "child-many-subs" {
+                let publisher = Publisher::builder("lifecycle-build").dir(dir).build()?;
+                out.push(start.elapsed().as_nanos());
+                if publisher.num_active_connections() != n {
+                    return Err(
+                        "Publisher::build returned before connecting every subscriber".into(),
+                    );
+                }
+            } else {
+                let subscriber = Subscriber::builder("lifecycle-build").dir(dir).build()?;
+                out.push(start.elapsed().as_nanos());
+                if subscriber.num_active_connections() != n {
+                    return Err(
+                        "Subscriber::build returned before every publisher connected".into(),
+                    );
+                }
+            }
+        }
+    }
+    Ok((p, s))
 }
 
 fn row(what: &str, ns: &mut [u128]) {
