@@ -22,7 +22,7 @@ pub const DEFAULT_RING_CAPACITY: usize = 256 * 1024;
 /// assert_eq!(mmipc::DEFAULT_MAX_MESSAGE_SIZE, 64 << 20);
 /// ```
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 64 << 20;
-/// Default heartbeat interval (the seed's `millisBetweenPing`).
+/// Default heartbeat interval (how often an endpoint proves it is alive).
 ///
 /// # Examples
 ///
