@@ -6,7 +6,8 @@
 //! offset  size  field
 //! 0       8     magic      b"mmipcSUB"
 //! 8       4     version    1, stored last (Release)
-//! 12      4     reserved
+//! 12      4     closed     1 once the subscriber closes (set before its record goes);
+//!                          was reserved (zero): older peers ignore it
 //! 16      8     heartbeat  bumped by the subscriber's runtime thread
 //! 24      4     bell.seq   futex word
 //! 28      4     bell.waiters
@@ -29,7 +30,7 @@ const LEN: usize = 64;
 struct ControlHeader {
     magic: AtomicU64,
     version: AtomicU32,
-    _reserved: AtomicU32,
+    closed: AtomicU32,
     heartbeat: AtomicU64,
     bell: RingBell,
 }
@@ -106,6 +107,17 @@ impl Control {
         // SAFETY: the bell lies inside the mapping (offset 24, 8 bytes, 4-aligned), which
         // `owner` keeps mapped, and is only accessed atomically.
         unsafe { SharedBell::new(&self.header().bell, owner) }
+    }
+
+    /// Marks the subscriber closed (a clean exit), before its record is removed: a publisher
+    /// that then finds the record gone knows it was not a crash.
+    pub(crate) fn mark_closed(&self) {
+        self.header().closed.store(1, Ordering::Release);
+    }
+
+    /// Whether the subscriber marked itself closed.
+    pub(crate) fn is_closed(&self) -> bool {
+        self.header().closed.load(Ordering::Acquire) != 0
     }
 
     pub(crate) fn beat(&self) {

@@ -850,10 +850,9 @@ impl Endpoint for Shared {
         // before it removes its record).
         for id in gone {
             let reason = m.conns.get(&id).map_or(DisconnectReason::Closed, |t| {
-                let control = &t.info.control;
-                if !control.consumer_closed() && control.consumer_progress() == (0, 0) {
-                    // It never attached to the ring (closed before its runtime saw it): it
-                    // could not close its side. A departure, not a crash.
+                if t.doorbell.is_closed() && !t.info.control.violated() {
+                    // It marked its doorbell closed before removing its record (also when
+                    // it never attached to our ring): a departure, not a crash.
                     DisconnectReason::Closed
                 } else {
                     departure(&t.info, PeerEnd::Consumer)

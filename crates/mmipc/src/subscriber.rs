@@ -1540,8 +1540,9 @@ impl Shared {
             return;
         }
         let mut m = lock(&self.maint);
-        // Our side of every ring is closed before our record goes: a publisher that finds the
-        // record gone can tell a clean close from a crash by the ring.
+        // Our side of every ring, and our doorbell, are closed before our record goes: a
+        // publisher that finds the record gone can tell a clean close from a crash.
+        self.control.mark_closed();
         for t in m.conns.values() {
             t.info.control.close_consumer_side();
         }
