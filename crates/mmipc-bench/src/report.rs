@@ -637,7 +637,8 @@ fn method(meta: &Meta) -> String {
          iceoryx2: `loan_slice_uninit` + `write_from_slice` + `send`, \
          zero-copy `receive()`; safe overflow off with `RetryUntilDelivered` (lossless), \
          subscriber buffer 16 MiB / size samples (16..1024); the event variant notifies after \
-         every send and the receiver waits in `Listener::blocking_wait` when it finds nothing. \
+         every send and the receiver waits in `Listener::timed_wait` when it finds nothing, \
+         1 ms at a time (iceoryx2 0.10 can lose a wake-up; it looks for samples again). \
          Sockets and pipes: u32 length prefix, blocking I/O, default kernel buffers, TCP with \
          `TCP_NODELAY`. The floor is a one-slot shared-memory mailbox with both sides \
          spinning: the cost of the hardware hand-off plus copies, not a transport. With two \

@@ -15,8 +15,43 @@
 //! * `initial_max_slice_len` = the payload size, static allocation;
 //! * every `send` must report as many recipients as there are receivers, and every `notify`
 //!   as many listeners, else the run fails.
+//!
+//! # Why an `iox2-event` receiver never blocks without a timeout
+//!
+//! iceoryx2 0.10's `Listener::blocking_wait` can sleep for good although `notify` was called
+//! after the sample it announces. The IPC event (`iceoryx2-cal` 0.10, `event/common.rs` with
+//! the Unix datagram trigger) keeps a per-listener state IDLE / PENDING / NOTIFIED in shared
+//! memory. `notify` sets the event bit, moves IDLE → PENDING, sends a datagram, then moves
+//! PENDING → NOTIFIED; while the state is NOTIFIED it sends nothing. A wait takes NOTIFIED →
+//! IDLE and returns at once; otherwise it blocks in `recvfrom` and stores IDLE once woken;
+//! either way it then reads one datagram (`empty_buffer`) and the event bits. The race:
+//!
+//! 1. the listener sets IDLE (at the start of a wait, or after waking);
+//! 2. the notifier moves IDLE → PENDING and sends datagram D, then is held up (preempted)
+//!    before PENDING → NOTIFIED;
+//! 3. the listener's `empty_buffer` reads D; it returns, takes every sample, finds none and
+//!    waits again: the state is PENDING, not NOTIFIED, so it blocks in `recvfrom` on an
+//!    empty socket;
+//! 4. the notifier moves PENDING → NOTIFIED. From now on every `notify` sees NOTIFIED and
+//!    sends nothing, and only a datagram would end the listener's wait.
+//!
+//! The receiver then sleeps for good, and the sender either retries in `send` for ever
+//! (`RetryUntilDelivered`) once that subscriber's buffer is full ("iox2-event Send peer did
+//! not answer in time"), or has sent its end marker and reported while the receiver never
+//! reads it ("Receive peer 1 did not answer in time", the receiver asleep in `recvfrom`,
+//! kernel `__skb_wait_for_more_packets`). It needs the notifier held up for some microseconds
+//! right after its `sendto`, so it is rare: on two shared cores, 1 hang in 60 `iox2-event`
+//! fan-out measurements (and, with 100 ms timed waits, 1 wait in 120 measurements that ended
+//! by its timeout with a sample waiting); with spin delays added inside iceoryx2 at steps 2
+//! and 3, 5 hangs in 8. iceoryx2's main branch (August 2026) has the same code.
+//!
+//! So a receiver waits in slices of [`WAIT_SLICE`] (`timed_wait`) and looks for samples after
+//! each. A wake-up costs the same system calls as with `blocking_wait` (both set a receive
+//! timeout on the socket first); a lost one costs one slice, since a wait that times out
+//! stores IDLE, and the next `notify` sends a datagram again.
 
 use std::hint::spin_loop;
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use iceoryx2::port::listener::Listener;
@@ -27,6 +62,7 @@ use iceoryx2::port::update_connections::UpdateConnections as _;
 use iceoryx2::prelude::{
     BackpressureStrategy, Node, NodeBuilder, ServiceName, SignalHandlingMode, ipc,
 };
+use iceoryx2::sample::Sample;
 use iceoryx2::service::port_factory::PortFactory as _;
 use iceoryx2::service::port_factory::event::PortFactory as EventFactory;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
@@ -41,6 +77,10 @@ pub const ICEORYX2_VERSION: &str = "0.10.0";
 pub(crate) type Svc = ipc::Service;
 /// A publish-subscribe service of byte slices.
 pub(crate) type Data = PubSubFactory<Svc, [u8], ()>;
+
+/// Longest sleep of an `iox2-event` receiver before it looks for samples again, in case
+/// iceoryx2 lost the notification (see the module documentation).
+pub const WAIT_SLICE: Duration = Duration::from_millis(1);
 
 /// Samples a subscriber can hold unread: up to 16 MiB of payload, between 16 and 1024.
 pub fn buffer_len(size: usize) -> usize {
@@ -132,6 +172,31 @@ fn events(spec: &LinkSpec) -> Result<bool> {
 }
 
 impl Iox2Link {
+    /// The next sample: polled in a busy loop ([`Mech::Iox2Poll`]), or (for
+    /// [`Mech::Iox2Event`]) looked for again after every return of the listener's wait,
+    /// which never sleeps longer than [`WAIT_SLICE`]: iceoryx2 can lose the wake-up (see the
+    /// module documentation).
+    fn next_sample(&self) -> Result<Sample<Svc, [u8], ()>> {
+        let rx = self
+            .rx
+            .as_ref()
+            .context("this end of the link does not receive")?;
+        loop {
+            if let Some(sample) = rx.receive().context("iceoryx2 receive")? {
+                return Ok(sample);
+            }
+            match &self.listener {
+                // Notifications that arrived meanwhile make this return at once.
+                Some(listener) => {
+                    listener
+                        .timed_wait(|_| {}, WAIT_SLICE)
+                        .context("iceoryx2 listener wait")?;
+                }
+                None => spin_loop(),
+            }
+        }
+    }
+
     fn send_copy(&mut self, msg: &[u8]) -> Result<()> {
         let tx = self
             .tx
@@ -311,44 +376,12 @@ impl Transport for Iox2Link {
     }
 
     fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let rx = self
-            .rx
-            .as_ref()
-            .context("this end of the link does not receive")?;
-        loop {
-            if let Some(sample) = rx.receive().context("iceoryx2 receive")? {
-                return Ok(f(sample.payload()));
-            }
-            match &self.listener {
-                // Notifications that arrived meanwhile make this return at once.
-                Some(listener) => {
-                    listener
-                        .blocking_wait(|_| {})
-                        .context("iceoryx2 listener wait")?;
-                }
-                None => spin_loop(),
-            }
-        }
+        let sample = self.next_sample()?;
+        Ok(f(sample.payload()))
     }
 
     fn echo(&mut self) -> Result<bool> {
-        let rx = self
-            .rx
-            .as_ref()
-            .context("this end of the link does not receive")?;
-        let sample = loop {
-            if let Some(sample) = rx.receive().context("iceoryx2 receive")? {
-                break sample;
-            }
-            match &self.listener {
-                Some(listener) => {
-                    listener
-                        .blocking_wait(|_| {})
-                        .context("iceoryx2 listener wait")?;
-                }
-                None => spin_loop(),
-            }
-        };
+        let sample = self.next_sample()?;
         if sample.payload() == STOP {
             return Ok(false);
         }

@@ -55,7 +55,8 @@ pub enum Mech {
     /// iceoryx2 publish-subscribe, the receiver polls `receive()` in a busy loop.
     Iox2Poll,
     /// iceoryx2 publish-subscribe plus an event service: the sender notifies after each
-    /// send, the receiver sleeps in `Listener::blocking_wait` when it finds nothing.
+    /// send, the receiver sleeps in `Listener::timed_wait` when it finds nothing (1 ms at
+    /// most: iceoryx2 0.10 can lose a wake-up, see `transport/iceoryx.rs`).
     Iox2Event,
     /// Unix domain stream socket, u32 length prefix, blocking.
     Uds,
