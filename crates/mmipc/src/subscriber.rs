@@ -1025,7 +1025,7 @@ impl Subscriber {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn num_active_connections(&self) -> usize {
-        lock(&self.shared.maint).conns.len()
+        self.shared.num_connections()
     }
 
     /// A snapshot of every connection: peer, counters, ring fill.
@@ -1040,11 +1040,7 @@ impl Subscriber {
     /// # Ok::<(), mmipc::Error>(())
     /// ```
     pub fn connections(&self) -> Vec<ConnectionStats> {
-        lock(&self.shared.maint)
-            .conns
-            .values()
-            .map(|t| t.info.stats())
-            .collect()
+        self.shared.connection_stats()
     }
 
     /// A new receiver of this subscriber's connection events.
@@ -1464,7 +1460,7 @@ impl CallbackHandle {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn num_active_connections(&self) -> usize {
-        lock(&self.shared.maint).conns.len()
+        self.shared.num_connections()
     }
 
     /// A snapshot of every connection, as [`Subscriber::connections`].
@@ -1478,11 +1474,7 @@ impl CallbackHandle {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn connections(&self) -> Vec<ConnectionStats> {
-        lock(&self.shared.maint)
-            .conns
-            .values()
-            .map(|t| t.info.stats())
-            .collect()
+        self.shared.connection_stats()
     }
 
     /// A new receiver of the subscriber's connection events, as [`Subscriber::events`].
@@ -1535,6 +1527,18 @@ impl std::fmt::Debug for CallbackHandle {
 }
 
 impl Shared {
+    fn num_connections(&self) -> usize {
+        lock(&self.maint).conns.len()
+    }
+
+    fn connection_stats(&self) -> Vec<ConnectionStats> {
+        lock(&self.maint)
+            .conns
+            .values()
+            .map(|t| t.info.stats())
+            .collect()
+    }
+
     fn shutdown(&self) {
         if self.cleaned.swap(true, Ordering::AcqRel) {
             return;
