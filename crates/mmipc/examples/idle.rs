@@ -27,7 +27,12 @@ fn channel(i: usize) -> String {
 
 /// CPU time (user + system) of process `pid` so far, from /proc.
 fn cpu(pid: u32) -> Res<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
+    cpu_in(&format!("/proc/{pid}/stat"))
+}
+
+/// User + system time from a /proc `stat` file.
+fn cpu_in(stat_path: &str) -> Res<Duration> {
+    let stat = std::fs::read_to_string(stat_path)?;
     let rest = &stat[stat.rfind(')').ok_or("bad /proc stat")? + 2..];
     let f: Vec<&str> = rest.split_whitespace().collect();
     let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
@@ -52,13 +57,7 @@ fn threads(pid: u32) -> Vec<(String, Duration)> {
 }
 
 fn cpu_task(pid: u32, tid: u32) -> Res<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/task/{tid}/stat"))?;
-    let rest = &stat[stat.rfind(')').ok_or("bad /proc stat")? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f[11].parse::<u64>()? + f[12].parse::<u64>()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
-    Ok(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+    cpu_in(&format!("/proc/{pid}/task/{tid}/stat"))
 }
 
 /// Raises the open-file limit to its hard maximum (each endpoint holds a lock file open).

@@ -377,6 +377,27 @@ impl Listing {
         read_record_of(dirs, kind, id).is_some()
     }
 
+    /// Removes what dead endpoints of `kind` (other than `me`) left, those whose record is ours,
+    /// then what dead endpoints without a record left, at most `budget` endpoints in all.
+    pub(crate) fn clean_dead(
+        &self,
+        dirs: &ChannelDirs,
+        kind: EndpointKind,
+        me: EndpointId,
+        budget: &mut usize,
+    ) {
+        for id in self.records(kind) {
+            if *budget == 0 {
+                return;
+            }
+            if id != me && !is_alive(dirs, kind, id) && self.is_ours(dirs, kind, id) {
+                *budget -= 1;
+                self.remove_dead(dirs, kind, id);
+            }
+        }
+        self.clean_recordless(dirs, budget);
+    }
+
     /// Removes what dead endpoints without a record left (killed while starting, before
     /// writing it: a lock, a doorbell, temporary files; or rings of a subscriber whose record
     /// is gone), at most `budget` of them. The young-lock rule of [`Listing::leftovers`]

@@ -862,19 +862,7 @@ impl Endpoint for Shared {
         }
         m.timed_out.retain(|id, _| present.contains(id));
         // Dead publishers' leftovers, whoever notices first.
-        for id in listing.records(EndpointKind::Publisher) {
-            if cleanup == 0 {
-                break;
-            }
-            if id != self.id
-                && !discovery::is_alive(&self.dirs, EndpointKind::Publisher, id)
-                && listing.is_ours(&self.dirs, EndpointKind::Publisher, id)
-            {
-                cleanup -= 1;
-                listing.remove_dead(&self.dirs, EndpointKind::Publisher, id);
-            }
-        }
-        listing.clean_recordless(&self.dirs, &mut cleanup);
+        listing.clean_dead(&self.dirs, EndpointKind::Publisher, self.id, &mut cleanup);
         // Out of cleanup budget: more dead endpoints may wait; scan again soon.
         cleanup == 0
     }

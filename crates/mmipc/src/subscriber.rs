@@ -1797,19 +1797,7 @@ impl Endpoint for Shared {
         m.seen
             .retain(|p, _| known.contains(p) || newest.contains_key(p));
         // Dead subscribers' leftovers, whoever notices first.
-        for id in listing.records(EndpointKind::Subscriber) {
-            if cleanup == 0 {
-                break;
-            }
-            if id != self.id
-                && !discovery::is_alive(&self.dirs, EndpointKind::Subscriber, id)
-                && listing.is_ours(&self.dirs, EndpointKind::Subscriber, id)
-            {
-                cleanup -= 1;
-                listing.remove_dead(&self.dirs, EndpointKind::Subscriber, id);
-            }
-        }
-        listing.clean_recordless(&self.dirs, &mut cleanup);
+        listing.clean_dead(&self.dirs, EndpointKind::Subscriber, self.id, &mut cleanup);
         cleanup == 0
     }
 

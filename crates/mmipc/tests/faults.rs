@@ -196,6 +196,17 @@ fn child_env(
     v
 }
 
+/// The reason of the next `Disconnected` event, with the watchdog.
+fn next_disconnect(events: &std::sync::mpsc::Receiver<mmipc::Event>) -> mmipc::DisconnectReason {
+    loop {
+        if let mmipc::Event::Disconnected { reason, .. } =
+            events.recv_timeout(WATCHDOG).expect("watchdog: no event")
+        {
+            return reason;
+        }
+    }
+}
+
 /// CPU time (user + system) a process has used so far, from /proc.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -607,12 +618,7 @@ fn an_orphan_ring_that_breaks_the_framing_is_a_protocol_violation() {
     std::fs::rename(dir.join("staging"), dir.join(ring)).unwrap();
     assert_eq!(sub.recv_timeout(WATCHDOG).unwrap().payload(), b"ok");
     assert!(sub.recv_timeout(Duration::from_millis(200)).is_err());
-    let reason = loop {
-        match events.recv_timeout(WATCHDOG).expect("watchdog: no event") {
-            mmipc::Event::Disconnected { reason, .. } => break reason,
-            _ => continue,
-        }
-    };
+    let reason = next_disconnect(&events);
     assert_eq!(reason, mmipc::DisconnectReason::ProtocolViolation);
     drop(producer);
 }
@@ -759,12 +765,7 @@ fn a_channel_directory_made_anew_is_watched_anew() {
     read_line_starting(&mut kids.0[0], "READY");
     kids.0[0].kill().unwrap(); // SIGKILL
     let killed = std::time::Instant::now();
-    let reason = loop {
-        match events.recv_timeout(WATCHDOG).expect("watchdog: no event") {
-            mmipc::Event::Disconnected { reason, .. } => break reason,
-            _ => continue,
-        }
-    };
+    let reason = next_disconnect(&events);
     // A crash seen through the lock file is `Crashed` at once (well under a millisecond
     // here); without the watch only the 60 s safety rescan would find it. The bound is the
     // default peer timeout (5 s), far from both.
