@@ -103,6 +103,22 @@ impl From<mmipc::Error> for Failure {
     }
 }
 
+/// The errors of single operations: each is a runtime failure, said in its own words.
+macro_rules! runtime_failure_from {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Failure {
+            fn from(e: $t) -> Failure {
+                Failure::runtime(e.to_string())
+            }
+        }
+    )*};
+}
+runtime_failure_from!(
+    mmipc::PublishError,
+    mmipc::RecvTimeoutError,
+    mmipc::WaitError
+);
+
 impl From<std::io::Error> for Failure {
     fn from(e: std::io::Error) -> Failure {
         Failure::runtime(e.to_string())

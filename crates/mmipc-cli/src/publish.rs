@@ -3,7 +3,6 @@
 use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::{ArgGroup, Args};
@@ -243,7 +242,7 @@ const LOOK_EVERY: Duration = Duration::from_millis(20);
 /// What was published, and what each subscriber got of it.
 struct Tally {
     root: PathBuf,
-    events: mpsc::Receiver<Event>,
+    events: mmipc::Events,
     messages: u64,
     bytes: u64,
     largest: usize,
@@ -322,7 +321,7 @@ impl Tally {
             d.dropped = d.dropped.max(c.drops);
             d.gone = None;
         }
-        while let Ok(event) = self.events.try_recv() {
+        while let Some(event) = self.events.try_recv() {
             match event {
                 Event::Connected { peer } => {
                     self.entry(peer);

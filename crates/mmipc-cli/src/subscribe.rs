@@ -4,7 +4,6 @@ use std::collections::{HashMap, HashSet};
 use std::io::{IsTerminal, Write};
 use std::path::Path;
 use std::sync::atomic::Ordering;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -122,7 +121,7 @@ pub(crate) fn run(root: &Path, args: SubArgs, json: bool) -> CliResult {
         }
         // Print what is waiting without flushing per message; flush before sleeping.
         line.clear();
-        let waiting = match sub.try_recv_ref()? {
+        let waiting = match sub.try_recv_ref() {
             Some(msg) => {
                 format_message(format, &msg, &mut line);
                 true
@@ -149,8 +148,7 @@ pub(crate) fn run(root: &Path, args: SubArgs, json: bool) -> CliResult {
             };
             match sub.recv_ref_timeout(wait) {
                 Ok(msg) => format_message(format, &msg, &mut line),
-                Err(mmipc::Error::Timeout { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(mmipc::RecvTimeoutError) => continue,
             }
         }
         if let Err(e) = out.write_all(&line) {
@@ -218,7 +216,7 @@ pub(crate) fn reason_text(reason: DisconnectReason) -> &'static str {
 
 /// Which publishers a subscriber is connected to, from its events.
 struct Watch {
-    events: mpsc::Receiver<Event>,
+    events: mmipc::Events,
     /// Connections per publisher (a publisher that reconnects after a time-out may have a
     /// new connection before the old one's end is reported).
     open: HashMap<EndpointId, u32>,
@@ -259,7 +257,7 @@ impl Watch {
     /// The events since the last call, applied to the set of open connections.
     fn poll(&mut self) -> Vec<Shown> {
         let mut shown = std::mem::take(&mut self.queued);
-        while let Ok(event) = self.events.try_recv() {
+        while let Some(event) = self.events.try_recv() {
             match &event {
                 Event::Connected { peer } => {
                     self.seen_any = true;
@@ -385,13 +383,9 @@ pub(crate) fn hz(root: &Path, channel: &str, run_for: Option<Duration>, json: bo
         && !stop.load(Ordering::Relaxed)
         && run_for.is_none_or(|d| start.elapsed() < d)
     {
-        match sub.recv_ref_timeout(POLL) {
-            Ok(msg) => {
-                msgs += 1;
-                bytes += msg.len() as u64;
-            }
-            Err(mmipc::Error::Timeout { .. }) => {}
-            Err(e) => return Err(e.into()),
+        if let Ok(msg) = sub.recv_ref_timeout(POLL) {
+            msgs += 1;
+            bytes += msg.len() as u64;
         }
         let secs = window.elapsed().as_secs_f64();
         if secs >= 1.0 {
@@ -468,7 +462,7 @@ fn round3(x: f64) -> f64 {
 /// Messages lost per publisher, as last seen (publishers that leave keep their count), and
 /// every publisher seen.
 struct Lost {
-    events: mpsc::Receiver<Event>,
+    events: mmipc::Events,
     drops: HashMap<EndpointId, u64>,
     seen: HashSet<EndpointId>,
 }
@@ -486,7 +480,7 @@ impl Lost {
 
     /// Messages lost since the last call.
     fn update(&mut self, sub: &mmipc::Subscriber) -> u64 {
-        while let Ok(event) = self.events.try_recv() {
+        while let Some(event) = self.events.try_recv() {
             if let Event::Connected { peer } = event {
                 self.seen.insert(peer.id);
             }

@@ -18,7 +18,7 @@ fn main() -> Result<(), mmipc::Error> {
     );
     publisher.wait_for_subscribers(1, Duration::from_secs(60))?;
     for i in 0..count {
-        while let Ok(event) = events.try_recv() {
+        while let Some(event) = events.try_recv() {
             println!("event: {event:?}");
         }
         publisher.publish(format!("hello #{i} from pid {}", std::process::id()).as_bytes())?;

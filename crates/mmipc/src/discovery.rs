@@ -99,6 +99,22 @@ impl EndpointKind {
             EndpointKind::Subscriber => "sub",
         }
     }
+
+    /// The kind this kind connects to.
+    pub(crate) fn peer(self) -> EndpointKind {
+        match self {
+            EndpointKind::Publisher => EndpointKind::Subscriber,
+            EndpointKind::Subscriber => EndpointKind::Publisher,
+        }
+    }
+
+    /// `"publisher"` or `"subscriber"`.
+    pub(crate) fn noun(self) -> &'static str {
+        match self {
+            EndpointKind::Publisher => "publisher",
+            EndpointKind::Subscriber => "subscriber",
+        }
+    }
 }
 
 /// The JSON record an endpoint publishes in its channel directory.
@@ -163,32 +179,7 @@ pub(crate) fn lock_path(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) 
     dirs.records.join(format!("{}-{id}.lock", kind.prefix()))
 }
 
-pub(crate) fn bell_path(dirs: &ChannelDirs, sub: EndpointId) -> PathBuf {
-    dirs.segments.join(format!("sub-{sub}.bell"))
-}
-
-pub(crate) fn ring_path(
-    dirs: &ChannelDirs,
-    publisher: EndpointId,
-    sub: EndpointId,
-    generation: u64,
-) -> PathBuf {
-    dirs.segments
-        .join(format!("ring-{publisher}-{sub}-{generation}"))
-}
-
-/// Parses `ring-<pub>-<sub>-<gen>`.
-pub(crate) fn parse_ring_name(name: &str) -> Option<(EndpointId, EndpointId, u64)> {
-    let rest = name.strip_prefix("ring-")?;
-    let (p, rest) = rest.split_at_checked(32)?;
-    let rest = rest.strip_prefix('-')?;
-    let (s, rest) = rest.split_at_checked(32)?;
-    let generation = rest.strip_prefix('-')?;
-    if generation.is_empty() || !generation.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    Some((p.parse().ok()?, s.parse().ok()?, generation.parse().ok()?))
-}
+use crate::connection::segment::{parse_ring_name, ring_outlives_publisher};
 
 /// Parses `pub-<id>.json` / `sub-<id>.json`.
 fn parse_record_name(name: &str) -> Option<(EndpointKind, EndpointId)> {
@@ -470,7 +461,10 @@ impl Listing {
                     .file_name()
                     .and_then(|n| n.to_str())
                     .and_then(parse_ring_name)
-                    .is_none_or(|(_, sub, _)| !is_alive(dirs, EndpointKind::Subscriber, sub)),
+                    .is_none_or(|(_, sub, _)| {
+                        let alive = is_alive(dirs, EndpointKind::Subscriber, sub);
+                        !ring_outlives_publisher(alive, None)
+                    }),
                 FileRole::Temporary => !is_young(path),
                 _ => true,
             })
@@ -567,6 +561,7 @@ pub(crate) fn unix_ms() -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::connection::segment::ring_path;
 
     fn dirs() -> (tempfile::TempDir, ChannelDirs) {
         let root = tempfile::tempdir().unwrap();

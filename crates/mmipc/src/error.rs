@@ -1,10 +1,14 @@
-//! The crate's error type.
+//! The crate's errors: one type per operation, so that a caller can match what can
+//! actually happen in each call ([`PublishError`], [`RecvTimeoutError`], [`WaitError`]), and [`Error`] for creating endpoints and the segment and platform
+//! operations beneath them, into which every other one converts (for `?`). Owns the
+//! messages users read; must not decide policy.
 
 use std::io;
 use std::path::PathBuf;
 
-/// Everything that can go wrong in mmipc: creating endpoints, publishing, receiving, and the
-/// segment and platform operations beneath them.
+/// What creating an endpoint (and the segment and platform operations beneath it) can
+/// report, and any other mmipc error converted by `?` (so `fn main() -> Result<(),
+/// mmipc::Error>` can use every call).
 #[derive(thiserror::Error)]
 #[non_exhaustive]
 ///
@@ -72,48 +76,17 @@ pub enum Error {
         /// What is wrong with the value given.
         problem: String,
     },
-    /// A wait ended before its condition held.
-    #[error("timed out {what}")]
-    Timeout {
-        /// What was being waited for ("waiting for 2 subscribers (have 1)", ...).
-        what: String,
-    },
-    /// The endpoint was closed.
-    #[error("the {0} is closed")]
-    Closed(&'static str),
-    /// A message is larger than the publisher's `max_message_size`.
-    #[error("message of {len} bytes exceeds the maximum of {max} bytes; raise max_message_size")]
-    MessageTooLarge {
-        /// Length of the message.
-        len: usize,
-        /// The limit.
-        max: usize,
-    },
-    /// Under [`OnFull::Fail`](crate::OnFull::Fail), some subscribers' rings were full: they
-    /// did not get the message (every other subscriber did).
+    /// `publish` failed (from `?` on a [`PublishError`]).
     #[cfg(not(loom))]
-    #[error("{} subscriber(s) had a full ring and did not get the message", .subscribers.len())]
-    Full {
-        /// The subscribers that missed the message.
-        subscribers: Vec<crate::EndpointId>,
-    },
-    /// Under [`OnFull::Fail`](crate::OnFull::Fail), the message is larger than some
-    /// subscribers accept (their `max_message_size`): they did not get it (every other
-    /// subscriber did). Under the other policies this is a counted drop and an
-    /// [`Event::MessageTooLarge`](crate::Event::MessageTooLarge).
+    #[error(transparent)]
+    Publish(#[from] PublishError),
+    /// A receive with a time limit found nothing (from `?` on a [`RecvTimeoutError`]).
+    #[error(transparent)]
+    RecvTimeout(#[from] RecvTimeoutError),
+    /// Waiting for peers failed (from `?` on a [`WaitError`]).
     #[cfg(not(loom))]
-    #[error(
-        "message of {len} bytes is larger than {} subscriber(s) accept (smallest limit {} \
-         bytes); they did not get it: raise their max_message_size or split the message",
-        .subscribers.len(),
-        .subscribers.iter().map(|s| s.1).min().unwrap_or(0)
-    )]
-    TooLargeForSubscribers {
-        /// Length of the message.
-        len: usize,
-        /// Each subscriber that did not get it, with its limit.
-        subscribers: Vec<(crate::EndpointId, u64)>,
-    },
+    #[error(transparent)]
+    Wait(#[from] WaitError),
     /// The platform lacks an implementation of this operation.
     #[error("{what} is not supported on this platform yet (Linux is)")]
     Unsupported {
@@ -146,7 +119,7 @@ impl Error {
     }
 }
 
-/// Shorthand for results of this crate's segment and platform operations.
+/// Shorthand for results with [`Error`].
 ///
 /// # Examples
 ///
@@ -156,3 +129,133 @@ impl Error {
 /// }
 /// ```
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Why [`Publisher::publish`](crate::Publisher::publish) failed.
+///
+/// # Examples
+///
+/// ```
+/// # let dir = tempfile::tempdir()?;
+/// use mmipc::PublishError;
+/// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).max_message_size(4).build()?;
+/// match publisher.publish(b"too long") {
+///     Err(PublishError::MessageTooLarge { len, max }) => println!("{len} > {max}"),
+///     Err(PublishError::Full { subscribers }) => println!("{} missed it", subscribers.len()),
+///     Err(PublishError::TooLargeForSubscribers { subscribers, .. }) => println!("{subscribers:?}"),
+///     Err(PublishError::Closed) => println!("closed"),
+///     Ok(()) => println!("sent"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PublishError {
+    /// The message is larger than the publisher's `max_message_size`; nobody got it.
+    #[error("message of {len} bytes exceeds the maximum of {max} bytes; raise max_message_size")]
+    MessageTooLarge {
+        /// Length of the message.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Under [`OnFull::Fail`](crate::OnFull::Fail), some subscribers' rings were full: they
+    /// did not get the message (every other subscriber did).
+    #[error("{} subscriber(s) had a full ring and did not get the message", .subscribers.len())]
+    Full {
+        /// The subscribers that missed the message.
+        subscribers: Vec<crate::EndpointId>,
+    },
+    /// Under [`OnFull::Fail`](crate::OnFull::Fail), the message is larger than some
+    /// subscribers accept (their `max_message_size`): they did not get it (every other
+    /// subscriber did). Under the other policies this is a counted drop and an
+    /// [`Event::MessageTooLarge`](crate::Event::MessageTooLarge).
+    #[error(
+        "message of {len} bytes is larger than {} subscriber(s) accept (smallest limit {} \
+         bytes); they did not get it: raise their max_message_size or split the message",
+        .subscribers.len(),
+        .subscribers.iter().map(|s| s.1).min().unwrap_or(0)
+    )]
+    TooLargeForSubscribers {
+        /// Length of the message.
+        len: usize,
+        /// Each subscriber that did not get it, with its limit.
+        subscribers: Vec<(crate::EndpointId, u64)>,
+    },
+    /// The publisher is closed.
+    #[error("the publisher is closed")]
+    Closed,
+}
+
+/// A receive with a time limit ([`Subscriber::recv_timeout`](crate::Subscriber::recv_timeout),
+/// [`recv_ref_timeout`](crate::Subscriber::recv_ref_timeout)) found no message in time. (A
+/// receive cannot fail otherwise: a subscriber without publishers waits for new ones.)
+///
+/// # Examples
+///
+/// ```no_run
+/// # use std::time::Duration;
+/// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+/// match subscriber.recv_timeout(Duration::from_secs(1)) {
+///     Ok(msg) => println!("{} bytes", msg.len()),
+///     Err(mmipc::RecvTimeoutError) => println!("nothing for a second"),
+/// }
+/// # Ok::<(), mmipc::Error>(())
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("timed out waiting for a message")]
+pub struct RecvTimeoutError;
+
+/// Why [`Publisher::wait_for_subscribers`](crate::Publisher::wait_for_subscribers) or
+/// [`Subscriber::wait_for_publishers`](crate::Subscriber::wait_for_publishers) failed.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+/// match publisher.wait_for_subscribers(1, Duration::from_millis(10)) {
+///     Err(mmipc::WaitError::Timeout { wanted, have, .. }) => println!("{have} of {wanted}"),
+///     Err(e) => println!("{e}"),
+///     Ok(n) => println!("{n} connected"),
+/// }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[cfg(not(loom))]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum WaitError {
+    /// Fewer than `wanted` peers connected in time.
+    #[error(
+        "timed out waiting for {wanted} {}(s) (have {have}){}",
+        peers.noun(),
+        same_process_hint(*same_process)
+    )]
+    Timeout {
+        /// How many peers were waited for.
+        wanted: usize,
+        /// How many were connected at the end.
+        have: usize,
+        /// What kind of peers.
+        peers: crate::EndpointKind,
+        /// Subscribers of the channel in this same process, which a publisher does not
+        /// deliver to (nor count) unless built with `.deliver_to_same_process(true)`; `0`
+        /// when waiting for publishers.
+        same_process: usize,
+    },
+    /// The endpoint was closed while waiting.
+    #[error("the endpoint was closed while waiting")]
+    Closed,
+}
+
+#[cfg(not(loom))]
+fn same_process_hint(n: usize) -> String {
+    if n == 0 {
+        String::new()
+    } else {
+        format!(
+            "; {n} subscriber(s) of this channel are in this same process and are not \
+             counted: a publisher does not deliver to its own process unless built with \
+             .deliver_to_same_process(true)"
+        )
+    }
+}

@@ -1,11 +1,13 @@
-//! Connection events, per-connection statistics, and the shared bookkeeping behind them.
+//! What users see of connections: [`Event`]s and their [`Events`] receiver,
+//! [`ConnectionStats`], [`Peer`], [`DisconnectReason`]; and the hub that fans events out.
+//! Owns the public vocabulary of connection life; must not judge liveness (that is
+//! `connection::liveness`).
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, mpsc};
+use std::time::Duration;
 
 use crate::discovery::EndpointId;
-use crate::ring::RingControl;
 
 /// The other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -70,11 +72,11 @@ pub enum DisconnectReason {
 /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
 /// let events = publisher.events();
 /// let subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
-/// assert!(matches!(events.recv_timeout(Duration::from_secs(10))?, mmipc::Event::Connected { .. }));
+/// assert!(matches!(events.recv_timeout(Duration::from_secs(10)), Some(mmipc::Event::Connected { .. })));
 /// drop(subscriber);
 /// assert!(matches!(
-///     events.recv_timeout(Duration::from_secs(10))?,
-///     mmipc::Event::Disconnected { reason: mmipc::DisconnectReason::Closed, .. }
+///     events.recv_timeout(Duration::from_secs(10)),
+///     Some(mmipc::Event::Disconnected { reason: mmipc::DisconnectReason::Closed, .. })
 /// ));
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
@@ -157,6 +159,135 @@ pub struct ConnectionStats {
     pub ring_capacity: u64,
 }
 
+/// The connection events of one endpoint, from `events()`: each receiver gets its own copy
+/// of every event emitted after it was made, in order, however many receivers exist. Events
+/// queue without bound until taken (they are rare: one per connect and disconnect). Once the
+/// endpoint is closed and every queued event taken, receiving reports the end.
+///
+/// Iterating (`for event in publisher.events()`) blocks for each next event and ends when
+/// the endpoint is closed.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+/// let events: mmipc::Events = publisher.events();
+/// assert_eq!(events.try_recv(), None); // nothing happened yet
+/// assert_eq!(events.recv_timeout(Duration::from_millis(1)), None);
+/// drop(publisher);
+/// assert_eq!(events.recv(), None); // closed
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Events {
+    rx: mpsc::Receiver<Event>,
+}
+
+impl Events {
+    /// The next event, waiting for it; `None` once the endpoint is closed and every event
+    /// was taken.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// let events = publisher.events();
+    /// while let Some(event) = events.recv() {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn recv(&self) -> Option<Event> {
+        self.rx.recv().ok()
+    }
+
+    /// The next event, waiting at most `timeout`; `None` if none came in time, or once the
+    /// endpoint is closed and every event was taken (then [`Events::recv`] says `None` at
+    /// once).
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # use std::time::Duration;
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// if let Some(event) = publisher.events().recv_timeout(Duration::from_secs(1)) {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn recv_timeout(&self, timeout: Duration) -> Option<Event> {
+        self.rx.recv_timeout(timeout).ok()
+    }
+
+    /// The next event if one is queued, without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// let events = publisher.events();
+    /// while let Some(event) = events.try_recv() {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn try_recv(&self) -> Option<Event> {
+        self.rx.try_recv().ok()
+    }
+
+    /// The queued events, without waiting.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// let events = publisher.events();
+    /// let connects = events.try_iter().filter(|e| matches!(e, mmipc::Event::Connected { .. })).count();
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn try_iter(&self) -> impl Iterator<Item = Event> + '_ {
+        self.rx.try_iter()
+    }
+
+    /// The events, waiting for each; ends when the endpoint is closed.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// for event in publisher.events().iter() {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn iter(&self) -> impl Iterator<Item = Event> + '_ {
+        self.rx.iter()
+    }
+}
+
+impl IntoIterator for Events {
+    type Item = Event;
+    type IntoIter = mpsc::IntoIter<Event>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.rx.into_iter()
+    }
+}
+
+impl<'a> IntoIterator for &'a Events {
+    type Item = Event;
+    type IntoIter = mpsc::Iter<'a, Event>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.rx.iter()
+    }
+}
+
+impl std::fmt::Debug for Events {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Events").finish_non_exhaustive()
+    }
+}
+
 /// Fans events out to every receiver handed out by `events()`.
 #[derive(Default)]
 pub(crate) struct EventHub {
@@ -166,10 +297,10 @@ pub(crate) struct EventHub {
 }
 
 impl EventHub {
-    pub(crate) fn subscribe(&self) -> mpsc::Receiver<Event> {
+    pub(crate) fn subscribe(&self) -> Events {
         let (tx, rx) = mpsc::channel();
         lock(&self.senders).push(tx);
-        rx
+        Events { rx }
     }
 
     pub(crate) fn emit(&self, event: Event) {
@@ -187,232 +318,4 @@ impl EventHub {
 /// step, and a panicking user callback must not take the endpoint down with it.
 pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-const LIVE: u8 = 0;
-
-/// Bookkeeping of one connection, shared by the data path and the runtime thread.
-pub(crate) struct ConnInfo {
-    pub peer: Peer,
-    pub control: RingControl,
-    pub messages: Counter,
-    pub bytes: Counter,
-    pub drops: Counter,
-    /// `LIVE`, or 1 + the `DisconnectReason` that ended it.
-    state: AtomicU8,
-    reported: AtomicBool,
-}
-
-impl ConnInfo {
-    pub(crate) fn new(peer: Peer, control: RingControl) -> ConnInfo {
-        ConnInfo {
-            peer,
-            control,
-            messages: Counter::default(),
-            bytes: Counter::default(),
-            drops: Counter::default(),
-            state: AtomicU8::new(LIVE),
-            reported: AtomicBool::new(false),
-        }
-    }
-
-    pub(crate) fn is_live(&self) -> bool {
-        self.state.load(Ordering::Acquire) == LIVE
-    }
-
-    /// Ends the connection with `reason` and reports it once.
-    pub(crate) fn end(&self, reason: DisconnectReason, events: &EventHub) {
-        self.record(reason);
-        self.report(events);
-    }
-
-    /// Ends the connection with `reason` without reporting it yet. The first reason wins,
-    /// except that a protocol violation found before the end was reported replaces it (the
-    /// more specific truth: a departed publisher's ring that breaks the framing).
-    pub(crate) fn record(&self, reason: DisconnectReason) {
-        let code = 1 + reason as u8;
-        if reason == DisconnectReason::ProtocolViolation && !self.reported.load(Ordering::Acquire) {
-            self.state.store(code, Ordering::Release);
-        } else {
-            let _ = self
-                .state
-                .compare_exchange(LIVE, code, Ordering::AcqRel, Ordering::Acquire);
-        }
-    }
-
-    /// Whether the end was reported.
-    pub(crate) fn is_reported(&self) -> bool {
-        self.reported.load(Ordering::Acquire)
-    }
-
-    /// Reports the recorded end once (`Closed` if none was recorded).
-    pub(crate) fn report(&self, events: &EventHub) {
-        if !self.reported.swap(true, Ordering::AcqRel) {
-            events.emit(Event::Disconnected {
-                peer: self.peer,
-                reason: self.reason().unwrap_or(DisconnectReason::Closed),
-            });
-        }
-    }
-
-    pub(crate) fn reason(&self) -> Option<DisconnectReason> {
-        Some(match self.state.load(Ordering::Acquire) {
-            1 => DisconnectReason::Closed,
-            2 => DisconnectReason::Crashed,
-            3 => DisconnectReason::TimedOut,
-            4 => DisconnectReason::ProtocolViolation,
-            _ => return None,
-        })
-    }
-
-    pub(crate) fn stats(&self) -> ConnectionStats {
-        ConnectionStats {
-            peer: self.peer,
-            messages: self.messages.get(),
-            bytes: self.bytes.get(),
-            drops: self.drops.get(),
-            ring_fill: self.control.fill(),
-            ring_capacity: self.control.capacity(),
-        }
-    }
-}
-
-/// A statistics counter with one writer (the publishing path under its lock, or the one
-/// receiving thread) and any number of readers: a plain load and store, not a locked
-/// read-modify-write, on the per-message path.
-#[derive(Default)]
-pub(crate) struct Counter(AtomicU64);
-
-impl Counter {
-    /// Adds `n`. Only the counter's single writer calls this.
-    #[inline]
-    pub(crate) fn add(&self, n: u64) {
-        let v = self.0.load(Ordering::Relaxed);
-        self.0.store(v.wrapping_add(n), Ordering::Relaxed);
-    }
-
-    pub(crate) fn get(&self) -> u64 {
-        self.0.load(Ordering::Relaxed)
-    }
-}
-
-/// Which end of the ring the peer holds.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(crate) enum PeerEnd {
-    Producer,
-    Consumer,
-}
-
-/// How long a connection's peer has been silent, for the runtime's hang detection.
-pub(crate) struct Silence {
-    peer: PeerEnd,
-    /// The peer's heartbeat and ring position when last seen to change.
-    last_progress: (u64, u64),
-    last_change: Instant,
-    timeout: Duration,
-}
-
-impl Silence {
-    pub(crate) fn new(info: &ConnInfo, peer: PeerEnd, timeout: Duration) -> Silence {
-        Silence {
-            peer,
-            last_progress: peer_progress(info, peer),
-            last_change: Instant::now(),
-            timeout,
-        }
-    }
-
-    /// Why the connection must end now, if it must: the data path ended it, the peer closed
-    /// its side, or the peer has not heartbeaten for the timeout. `delayed`: our own tick
-    /// came late, so silence is not judged (the clock says nothing about the peer).
-    pub(crate) fn judge(
-        &mut self,
-        info: &ConnInfo,
-        now: Instant,
-        delayed: bool,
-    ) -> Option<DisconnectReason> {
-        let control = &info.control;
-        let peer_closed = match self.peer {
-            PeerEnd::Producer => control.producer_closed(),
-            PeerEnd::Consumer => control.consumer_closed(),
-        };
-        if !info.is_live() {
-            return Some(info.reason().unwrap_or(DisconnectReason::Closed));
-        }
-        if peer_closed {
-            return Some(if control.violated() {
-                DisconnectReason::ProtocolViolation
-            } else {
-                DisconnectReason::Closed
-            });
-        }
-        let progress = peer_progress(info, self.peer);
-        if progress != self.last_progress || delayed {
-            self.last_progress = progress;
-            self.last_change = now;
-            None
-        } else {
-            (now.duration_since(self.last_change) > self.timeout)
-                .then_some(DisconnectReason::TimedOut)
-        }
-    }
-}
-
-/// Why a peer whose process is gone (its lock is free) left: `Closed` if it had closed its
-/// side of the ring first (it exited normally, and we looked between its last two steps),
-/// else `Crashed`.
-pub(crate) fn departure(info: &ConnInfo, peer: PeerEnd) -> DisconnectReason {
-    let closed = match peer {
-        PeerEnd::Producer => info.control.producer_closed(),
-        PeerEnd::Consumer => info.control.consumer_closed(),
-    };
-    if !closed {
-        DisconnectReason::Crashed
-    } else if info.control.violated() {
-        DisconnectReason::ProtocolViolation
-    } else {
-        DisconnectReason::Closed
-    }
-}
-
-/// A peer moving its ring position is as alive as one heartbeating: a process whose
-/// runtime thread is starved of CPU while its reader or writer runs is not hung.
-fn peer_progress(info: &ConnInfo, peer: PeerEnd) -> (u64, u64) {
-    match peer {
-        PeerEnd::Producer => info.control.producer_progress(),
-        PeerEnd::Consumer => info.control.consumer_progress(),
-    }
-}
-
-/// Waits on `changed` until `count(&state) >= n`; returns the count, or a timeout error
-/// naming `what` ("subscriber", "publisher").
-pub(crate) fn wait_for_count<T>(
-    state: &Mutex<T>,
-    changed: &Condvar,
-    n: usize,
-    timeout: Duration,
-    what: &str,
-    count: impl Fn(&T) -> usize,
-) -> crate::Result<usize> {
-    // No deadline when `timeout` is too large for the clock (`Duration::MAX`): wait for ever.
-    let deadline = crate::options::deadline_after(timeout);
-    let mut guard = lock(state);
-    loop {
-        let have = count(&guard);
-        if have >= n {
-            return Ok(have);
-        }
-        let left = deadline.map_or(Duration::from_secs(3600), |d| {
-            d.saturating_duration_since(Instant::now())
-        });
-        if left.is_zero() {
-            return Err(crate::Error::Timeout {
-                what: format!("waiting for {n} {what}(s) (have {have})"),
-            });
-        }
-        guard = changed
-            .wait_timeout(guard, left)
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .0;
-    }
 }

@@ -213,7 +213,8 @@ fn rings(dirs: &ChannelDirs) -> Vec<RingInfo> {
         .flatten()
         .filter_map(|entry| {
             let name = entry.file_name();
-            let (publisher, subscriber, generation) = discovery::parse_ring_name(name.to_str()?)?;
+            let (publisher, subscriber, generation) =
+                crate::connection::segment::parse_ring_name(name.to_str()?)?;
             // A ring that cannot be opened (being removed, corrupt, not ours) is not shown.
             let control = RingSegment::open(entry.path()).ok()?.control();
             Some(RingInfo {

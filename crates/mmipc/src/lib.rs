@@ -20,7 +20,7 @@
 //!
 //! // Process B
 //! let mut subscriber = mmipc::Subscriber::new("telemetry")?;
-//! let msg = subscriber.recv()?; // sleeps in the kernel while idle
+//! let msg = subscriber.recv(); // sleeps in the kernel while idle
 //! assert_eq!(msg.payload(), b"hello");
 //! # Ok::<(), mmipc::Error>(())
 //! ```
@@ -49,15 +49,23 @@ mod sync;
 mod sys;
 
 #[cfg(not(loom))]
+mod callbacks;
+#[cfg(not(loom))]
 mod channel;
+#[cfg(not(loom))]
+mod connection;
 #[cfg(not(loom))]
 mod control;
 #[cfg(not(loom))]
 mod discovery;
 #[cfg(not(loom))]
+mod endpoint;
+#[cfg(not(loom))]
 mod event;
 #[cfg(not(loom))]
 pub mod inspect;
+#[cfg(not(loom))]
+mod message;
 #[cfg(not(loom))]
 mod options;
 #[cfg(not(loom))]
@@ -68,12 +76,18 @@ mod runtime;
 mod subscriber;
 
 #[cfg(not(loom))]
+pub use callbacks::{CallbackHandle, Callbacks};
+#[cfg(not(loom))]
 pub use channel::{MAX_CHANNEL_LEN, default_root, validate_channel};
 #[cfg(not(loom))]
 pub use discovery::{EndpointId, EndpointKind};
-pub use error::{Error, Result};
+pub use error::{Error, RecvTimeoutError, Result};
 #[cfg(not(loom))]
-pub use event::{ConnectionStats, DisconnectReason, Event, Peer};
+pub use error::{PublishError, WaitError};
+#[cfg(not(loom))]
+pub use event::{ConnectionStats, DisconnectReason, Event, Events, Peer};
+#[cfg(not(loom))]
+pub use message::{Message, MessageRef};
 #[cfg(not(loom))]
 pub use options::{
     DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT,
@@ -83,6 +97,4 @@ pub use options::{
 pub use publisher::{Publisher, PublisherBuilder};
 pub use ring::WaitStrategy;
 #[cfg(not(loom))]
-pub use subscriber::{
-    CallbackHandle, Callbacks, Message, MessageRef, Subscriber, SubscriberBuilder,
-};
+pub use subscriber::{Subscriber, SubscriberBuilder};

@@ -164,3 +164,82 @@ pub(crate) fn validate_capacity(capacity: usize) -> Result<()> {
     }
     Ok(())
 }
+
+/// The builder options both endpoints take, written once: `dir`, `wait_strategy`,
+/// `heartbeat_interval`, `peer_timeout`. The builder has a `common: Common`; `$ty` is the
+/// endpoint's type name, `$waits` says what a wait strategy governs, `$peer` names the peer.
+macro_rules! common_builder_options {
+    ($ty:literal, $waits:literal, $peer:literal) => {
+        /// The root directory where peers find each other (default:
+        /// [`default_root`](crate::default_root)).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir()?;
+        #[doc = concat!("let ep = mmipc::", $ty, "::builder(\"docs\").dir(dir.path()).build()?;")]
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
+            self.common.dir = Some(dir.into());
+            self
+        }
+
+        #[doc = concat!("How ", $waits, " waits (default: spin briefly, then sleep).")]
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir()?;
+        #[doc = concat!("let ep = mmipc::", $ty, "::builder(\"docs\")")]
+        ///     .dir(dir.path())
+        ///     .wait_strategy(mmipc::WaitStrategy::Park)
+        ///     .build()?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn wait_strategy(mut self, strategy: crate::WaitStrategy) -> Self {
+            self.common.wait = strategy;
+            self
+        }
+
+        /// How often this endpoint proves it is alive (default 1 s).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// # let dir = tempfile::tempdir()?;
+        #[doc = concat!("let ep = mmipc::", $ty, "::builder(\"docs\")")]
+        ///     .dir(dir.path())
+        ///     .heartbeat_interval(Duration::from_millis(100))
+        ///     .peer_timeout(Duration::from_millis(500))
+        ///     .build()?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn heartbeat_interval(mut self, interval: std::time::Duration) -> Self {
+            self.common.heartbeat_interval = interval;
+            self
+        }
+
+        #[doc = concat!("How long a ", $peer, " may go without a heartbeat (or ring progress) before it is")]
+        /// disconnected as hung, [`DisconnectReason::TimedOut`](crate::DisconnectReason::TimedOut)
+        /// (default 5 s; at least twice the heartbeat interval).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # use std::time::Duration;
+        /// # let dir = tempfile::tempdir()?;
+        #[doc = concat!("let ep = mmipc::", $ty, "::builder(\"docs\")")]
+        ///     .dir(dir.path())
+        ///     .peer_timeout(Duration::from_secs(2))
+        ///     .build()?;
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn peer_timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.common.peer_timeout = timeout;
+            self
+        }
+    };
+}
+pub(crate) use common_builder_options;

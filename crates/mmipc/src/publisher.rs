@@ -1,22 +1,20 @@
 //! [`Publisher`]: sends every message to every subscriber of its channel.
 
-use std::collections::HashMap;
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, mpsc};
-use std::time::{Duration, Instant};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use crate::channel::ChannelDirs;
-use crate::control::Control;
-use crate::discovery::{self, EndpointId, EndpointKind, Listing, Record};
-use crate::error::{Error, Result};
-use crate::event::{
-    ConnInfo, ConnectionStats, DisconnectReason, Event, EventHub, Peer, PeerEnd, Silence,
-    departure, lock, wait_for_count,
-};
+use crate::connection::framing;
+use crate::connection::liveness::{ConnInfo, PeerEnd, departure};
+use crate::connection::segment;
+use crate::control::Control as Doorbell;
+use crate::discovery::{self, EndpointId, EndpointKind, Listing};
+use crate::endpoint::{Conn, Core, Handoff, Maint, Registration, Role};
+use crate::error::{PublishError, Result, WaitError};
+use crate::event::{DisconnectReason, Event, Events, Peer, lock};
 use crate::options::{Common, DEFAULT_RING_CAPACITY, OnFull, validate_capacity};
-use crate::ring::{Producer, RingError, RingSegment, WaitStrategy};
-use crate::runtime::{self, Endpoint};
+use crate::ring::{Producer, RingError, RingSegment};
+use crate::runtime;
 use crate::sys;
 
 /// The sending end of a channel.
@@ -43,12 +41,12 @@ use crate::sys;
 /// publisher.wait_for_subscribers(1, Duration::from_secs(10))?;
 /// publisher.publish(b"hello")?;
 /// publisher.publish_parts(&[b"hel", b"lo ", b"again"])?;
-/// assert_eq!(subscriber.recv()?.payload(), b"hello");
-/// assert_eq!(subscriber.recv()?.payload(), b"hello again");
+/// assert_eq!(subscriber.recv().payload(), b"hello");
+/// assert_eq!(subscriber.recv().payload(), b"hello again");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 pub struct Publisher {
-    shared: Arc<Shared>,
+    core: Arc<Core<Sending>>,
 }
 
 /// Configures a [`Publisher`]; from [`Publisher::builder`].
@@ -72,20 +70,11 @@ pub struct PublisherBuilder {
 }
 
 impl PublisherBuilder {
-    /// The root directory where peers find each other (default:
-    /// [`default_root`](crate::default_root)).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn dir(mut self, dir: impl Into<PathBuf>) -> Self {
-        self.common.dir = Some(dir.into());
-        self
-    }
+    crate::options::common_builder_options!(
+        "Publisher",
+        "a publish blocked on a full ring",
+        "subscriber"
+    );
 
     /// Bytes of each subscriber's ring, a power of two from 4 KiB to 2 GiB (default 256 KiB).
     /// Larger messages still pass, in fragments.
@@ -109,7 +98,7 @@ impl PublisherBuilder {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).max_message_size(1024).build()?;
-    /// assert!(matches!(publisher.publish(&[0; 2048]), Err(mmipc::Error::MessageTooLarge { .. })));
+    /// assert!(matches!(publisher.publish(&[0; 2048]), Err(mmipc::PublishError::MessageTooLarge { .. })));
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn max_message_size(mut self, bytes: usize) -> Self {
@@ -133,62 +122,6 @@ impl PublisherBuilder {
     /// ```
     pub fn on_full(mut self, policy: OnFull) -> Self {
         self.on_full = policy;
-        self
-    }
-
-    /// How a publish blocked on a full ring waits (default: spin briefly, then sleep).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let publisher = mmipc::Publisher::builder("docs")
-    ///     .dir(dir.path())
-    ///     .wait_strategy(mmipc::WaitStrategy::Park)
-    ///     .build()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn wait_strategy(mut self, strategy: WaitStrategy) -> Self {
-        self.common.wait = strategy;
-        self
-    }
-
-    /// How often this endpoint proves it is alive (default 1 s).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # let dir = tempfile::tempdir()?;
-    /// let publisher = mmipc::Publisher::builder("docs")
-    ///     .dir(dir.path())
-    ///     .heartbeat_interval(Duration::from_millis(100))
-    ///     .peer_timeout(Duration::from_millis(500))
-    ///     .build()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn heartbeat_interval(mut self, interval: Duration) -> Self {
-        self.common.heartbeat_interval = interval;
-        self
-    }
-
-    /// How long a subscriber may go without a heartbeat before it is disconnected as hung
-    /// (default 5 s; at least twice the heartbeat interval).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # use std::time::Duration;
-    /// # let dir = tempfile::tempdir()?;
-    /// // A subscriber silent for 2 s is disconnected as `TimedOut`.
-    /// let publisher = mmipc::Publisher::builder("docs")
-    ///     .dir(dir.path())
-    ///     .peer_timeout(Duration::from_secs(2))
-    ///     .build()?;
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn peer_timeout(mut self, timeout: Duration) -> Self {
-        self.common.peer_timeout = timeout;
         self
     }
 
@@ -220,8 +153,8 @@ impl PublisherBuilder {
     /// the background thread; use [`Publisher::wait_for_subscribers`] to wait for them.
     ///
     /// # Errors
-    /// [`Error::InvalidChannel`], [`Error::InvalidOption`], [`Error::InsecureDirectory`] for a
-    /// directory others can write, [`Error::Io`] if files cannot be created.
+    /// [`Error::InvalidChannel`](crate::Error::InvalidChannel), [`Error::InvalidOption`](crate::Error::InvalidOption), [`Error::InsecureDirectory`](crate::Error::InsecureDirectory) for a
+    /// directory others can write, [`Error::Io`](crate::Error::Io) if files cannot be created.
     ///
     /// # Examples
     ///
@@ -235,85 +168,50 @@ impl PublisherBuilder {
     pub fn build(mut self) -> Result<Publisher> {
         self.common.validate()?;
         validate_capacity(self.ring_capacity)?;
-        let id = EndpointId::random();
-        let (dirs, lock_file) =
-            ChannelDirs::new_with_lock(&self.common.root(), &self.channel, |d| {
-                discovery::lock_path(d, EndpointKind::Publisher, id)
-            })?;
-        let record = Record {
-            protocol: discovery::PROTOCOL,
-            kind: EndpointKind::Publisher,
-            id: id.to_string(),
-            pid: std::process::id(),
-            max_message_size: self.common.max_message_size as u64,
-            heartbeat_interval_ms: self.common.heartbeat_interval.as_millis() as u64,
-            created_unix_ms: discovery::unix_ms(),
-        };
-        let record_path = match discovery::write_record(&dirs, &record, id) {
-            Ok(p) => p,
-            Err(e) => {
-                let _ = std::fs::remove_file(lock_file.path());
-                return Err(e);
-            }
-        };
-        let now = Instant::now();
-        let shared = Arc::new(Shared {
-            id,
-            channel: self.channel,
-            dirs,
-            common: self.common,
+        let (id, dirs, registration, ()) = Registration::create(
+            &self.common,
+            &self.channel,
+            EndpointKind::Publisher,
+            |_, _| Ok(()),
+        )?;
+        let role = Sending {
             ring_capacity: self.ring_capacity,
             on_full: self.on_full,
             same_process: self.same_process,
-            record_path,
             out: Mutex::new(Out {
                 conns: Vec::new(),
                 seq: 0,
             }),
-            pending: Mutex::new(Vec::new()),
-            has_pending: AtomicBool::new(false),
-            maint: Mutex::new(Maint {
-                conns: HashMap::new(),
-                timed_out: HashMap::new(),
-                generation: 0,
-                next_beat: now,
-                last_tick: now,
-            }),
-            changed: Condvar::new(),
-            events: EventHub::default(),
-            closed: AtomicBool::new(false),
-            lock_file: Mutex::new(Some(lock_file)),
-        });
-        let weak = Arc::downgrade(&shared);
-        runtime::register(weak);
+            pending: Handoff::default(),
+        };
+        let state = Reconnects {
+            timed_out: HashMap::new(),
+            generation: 0,
+        };
+        let core = Core::start(
+            (id, dirs, registration),
+            self.channel,
+            self.common,
+            role,
+            state,
+        );
         // Connect to every subscriber alive now, before returning: "subscriber first, then
         // publisher" loses nothing even without `wait_for_subscribers`. Later arrivals are
         // the runtime's.
-        shared.scan();
-        Ok(Publisher { shared })
+        runtime::Endpoint::scan(&*core);
+        Ok(Publisher { core })
     }
 }
 
-struct Shared {
-    id: EndpointId,
-    channel: String,
-    dirs: ChannelDirs,
-    common: Common,
+/// The publisher's part of the endpoint: its data path.
+struct Sending {
     ring_capacity: usize,
     on_full: OnFull,
     same_process: bool,
-    record_path: PathBuf,
     /// The publishing path: held for the duration of one `publish`.
     out: Mutex<Out>,
     /// Connections made by the runtime, picked up by the next `publish`.
-    pending: Mutex<Vec<Outgoing>>,
-    has_pending: AtomicBool,
-    /// The runtime's view of the connections.
-    maint: Mutex<Maint>,
-    changed: Condvar,
-    events: EventHub,
-    closed: AtomicBool,
-    lock_file: Mutex<Option<sys::LockFile>>,
+    pending: Handoff<Outgoing>,
 }
 
 struct Out {
@@ -330,33 +228,35 @@ struct Outgoing {
     told_too_large: bool,
 }
 
-struct Maint {
-    conns: HashMap<EndpointId, Tracked>,
+/// The publisher's part of the maintenance state.
+struct Reconnects {
     /// Subscribers disconnected for silence: reconnected once their doorbell heartbeat moves
     /// again (checked on each tick, with the doorbell kept mapped: reopening it on every scan
     /// would cost a file event each time).
     timed_out: HashMap<EndpointId, TimedOut>,
+    /// Of the last ring made (each connection gets a new one).
     generation: u64,
-    next_beat: Instant,
-    last_tick: Instant,
 }
 
 struct TimedOut {
-    doorbell: Control,
+    doorbell: Doorbell,
     heartbeat: u64,
     found: discovery::Found,
 }
 
-struct Tracked {
-    info: Arc<ConnInfo>,
-    ring_path: PathBuf,
-    doorbell: Control,
-    silence: Silence,
+/// What the publisher keeps per connection besides the core's fields.
+struct Subscribed {
+    doorbell: Doorbell,
     /// The subscriber as found in its record (to reconnect it after a time-out).
     found: discovery::Found,
 }
 
 impl Publisher {
+    crate::endpoint::endpoint_views!(
+        "let ep = mmipc::Publisher::builder(\"docs\").dir(dir.path()).build()?;",
+        "subscribers"
+    );
+
     /// A publisher on `channel` in the default directory, with default options.
     ///
     /// # Errors
@@ -396,40 +296,13 @@ impl Publisher {
         }
     }
 
-    /// This publisher's id (subscribers see it in each [`Message`](crate::Message)).
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
-    /// println!("publisher {}", publisher.id()); // 32 hex digits
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn id(&self) -> EndpointId {
-        self.shared.id
-    }
-
-    /// The channel name.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
-    /// assert_eq!(publisher.channel(), "docs");
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn channel(&self) -> &str {
-        &self.shared.channel
-    }
-
     /// Sends `msg` to every connected subscriber.
     ///
     /// # Errors
-    /// [`Error::MessageTooLarge`] above `max_message_size`; under [`OnFull::Fail`],
-    /// [`Error::Full`] when some subscriber had no room and
-    /// [`Error::TooLargeForSubscribers`] when the message is above some subscriber's
+    /// [`PublishError::MessageTooLarge`] above `max_message_size`;
+    /// [`PublishError::Closed`] after [`Publisher::close`]; under [`OnFull::Fail`],
+    /// [`PublishError::Full`] when some subscriber had no room and
+    /// [`PublishError::TooLargeForSubscribers`] when the message is above some subscriber's
     /// `max_message_size` (the others got it). Under the other policies a message above a
     /// subscriber's limit is a drop counted for that subscriber and reported once per
     /// connection as [`Event::MessageTooLarge`].
@@ -441,7 +314,7 @@ impl Publisher {
     /// publisher.publish(b"")?; // zero-length messages are delivered too
     /// # Ok::<(), mmipc::Error>(())
     /// ```
-    pub fn publish(&self, msg: &[u8]) -> Result<()> {
+    pub fn publish(&self, msg: &[u8]) -> Result<(), PublishError> {
         self.publish_parts(&[msg])
     }
 
@@ -458,96 +331,87 @@ impl Publisher {
     /// publisher.publish_parts(&[&header, b"body"])?;
     /// # Ok::<(), mmipc::Error>(())
     /// ```
-    pub fn publish_parts(&self, parts: &[&[u8]]) -> Result<()> {
-        let s = &*self.shared;
-        if s.closed.load(Ordering::Acquire) {
-            return Err(Error::Closed("publisher"));
-        }
+    pub fn publish_parts(&self, parts: &[&[u8]]) -> Result<(), PublishError> {
+        let core = &*self.core;
+        let s = &core.role;
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > s.common.max_message_size {
-            return Err(Error::MessageTooLarge {
+        if len > core.common.max_message_size {
+            return Err(PublishError::MessageTooLarge {
                 len,
-                max: s.common.max_message_size,
+                max: core.common.max_message_size,
             });
         }
         let mut out = lock(&s.out);
-        // A plain load first: the swap (a locked RMW) only when a new connection waits.
-        if s.has_pending.load(Ordering::Relaxed) && s.has_pending.swap(false, Ordering::AcqRel) {
-            out.conns.append(&mut lock(&s.pending));
+        // Checked under the lock: `close` takes it too, so no publish runs past a close.
+        if runtime::Endpoint::is_closed(core) {
+            return Err(PublishError::Closed);
+        }
+        if let Some(mut new) = s.pending.take() {
+            out.conns.append(&mut new);
         }
         out.seq += 1;
-        let seq = out.seq.to_le_bytes();
-        let mut small: [&[u8]; 8] = [&[]; 8];
-        let big: Vec<&[u8]>;
-        let frame: &[&[u8]] = if parts.len() < small.len() {
-            small[0] = &seq;
-            small[1..=parts.len()].copy_from_slice(parts);
-            &small[..=parts.len()]
-        } else {
-            big = std::iter::once(&seq[..])
-                .chain(parts.iter().copied())
-                .collect();
-            &big
-        };
         let mut full = Vec::new();
         let mut too_large = Vec::new();
-        out.conns.retain_mut(|c| {
-            if !c.info.is_live() {
-                return false;
-            }
-            if len as u64 > c.max_len {
-                c.info.drops.add(1);
-                too_large.push((c.info.peer.id, c.max_len));
-                if !c.told_too_large {
-                    c.told_too_large = true;
-                    s.events.emit(Event::MessageTooLarge {
-                        peer: c.info.peer,
-                        len,
-                        max: c.max_len,
-                    });
+        framing::with_frame(out.seq, parts, |frame| {
+            out.conns.retain_mut(|c| {
+                if !c.info.is_live() {
+                    return false;
                 }
-                return true;
-            }
-            let result = match s.on_full {
-                OnFull::Block => c.producer.write_parts(frame, None),
-                OnFull::BlockFor(d) => c
-                    .producer
-                    .write_parts(frame, crate::options::deadline_after(d)),
-                OnFull::DropNewest | OnFull::Fail => c.producer.try_write_parts(frame),
-            };
-            match result {
-                Ok(()) => {
-                    c.info.messages.add(1);
-                    c.info.bytes.add(len as u64);
-                    true
-                }
-                Err(RingError::Full | RingError::Timeout) => {
+                if len as u64 > c.max_len {
                     c.info.drops.add(1);
-                    if s.on_full == OnFull::Fail {
-                        full.push(c.info.peer.id);
+                    too_large.push((c.info.peer.id, c.max_len));
+                    if !c.told_too_large {
+                        c.told_too_large = true;
+                        core.events.emit(Event::MessageTooLarge {
+                            peer: c.info.peer,
+                            len,
+                            max: c.max_len,
+                        });
                     }
-                    true
+                    return true;
                 }
-                Err(RingError::Violation(_)) => {
-                    c.info.end(DisconnectReason::ProtocolViolation, &s.events);
-                    false
+                let result = match s.on_full {
+                    OnFull::Block => c.producer.write_parts(frame, None),
+                    OnFull::BlockFor(d) => c
+                        .producer
+                        .write_parts(frame, crate::options::deadline_after(d)),
+                    OnFull::DropNewest | OnFull::Fail => c.producer.try_write_parts(frame),
+                };
+                match result {
+                    Ok(()) => {
+                        c.info.messages.add(1);
+                        c.info.bytes.add(len as u64);
+                        true
+                    }
+                    Err(RingError::Full | RingError::Timeout) => {
+                        c.info.drops.add(1);
+                        if s.on_full == OnFull::Fail {
+                            full.push(c.info.peer.id);
+                        }
+                        true
+                    }
+                    Err(RingError::Violation(_)) => {
+                        c.info
+                            .end(DisconnectReason::ProtocolViolation, &core.events);
+                        false
+                    }
+                    Err(_) => {
+                        c.info.end(DisconnectReason::Closed, &core.events);
+                        false
+                    }
                 }
-                Err(_) => {
-                    c.info.end(DisconnectReason::Closed, &s.events);
-                    false
-                }
-            }
+            });
         });
         drop(out);
         if s.on_full == OnFull::Fail && !too_large.is_empty() {
-            Err(Error::TooLargeForSubscribers {
+            Err(PublishError::TooLargeForSubscribers {
                 len,
                 subscribers: too_large,
             })
         } else if full.is_empty() {
             Ok(())
         } else {
-            Err(Error::Full { subscribers: full })
+            Err(PublishError::Full { subscribers: full })
         }
     }
 
@@ -561,7 +425,8 @@ impl Publisher {
     /// C# library this follows; the timeout error says so when such a subscriber exists.
     ///
     /// # Errors
-    /// [`Error::Timeout`] if fewer than `n` connected in time.
+    /// [`WaitError::Timeout`] if fewer than `n` connected in time (its `same_process` field
+    /// counts the subscribers of this process left out).
     ///
     /// # Examples
     ///
@@ -572,74 +437,33 @@ impl Publisher {
     /// publisher.publish(b"nobody misses this")?;
     /// # Ok::<(), mmipc::Error>(())
     /// ```
-    pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<usize> {
-        runtime::rescan();
-        let waited = wait_for_count(
-            &self.shared.maint,
-            &self.shared.changed,
-            n,
-            timeout,
-            "subscriber",
-            |m| m.conns.len(),
-        );
-        match waited {
-            Err(Error::Timeout { what }) if !self.shared.same_process => {
+    pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<usize, WaitError> {
+        let core = &*self.core;
+        match core.wait_for_peers(n, timeout) {
+            Err(WaitError::Timeout {
+                wanted,
+                have,
+                peers,
+                ..
+            }) if !core.role.same_process => {
                 // The usual surprise: a subscriber in this very process, never counted.
                 let me = std::process::id();
-                let here = Listing::read(&self.shared.dirs)
+                let same_process = Listing::read(&core.dirs)
                     .records(EndpointKind::Subscriber)
                     .filter_map(|id| {
-                        discovery::read_record_of(&self.shared.dirs, EndpointKind::Subscriber, id)
+                        discovery::read_record_of(&core.dirs, EndpointKind::Subscriber, id)
                     })
                     .filter(|r| r.pid == me)
                     .count();
-                Err(Error::Timeout {
-                    what: if here == 0 {
-                        what
-                    } else {
-                        format!(
-                            "{what}; {here} subscriber(s) of this channel are in this same \
-                             process and are not counted: a publisher does not deliver to its \
-                             own process unless built with .deliver_to_same_process(true)"
-                        )
-                    },
+                Err(WaitError::Timeout {
+                    wanted,
+                    have,
+                    peers,
+                    same_process,
                 })
             }
             other => other,
         }
-    }
-
-    /// Number of subscribers currently connected.
-    ///
-    /// # Examples
-    ///
-    /// ```
-    /// # let dir = tempfile::tempdir()?;
-    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
-    /// assert_eq!(publisher.num_active_connections(), 0);
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    pub fn num_active_connections(&self) -> usize {
-        lock(&self.shared.maint).conns.len()
-    }
-
-    /// A snapshot of every connection: peer, counters, ring fill.
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// let publisher = mmipc::Publisher::new("telemetry")?;
-    /// for c in publisher.connections() {
-    ///     println!("pid {}: {} msgs, {} dropped, ring {}/{}", c.peer.pid, c.messages, c.drops, c.ring_fill, c.ring_capacity);
-    /// }
-    /// # Ok::<(), mmipc::Error>(())
-    /// ```
-    pub fn connections(&self) -> Vec<ConnectionStats> {
-        lock(&self.shared.maint)
-            .conns
-            .values()
-            .map(|t| t.info.stats())
-            .collect()
     }
 
     /// A new receiver of this publisher's connection events (each call gets its own copy of
@@ -654,8 +478,8 @@ impl Publisher {
     /// }
     /// # Ok::<(), mmipc::Error>(())
     /// ```
-    pub fn events(&self) -> mpsc::Receiver<Event> {
-        self.shared.events.subscribe()
+    pub fn events(&self) -> Events {
+        self.core.subscribe()
     }
 
     /// Closes the publisher: subscribers see the end of its stream, files are removed.
@@ -674,44 +498,44 @@ impl Publisher {
 
 impl Drop for Publisher {
     fn drop(&mut self) {
-        self.shared.shutdown();
+        self.core.role.close(&self.core);
     }
 }
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Publisher")
-            .field("channel", &self.shared.channel)
-            .field("id", &self.shared.id)
+            .field("channel", &self.core.channel)
+            .field("id", &self.core.id)
             .finish()
     }
 }
 
-impl Shared {
-    fn shutdown(&self) {
-        if self.closed.swap(true, Ordering::AcqRel) {
+impl Sending {
+    /// Closes the publisher: no publish runs past this point (a concurrent one finishes
+    /// first).
+    fn close(&self, core: &Core<Sending>) {
+        if !core.begin_close() {
             return;
         }
-        // No publish runs past this point (a concurrent one finishes first).
         let mut out = lock(&self.out);
-        let mut m = lock(&self.maint);
+        let mut m = core.maint();
         // Our side of every ring is closed before our record goes: a subscriber that finds
         // the record gone can tell a clean close from a crash by the ring.
         for c in &out.conns {
             c.info.control.close_producer_side();
         }
-        for c in lock(&self.pending).iter() {
-            c.info.control.close_producer_side();
-        }
-        let _ = std::fs::remove_file(&self.record_path);
-        for (&sub, t) in &m.conns {
+        self.pending
+            .for_each(|c| c.info.control.close_producer_side());
+        core.registration.remove_record();
+        for (&sub, c) in &m.conns {
             // A ring still holding messages stays for its live subscriber, which may not even
             // have opened it yet (it is told about rings by its directory watch): it drains
             // the ring and removes it. Everything published before `close` is delivered.
-            let keep = t.info.control.fill() != 0
-                && discovery::is_alive(&self.dirs, EndpointKind::Subscriber, sub);
-            if !keep {
-                let _ = sys::unlink_segment(&t.ring_path);
+            let unread = c.info.control.fill() != 0;
+            let alive = unread && discovery::is_alive(&core.dirs, EndpointKind::Subscriber, sub);
+            if !segment::ring_outlives_publisher(alive, Some(unread)) {
+                let _ = sys::unlink_segment(&c.ring_path);
             }
         }
         m.conns.clear();
@@ -719,191 +543,140 @@ impl Shared {
         // Dropping the producers marks each ring closed and rings each subscriber's doorbell.
         out.conns.clear();
         drop(out);
-        lock(&self.pending).clear();
-        if let Some(l) = lock(&self.lock_file).take() {
-            let _ = std::fs::remove_file(l.path());
-        }
-        self.dirs.remove_if_empty();
-        self.changed.notify_all();
+        self.pending.clear();
+        core.finish_close();
     }
 
-    fn connect(&self, m: &mut Maint, sub: &discovery::Found) -> Result<()> {
-        let doorbell = Control::open(&discovery::bell_path(&self.dirs, sub.id))?;
-        m.generation += 1;
-        let ring_path = discovery::ring_path(&self.dirs, self.id, sub.id, m.generation);
+    fn connect(
+        &self,
+        core: &Core<Sending>,
+        m: &mut Maint<Sending>,
+        sub: &discovery::Found,
+    ) -> Result<()> {
+        let doorbell = Doorbell::open(&segment::bell_path(&core.dirs, sub.id))?;
+        m.state.generation += 1;
+        let ring_path = segment::ring_path(&core.dirs, core.id, sub.id, m.state.generation);
         let mut producer =
             RingSegment::create_kept(&ring_path, self.ring_capacity)?.into_producer();
         producer.set_doorbell(doorbell.shared_bell());
-        producer.set_wait_strategy(self.common.wait);
+        producer.set_wait_strategy(core.common.wait);
         let peer = Peer {
             id: sub.id,
             pid: sub.record.pid,
         };
         let info = Arc::new(ConnInfo::new(peer, producer.control()));
-        lock(&self.pending).push(Outgoing {
+        self.pending.push(Outgoing {
             producer,
             info: Arc::clone(&info),
             max_len: sub.record.max_message_size,
             told_too_large: false,
         });
-        self.has_pending.store(true, Ordering::Release);
-        let timeout = sub.record.timeout_for(self.common.peer_timeout);
-        let silence = Silence::new(&info, PeerEnd::Consumer, timeout);
-        m.conns.insert(
+        let silence = core.silence_for(&info, &sub.record);
+        let extra = Subscribed {
+            doorbell,
+            found: sub.clone(),
+        };
+        core.add(
+            m,
             sub.id,
-            Tracked {
+            Conn {
                 info,
                 ring_path,
-                doorbell,
                 silence,
-                found: sub.clone(),
+                extra,
             },
         );
-        self.events.emit(Event::Connected { peer });
-        self.changed.notify_all();
         Ok(())
-    }
-
-    fn end(&self, m: &mut Maint, id: EndpointId, reason: DisconnectReason) {
-        if let Some(t) = m.conns.remove(&id) {
-            t.info.end(reason, &self.events);
-            // Release a publish blocked on this ring, and tell a resumed subscriber the
-            // connection is over.
-            t.info.control.close_consumer_side();
-            t.info.control.close_producer_side();
-            crate::ring::notify(&crate::ring::OsFutex, t.doorbell.bell());
-            let _ = sys::unlink_segment(&t.ring_path);
-            if reason == DisconnectReason::TimedOut {
-                let heartbeat = t.doorbell.heartbeat();
-                m.timed_out.insert(
-                    id,
-                    TimedOut {
-                        doorbell: t.doorbell,
-                        heartbeat,
-                        found: t.found,
-                    },
-                );
-            }
-            self.changed.notify_all();
-        }
     }
 }
 
-impl Endpoint for Shared {
-    fn dirs(&self) -> &ChannelDirs {
-        &self.dirs
-    }
+impl Role for Sending {
+    const KIND: EndpointKind = EndpointKind::Publisher;
+    const PEER_END: PeerEnd = PeerEnd::Consumer;
+    type Conn = Subscribed;
+    type State = Reconnects;
 
-    fn is_closed(&self) -> bool {
-        self.closed.load(Ordering::Acquire)
-    }
-
-    fn scan(&self) -> bool {
-        let mut m = lock(&self.maint);
-        if self.is_closed() {
-            return false;
-        }
-        let listing = Listing::read(&self.dirs);
-        let mut cleanup = discovery::CLEANUP_BATCH;
-        let mut present = std::collections::HashSet::new();
-        for id in listing.records(EndpointKind::Subscriber) {
-            present.insert(id);
-            if !discovery::is_alive(&self.dirs, EndpointKind::Subscriber, id) {
-                let reason = m.conns.get(&id).map_or(DisconnectReason::Crashed, |t| {
-                    departure(&t.info, PeerEnd::Consumer)
-                });
-                self.end(&mut m, id, reason);
-                if cleanup > 0 && listing.is_ours(&self.dirs, EndpointKind::Subscriber, id) {
-                    cleanup -= 1;
-                    listing.remove_dead(&self.dirs, EndpointKind::Subscriber, id);
-                }
-                continue;
-            }
+    fn connect_new(
+        core: &Core<Self>,
+        m: &mut Maint<Self>,
+        _listing: &Listing,
+        live: &HashSet<EndpointId>,
+    ) {
+        for &id in live {
             if m.conns.contains_key(&id) {
                 continue;
             }
             // Records are read only for live subscribers we are not connected to.
-            let Some(record) = discovery::read_record_of(&self.dirs, EndpointKind::Subscriber, id)
+            let Some(record) = discovery::read_record_of(&core.dirs, EndpointKind::Subscriber, id)
             else {
                 continue;
             };
-            if !self.same_process && record.pid == std::process::id() {
+            if !core.role.same_process && record.pid == std::process::id() {
                 continue;
             }
             let found = discovery::Found { id, record };
-            if let Some(t) = m.timed_out.get_mut(&id) {
+            if let Some(t) = m.state.timed_out.get_mut(&id) {
                 // Reconnected by `tick` once its heartbeat moves again.
                 t.found = found;
                 continue;
             }
             // A subscriber whose doorbell is missing or malformed is skipped for now.
-            let _ = self.connect(&mut m, &found);
+            let _ = core.role.connect(core, m, &found);
         }
-        let gone: Vec<EndpointId> = m
-            .conns
-            .keys()
-            .filter(|id| !present.contains(id))
-            .copied()
-            .collect();
-        // A record that disappeared was removed by its owner closing, or by a peer cleaning
-        // up after its crash: the ring tells which (a closing subscriber closes its side
-        // before it removes its record).
-        for id in gone {
-            let reason = m.conns.get(&id).map_or(DisconnectReason::Closed, |t| {
-                if t.doorbell.is_closed() && !t.info.control.violated() {
-                    // It marked its doorbell closed before removing its record (also when
-                    // it never attached to our ring): a departure, not a crash.
-                    DisconnectReason::Closed
-                } else {
-                    departure(&t.info, PeerEnd::Consumer)
-                }
-            });
-            self.end(&mut m, id, reason);
-        }
-        m.timed_out.retain(|id, _| present.contains(id));
-        // Dead publishers' leftovers, whoever notices first.
-        listing.clean_dead(&self.dirs, EndpointKind::Publisher, self.id, &mut cleanup);
-        // Out of cleanup budget: more dead endpoints may wait; scan again soon.
-        cleanup == 0
+        m.state.timed_out.retain(|id, _| live.contains(id));
     }
 
-    fn tick(&self, now: Instant) -> Instant {
-        let mut m = lock(&self.maint);
-        let interval = self.common.tick_interval();
-        if self.is_closed() {
-            return now + interval;
+    fn end(
+        core: &Core<Self>,
+        m: &mut Maint<Self>,
+        id: EndpointId,
+        conn: Conn<Subscribed>,
+        reason: DisconnectReason,
+    ) {
+        conn.info.end(reason, &core.events);
+        // Release a publish blocked on this ring, and tell a resumed subscriber the
+        // connection is over.
+        conn.info.control.close_consumer_side();
+        conn.info.control.close_producer_side();
+        crate::ring::notify(&crate::ring::OsFutex, conn.extra.doorbell.bell());
+        let _ = sys::unlink_segment(&conn.ring_path);
+        if reason == DisconnectReason::TimedOut {
+            let heartbeat = conn.extra.doorbell.heartbeat();
+            m.state.timed_out.insert(
+                id,
+                TimedOut {
+                    doorbell: conn.extra.doorbell,
+                    heartbeat,
+                    found: conn.extra.found,
+                },
+            );
         }
-        if now + runtime::tick_slack(interval) >= m.next_beat {
-            for t in m.conns.values() {
-                t.info.control.beat_producer();
-            }
-            m.next_beat = now + self.common.heartbeat_interval;
+    }
+
+    fn gone_reason(conn: &Conn<Subscribed>) -> DisconnectReason {
+        if conn.extra.doorbell.is_closed() && !conn.info.control.violated() {
+            // It marked its doorbell closed before removing its record (also when it never
+            // attached to our ring): a departure, not a crash.
+            DisconnectReason::Closed
+        } else {
+            departure(&conn.info, PeerEnd::Consumer)
         }
+    }
+
+    fn tick(core: &Core<Self>, m: &mut Maint<Self>) {
         // Timed-out subscribers whose heartbeat moved again are alive: reconnect them.
         let resumed: Vec<discovery::Found> = m
+            .state
             .timed_out
             .values()
             .filter(|t| t.doorbell.heartbeat() != t.heartbeat)
             .map(|t| t.found.clone())
             .collect();
         for sub in resumed {
-            m.timed_out.remove(&sub.id);
-            if discovery::is_alive(&self.dirs, EndpointKind::Subscriber, sub.id) {
-                let _ = self.connect(&mut m, &sub);
+            m.state.timed_out.remove(&sub.id);
+            if discovery::is_alive(&core.dirs, EndpointKind::Subscriber, sub.id) {
+                let _ = core.role.connect(core, m, &sub);
             }
         }
-        // If this thread itself was held up (machine suspended, process stopped), judge no
-        // one on the stale clock: restart every silence count.
-        let delayed = now.duration_since(m.last_tick) > self.common.peer_timeout / 2;
-        m.last_tick = now;
-        let ended: Vec<_> = m
-            .conns
-            .iter_mut()
-            .filter_map(|(&id, t)| Some((id, t.silence.judge(&t.info, now, delayed)?)))
-            .collect();
-        for (id, reason) in ended {
-            self.end(&mut m, id, reason);
-        }
-        now + interval
     }
 }

@@ -197,7 +197,7 @@ fn child_env(
 }
 
 /// The reason of the next `Disconnected` event, with the watchdog.
-fn next_disconnect(events: &std::sync::mpsc::Receiver<mmipc::Event>) -> mmipc::DisconnectReason {
+fn next_disconnect(events: &mmipc::Events) -> mmipc::DisconnectReason {
     loop {
         if let mmipc::Event::Disconnected { reason, .. } =
             events.recv_timeout(WATCHDOG).expect("watchdog: no event")
@@ -576,7 +576,7 @@ fn a_publishers_disconnect_comes_after_its_last_message() {
         let msg = sub.recv_timeout(WATCHDOG).unwrap();
         assert_eq!(msg.payload(), i.to_le_bytes());
     }
-    assert!(sub.try_recv().unwrap().is_none());
+    assert!(sub.try_recv().is_none());
     let end = events
         .recv_timeout(WATCHDOG)
         .expect("a Disconnected after the last message");
@@ -964,7 +964,7 @@ fn a_message_too_large_for_a_subscriber_is_reported() {
             let result = publisher.publish(&big);
             match policy {
                 mmipc::OnFull::Fail => match result {
-                    Err(mmipc::Error::TooLargeForSubscribers { len, subscribers }) => {
+                    Err(mmipc::PublishError::TooLargeForSubscribers { len, subscribers }) => {
                         assert_eq!(len, 5000);
                         assert_eq!(subscribers.len(), 1);
                         assert_eq!(subscribers[0].1, 1000);

@@ -115,12 +115,12 @@ impl Transport for MmipcLink {
     }
 
     fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let msg = self.rx()?.recv().context("mmipc recv")?;
+        let msg = self.rx()?.recv();
         Ok(f(msg.payload()))
     }
 
     fn echo(&mut self) -> Result<bool> {
-        let msg = self.rx()?.recv().context("mmipc recv")?;
+        let msg = self.rx()?.recv();
         if msg.payload() == STOP {
             return Ok(false);
         }
