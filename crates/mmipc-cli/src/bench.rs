@@ -17,7 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mmipc::{OnFull, Publisher, Subscriber, WaitStrategy};
 use serde_json::json;
 
-use crate::util::{allowed_cpus, cpu_model, fmt_count, fmt_ns, fmt_size, pin_to, size};
+use mmipc_benchkit::os::{allowed_cpus, cpu_model, cpu_pair, die_with_parent, pin_to};
+
+use crate::util::{fmt_count, fmt_ns, fmt_size, size};
 use crate::{CliResult, Failure, duration};
 
 /// Longest a peer waits for anything before giving up (a bug never hangs the bench).
@@ -108,7 +110,7 @@ pub(crate) fn run(root: &Path, args: BenchArgs, as_json: bool) -> CliResult {
         return Err(Failure::usage("--duration must be at least 100ms"));
     }
     let cpus = allowed_cpus();
-    let pins = (cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
+    let pins = cpu_pair(true);
     let steps = args.sizes.len() as u64 * 2;
     let bar = if std::io::stdout().is_terminal() {
         let bar = ProgressBar::new(steps);
@@ -163,7 +165,7 @@ pub(crate) fn run(root: &Path, args: BenchArgs, as_json: bool) -> CliResult {
         humantime::format_duration(args.duration),
         args.subscribers
     );
-    println!("{} ({} CPUs), {pinned}", cpu_model(), cpus.len());
+    println!("{}, {pinned}", cpu_model());
     println!();
     println!("| size | RTT p50 | RTT p99 | RTT p99.9 | one-way msgs/s | one-way MB/s |");
     println!("|---:|---:|---:|---:|---:|---:|");
@@ -422,7 +424,7 @@ fn throughput(
 pub(crate) fn peer(args: PeerArgs) -> CliResult {
     die_with_parent();
     if let Some(cpu) = args.cpu {
-        pin_to(cpu);
+        let _ = pin_to(cpu);
     }
     let strategy = args.wait.strategy();
     match args.role.as_str() {
@@ -480,13 +482,4 @@ pub(crate) fn peer(args: PeerArgs) -> CliResult {
         other => return Err(Failure::usage(format!("unknown peer role {other:?}"))),
     }
     Ok(())
-}
-
-/// A peer must not outlive the bench that started it.
-fn die_with_parent() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal number for this process.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
 }
