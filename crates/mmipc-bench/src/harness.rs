@@ -13,11 +13,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use hdrhistogram::Histogram;
-use serde::Serialize;
 
 use crate::os;
 use crate::peer::{PeerLine, PeerResult, PeerSpec, Role};
-use crate::report::{Row, Sample};
+use crate::rows::{Group, Row, Sample, mmipc_ring_for};
 use crate::transport::{LinkSpec, Mech, Pattern, SETUP_TIMEOUT};
 
 /// Longest wait for a responder's `ready` line.
@@ -28,85 +27,6 @@ pub const RUN_SLACK: Duration = Duration::from_secs(30);
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep at most this much of a peer's stderr for error messages.
 const STDERR_KEEP: usize = 16 << 10;
-
-/// A group of rows, selectable with `--rows`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Group {
-    /// Ping-pong round trips.
-    Latency,
-    /// One publisher process → one subscriber process, as fast as possible.
-    Throughput,
-    /// One publisher process → two subscriber processes.
-    Fanout,
-    /// Connection set-up of a new subscriber process, and detection of a `kill -9`ed peer.
-    Lifecycle,
-    /// Shared and resident memory of publisher and subscriber processes.
-    Memory,
-    /// CPU time of connected processes with nothing to do.
-    Idle,
-}
-
-impl Group {
-    /// Every group, in report order.
-    pub const ALL: [Group; 6] = [
-        Group::Latency,
-        Group::Throughput,
-        Group::Fanout,
-        Group::Lifecycle,
-        Group::Memory,
-        Group::Idle,
-    ];
-
-    /// Payload sizes of the group's rows (none for the groups measured in `crate::hooks`).
-    pub fn sizes(self) -> &'static [usize] {
-        match self {
-            Group::Latency => &[8, 64, 1 << 10, 64 << 10],
-            Group::Throughput => &[64, 4 << 10, 1 << 20],
-            Group::Fanout => &[64, 4 << 10],
-            Group::Lifecycle | Group::Memory | Group::Idle => &[],
-        }
-    }
-
-    fn pattern(self) -> Pattern {
-        match self {
-            Group::Latency => Pattern::PingPong,
-            _ => Pattern::OneWay,
-        }
-    }
-
-    fn receivers(self) -> usize {
-        match self {
-            Group::Fanout => 2,
-            _ => 1,
-        }
-    }
-
-    /// The row id for payload `size` (`rtt-64`, `tput-4096`, `fanout2-64`).
-    pub fn row_id(self, size: usize) -> String {
-        match self {
-            Group::Latency => format!("rtt-{size}"),
-            Group::Throughput => format!("tput-{size}"),
-            Group::Fanout => format!("fanout2-{size}"),
-            Group::Lifecycle => format!("lifecycle-{size}"),
-            Group::Memory => format!("memory-{size}"),
-            Group::Idle => format!("idle-{size}"),
-        }
-    }
-}
-
-/// The rule behind [`mmipc_ring_for`], for the report.
-pub const MMIPC_RING_RULE: &str = "max(256 KiB, 4 × message size rounded up to a power of two)";
-
-/// The capacity of the mmipc rings of a row of `size`-byte messages unless
-/// `--mmipc-ring-capacity` forces one: room for four messages, and never less than the
-/// library's default ([`MMIPC_RING_RULE`]) — what a user sending messages that large would
-/// configure, so that a message does not have to pass the ring in fragments.
-pub fn mmipc_ring_for(size: usize) -> usize {
-    size.saturating_mul(4)
-        .next_power_of_two()
-        .max(::mmipc::DEFAULT_RING_CAPACITY)
-}
 
 /// How a run is done.
 #[derive(Debug, Clone)]
@@ -187,8 +107,7 @@ impl Ctx {
                 .tempdir()
                 .context("temporary directory")?,
         };
-        let cpus = os::allowed_cpus();
-        let cpus = (pin && cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
+        let cpus = mmipc_benchkit::os::cpu_pair(pin);
         Ok(Ctx {
             exe: std::env::current_exe().context("path of this executable")?,
             root,

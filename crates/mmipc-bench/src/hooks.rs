@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 
-use crate::harness::{Ctx, EXIT_TIMEOUT, Group, Peers, READY_TIMEOUT, RUN_SLACK, Settings};
+use crate::harness::{Ctx, EXIT_TIMEOUT, Peers, READY_TIMEOUT, RUN_SLACK, Settings};
 use crate::os::{MemUse, Segment};
 use crate::peer::{PeerLine, PeerResult, PeerSpec, Role};
-use crate::report::{Row, Sample};
+use crate::rows::{Group, IDLE, LIFE_CYCLE, MEMORY, Row, Sample};
 use crate::transport::{LinkSpec, Mech, Pattern, SETUP_TIMEOUT};
 
 /// Messages the memory rows exchange before reading the processes' memory.
@@ -34,13 +34,6 @@ pub const MEMORY_SIZE: usize = 64;
 pub const FAN_SUBSCRIBERS: usize = 16;
 /// Pause between "both connected" and the `kill -9`, so that the connection is at rest.
 const CRASH_SETTLE: Duration = Duration::from_millis(10);
-
-/// Group names of the rows here, as the report shows them.
-pub const LIFE_CYCLE: &str = "life cycle";
-/// See [`LIFE_CYCLE`].
-pub const MEMORY: &str = "memory";
-/// See [`LIFE_CYCLE`].
-pub const IDLE: &str = "idle";
 
 /// A peer's task for the rows here.
 fn spec(

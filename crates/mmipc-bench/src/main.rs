@@ -31,6 +31,7 @@ mod os;
 mod payload;
 mod peer;
 mod report;
+mod rows;
 mod transport;
 
 use std::path::PathBuf;
@@ -40,7 +41,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use harness::{Ctx, Group, Settings};
+use harness::{Ctx, Settings};
+use rows::Group;
 use transport::Mech;
 
 /// Where `--md` without a file name writes: `bench/RESULTS.md` in the workspace.
@@ -182,9 +184,9 @@ fn compare(args: &CompareArgs) -> Result<bool> {
 
     let ms = |d: Duration| d.as_millis() as u64;
     let meta = report::Meta {
-        date: os::utc_now(),
-        cpu: os::cpu_model(),
-        kernel: os::kernel(),
+        date: mmipc_benchkit::os::utc_now(),
+        cpu: mmipc_benchkit::os::cpu_model(),
+        kernel: mmipc_benchkit::os::kernel(),
         pinning: ctx.pinning(),
         rounds: settings.rounds,
         latency_ms: (ms(settings.latency.0), ms(settings.latency.1)),

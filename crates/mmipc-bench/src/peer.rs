@@ -204,7 +204,7 @@ pub fn main(spec_json: &str) -> Result<()> {
     let spec: PeerSpec = serde_json::from_str(spec_json).context("peer specification")?;
     os::peer_watchdog(Duration::from_millis(spec.limit_ms));
     if let Some(cpu) = spec.cpu {
-        os::pin_to(cpu)?;
+        mmipc_benchkit::os::pin_to(cpu).with_context(|| format!("pin to CPU {cpu}"))?;
     }
     match spec.role {
         Role::ConnectPub | Role::ConnectSub if spec.link.mech.is_mmipc() => {

@@ -4,7 +4,7 @@
 //! The channel `<name>-down` carries initiator → responders, `<name>-up` responder →
 //! initiator (ping-pong only). Both sides use the wait strategy of the mechanism (the
 //! subscriber's for receiving, the publisher's for a full ring); rings have the capacity the
-//! harness chose for the row ([`crate::harness::mmipc_ring_for`] the message size, unless
+//! harness chose for the row ([`crate::rows::mmipc_ring_for`] the message size, unless
 //! `--mmipc-ring-capacity` forces one; the library's default where the spec says none) and
 //! `OnFull::Block`, so nothing is dropped.
 
