@@ -48,12 +48,29 @@ pub struct Settings {
     pub mmipc_ring: Option<usize>,
     /// How long the idle rows wait.
     pub idle: Duration,
+    /// Payload sizes of every measured row instead of each group's own ([`Group::sizes`]).
+    pub sizes: Option<Vec<usize>>,
+    /// Pause of the pinger between two round trips (none: back to back).
+    pub gap: Duration,
+    /// mmipc wait strategy `SpinThenPark(window)` instead of the mechanism's (ring alone).
+    pub spin_window: Option<Duration>,
+    /// The pinger checks echoes by their sequence words and every 1024th whole, instead of
+    /// comparing every echo whole.
+    pub sampled_check: bool,
 }
 
 impl Settings {
     /// The mmipc ring capacity of rows of `size`-byte messages.
     pub fn mmipc_ring(&self, size: usize) -> usize {
         self.mmipc_ring.unwrap_or_else(|| mmipc_ring_for(size))
+    }
+
+    /// Payload sizes of the rows of `group`.
+    pub fn sizes(&self, group: Group) -> &[usize] {
+        match &self.sizes {
+            Some(sizes) if !group.sizes().is_empty() => sizes,
+            _ => group.sizes(),
+        }
     }
 
     /// Whether rows of `group` are to be measured.
@@ -89,6 +106,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The private directory of this run (on tmpfs when there is one).
+    pub fn dir(&self) -> &Path {
+        self.root.path()
+    }
+
     /// This executable, which the peers run.
     pub fn exe(&self) -> &Path {
         &self.exe
@@ -167,6 +189,7 @@ impl Ctx {
             name,
             index: 0,
             mmipc_ring: Some(s.mmipc_ring(size)),
+            spin_window_ns: s.spin_window.map(|w| w.as_nanos() as u64),
         };
         let run = warm + measure;
         let limit = READY_TIMEOUT + 2 * SETUP_TIMEOUT + run + RUN_SLACK;
@@ -182,6 +205,8 @@ impl Ctx {
             limit_ms: limit.as_millis() as u64,
             peers,
             count: 0,
+            gap_us: s.gap.as_micros() as u64,
+            sampled_check: s.sampled_check,
         };
         let (responder, initiator) = match group.pattern() {
             Pattern::PingPong => (Role::Echo, Role::Ping),
@@ -226,7 +251,15 @@ impl Ctx {
 /// Checks what the peers of one measurement reported against each other.
 fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sample> {
     match (sent, got.as_slice()) {
-        (PeerResult::Pinged { count, hist }, [PeerResult::Echoed { count: echoed }]) => {
+        (
+            PeerResult::Pinged { count, hist, cpu },
+            [
+                PeerResult::Echoed {
+                    count: echoed,
+                    cpu: echo_cpu,
+                },
+            ],
+        ) => {
             ensure!(
                 *echoed == count,
                 "the echoer echoed {echoed} messages, the pinger sent {count}"
@@ -239,10 +272,12 @@ fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sampl
             Ok(Sample::Latency {
                 hist: h,
                 round_trips: count,
+                cpu: [cpu, *echo_cpu],
             })
         }
         (PeerResult::Sent { count, sum }, receivers) if !receivers.is_empty() => {
             let mut rates = Vec::new();
+            let mut measured = u64::MAX;
             for (i, r) in receivers.iter().enumerate() {
                 let PeerResult::Received {
                     count: c,
@@ -263,6 +298,7 @@ fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sampl
                 );
                 ensure!(*measured_ns > 0, "receiver {i} measured no time");
                 rates.push(*measured_msgs as f64 * 1e9 / *measured_ns as f64);
+                measured = measured.min(*measured_msgs);
             }
             let rate = rates.iter().copied().fold(f64::INFINITY, f64::min);
             Ok(Sample::Throughput {
@@ -270,6 +306,7 @@ fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sampl
                 bytes_per_s: rate * size as f64,
                 per_receiver: rates,
                 messages: count,
+                measured,
             })
         }
         (sent, got) => bail!("unexpected reports: {sent:?} and {got:?}"),
@@ -283,7 +320,7 @@ pub fn run_rows(ctx: &Ctx, s: &Settings) -> Vec<Row> {
         .groups
         .iter()
         .flat_map(|&g| {
-            g.sizes().iter().map(move |&size| {
+            s.sizes(g).iter().map(move |&size| {
                 let mechs = s
                     .mechs
                     .iter()
@@ -615,6 +652,10 @@ mod tests {
             pin: false,
             mmipc_ring: None,
             idle: Duration::ZERO,
+            sizes: None,
+            gap: Duration::ZERO,
+            spin_window: None,
+            sampled_check: false,
         };
         assert_eq!(s.mmipc_ring(1 << 20), 4 << 20);
         s.mmipc_ring = Some(default);

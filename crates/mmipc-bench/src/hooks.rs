@@ -53,6 +53,8 @@ fn spec(
         limit_ms: limit.as_millis() as u64,
         peers: Vec::new(),
         count,
+        gap_us: 0,
+        sampled_check: false,
     }
 }
 
@@ -67,6 +69,7 @@ fn link(mech: Mech, dir: &Path, name: String, receivers: usize) -> LinkSpec {
         name,
         index: 0,
         mmipc_ring: None,
+        spin_window_ns: None,
     }
 }
 

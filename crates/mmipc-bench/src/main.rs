@@ -31,6 +31,7 @@ mod os;
 mod payload;
 mod peer;
 mod report;
+mod ring;
 mod rows;
 mod transport;
 
@@ -63,7 +64,9 @@ struct Cli {
 enum Cmd {
     /// Measure every mechanism and print a Markdown report.
     Compare(CompareArgs),
-    /// A peer process of a measurement (started by `compare`).
+    /// Measure mmipc's ring alone in each wait mode, beside a Unix domain socket.
+    Ring(ring::RingArgs),
+    /// A peer process of a measurement (started by `compare` and `ring`).
     #[command(hide = true)]
     Peer {
         /// The peer's task, as JSON.
@@ -121,6 +124,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Ring(args) => match ring::run(&args, &command_line()) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("mmipc-bench: some measurements failed (see the Failures section)");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("mmipc-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Compare(args) => match compare(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => {
@@ -133,6 +147,14 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The command that reproduces this run, for the report.
+fn command_line() -> String {
+    std::iter::once("cargo run --release -p mmipc-bench --".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs the comparison; `Ok(false)` if some measurement of mmipc failed.
@@ -165,12 +187,13 @@ fn compare(args: &CompareArgs) -> Result<bool> {
         pin: !args.no_pin,
         mmipc_ring: args.mmipc_ring_capacity,
         idle: Duration::from_millis(args.idle_ms.unwrap_or(2000)),
+        sizes: None,
+        gap: Duration::ZERO,
+        spin_window: None,
+        sampled_check: false,
     };
     let ctx = Ctx::new(settings.pin)?;
-    let command = std::iter::once("cargo run --release -p mmipc-bench --".to_string())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = command_line();
     eprintln!(
         "mmipc-bench: {} rounds, {} ms warm-up + {} ms per run, {}",
         settings.rounds,

@@ -48,16 +48,51 @@ pub fn mono_ns() -> u64 {
 
 /// CPU time (user + system) used so far by every thread of this process, in nanoseconds.
 pub fn cpu_ns() -> u64 {
-    let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
-    // SAFETY: `ru` is a writable rusage; the kernel fills it in.
-    let r = unsafe { libc::getrusage(libc::RUSAGE_SELF, ru.as_mut_ptr()) };
-    if r != 0 {
-        return 0;
+    Usage::of(libc::RUSAGE_SELF).cpu_ns
+}
+
+/// CPU time and context switches, from getrusage: of the calling thread
+/// ([`Usage::thread`]) or of the difference between two readings ([`Usage::since`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Usage {
+    /// User + system CPU time, ns.
+    pub cpu_ns: u64,
+    /// Voluntary context switches: in a benchmark loop, almost only futex sleeps.
+    pub vcsw: u64,
+    /// Involuntary context switches (preemptions).
+    pub ivcsw: u64,
+}
+
+impl Usage {
+    /// What the calling thread has used so far.
+    pub fn thread() -> Usage {
+        Usage::of(libc::RUSAGE_THREAD)
     }
-    // SAFETY: zero-initialised plain integers, filled by the successful call.
-    let ru = unsafe { ru.assume_init() };
-    let ns = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
-    ns(ru.ru_utime) + ns(ru.ru_stime)
+
+    fn of(who: libc::c_int) -> Usage {
+        let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: `ru` is a writable rusage; the kernel fills it in.
+        if unsafe { libc::getrusage(who, ru.as_mut_ptr()) } != 0 {
+            return Usage::default();
+        }
+        // SAFETY: zero-initialised plain integers, filled by the successful call.
+        let ru = unsafe { ru.assume_init() };
+        let ns = |tv: libc::timeval| tv.tv_sec as u64 * 1_000_000_000 + tv.tv_usec as u64 * 1000;
+        Usage {
+            cpu_ns: ns(ru.ru_utime) + ns(ru.ru_stime),
+            vcsw: ru.ru_nvcsw as u64,
+            ivcsw: ru.ru_nivcsw as u64,
+        }
+    }
+
+    /// What was used between `before` and this reading.
+    pub fn since(self, before: Usage) -> Usage {
+        Usage {
+            cpu_ns: self.cpu_ns.saturating_sub(before.cpu_ns),
+            vcsw: self.vcsw.saturating_sub(before.vcsw),
+            ivcsw: self.ivcsw.saturating_sub(before.ivcsw),
+        }
+    }
 }
 
 /// Sends SIGKILL to process `pid`.
@@ -185,6 +220,9 @@ mod tests {
         }
         assert!(mono_ns() - t0 >= 20_000_000);
         assert!(cpu_ns() > c0);
+        let u0 = Usage::thread();
+        std::thread::sleep(Duration::from_millis(2));
+        assert!(Usage::thread().since(u0).vcsw >= 1);
         let m = mem_use().unwrap();
         assert!(m.rss_kib > 0 && m.shmem_kib <= m.rss_kib, "{m:?}");
         assert!(page_size().is_power_of_two());

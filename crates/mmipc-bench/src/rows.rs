@@ -11,6 +11,7 @@ use mmipc_benchkit::table::median;
 use mmipc_benchkit::units::{fmt_mb, fmt_rate, fmt_size, fmt_us};
 use serde::Serialize;
 
+use crate::os::Usage;
 use crate::transport::{Mech, Pattern};
 
 /// Group names of the scalar rows of `crate::hooks`, as the report shows them.
@@ -110,6 +111,9 @@ pub enum Sample {
         hist: Histogram<u64>,
         /// Round trips made, warm-up included.
         round_trips: u64,
+        /// CPU time and context switches of the pinger's and the echoer's measuring thread
+        /// over all round trips, warm-up included.
+        cpu: [Usage; 2],
     },
     /// One-way: the rate after the warm-up (the slowest receiver's, with several).
     Throughput {
@@ -121,6 +125,8 @@ pub enum Sample {
         per_receiver: Vec<f64>,
         /// Messages sent, warm-up included.
         messages: u64,
+        /// Messages counted after the warm-up (the slowest receiver's count).
+        measured: u64,
     },
     /// Any other figure, in the row's unit (for rows added through `crate::hooks`).
     Scalar(f64),

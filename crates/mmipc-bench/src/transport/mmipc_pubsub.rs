@@ -8,7 +8,7 @@
 //! `--mmipc-ring-capacity` forces one; the library's default where the spec says none) and
 //! `OnFull::Block`, so nothing is dropped.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mmipc::{Publisher, Subscriber, WaitStrategy};
 
 use super::{LinkSpec, Mech, SETUP_TIMEOUT, Transport};
@@ -21,12 +21,8 @@ pub struct MmipcLink {
 }
 
 fn strategy(mech: Mech) -> Result<WaitStrategy> {
-    Ok(match mech {
-        Mech::MmipcSpin => WaitStrategy::Spin,
-        Mech::MmipcDefault => WaitStrategy::default(),
-        Mech::MmipcPark => WaitStrategy::Park,
-        other => bail!("{} is not an mmipc mechanism", other.id()),
-    })
+    mech.wait_strategy()
+        .with_context(|| format!("{} is not an mmipc mechanism", mech.id()))
 }
 
 fn publisher(spec: &LinkSpec, channel: &str) -> Result<Publisher> {
