@@ -9,6 +9,11 @@ use super::{Meta, outcome};
 use crate::rows::{Cell, MMIPC_RING_RULE, Row, Sample};
 use crate::transport::Mech;
 
+/// One figure of each round of `cell` that has it, as a JSON array.
+fn per_round<T: serde::Serialize>(cell: &Cell, figure: impl Fn(&Sample) -> Option<T>) -> Value {
+    json!(cell.samples.iter().filter_map(figure).collect::<Vec<T>>())
+}
+
 fn cell_json(row: &Row, cell: &Cell) -> Value {
     let mut v = json!({
         "headline": cell.headline(),
@@ -25,24 +30,14 @@ fn cell_json(row: &Row, cell: &Cell) -> Value {
             "p999_ns": h.value_at_quantile(0.999),
             "max_ns": h.max(),
         });
-        v["round_trips_incl_warmup"] = json!(
-            cell.samples
-                .iter()
-                .filter_map(|s| match s {
-                    Sample::Latency { round_trips, .. } => Some(*round_trips),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        );
-        v["round_p99_ns"] = json!(
-            cell.samples
-                .iter()
-                .filter_map(|s| match s {
-                    Sample::Latency { hist, .. } => Some(hist.value_at_quantile(0.99)),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        );
+        v["round_trips_incl_warmup"] = per_round(cell, |s| match s {
+            Sample::Latency { round_trips, .. } => Some(*round_trips),
+            _ => None,
+        });
+        v["round_p99_ns"] = per_round(cell, |s| match s {
+            Sample::Latency { hist, .. } => Some(hist.value_at_quantile(0.99)),
+            _ => None,
+        });
     } else if cell
         .samples
         .iter()
@@ -54,24 +49,14 @@ fn cell_json(row: &Row, cell: &Cell) -> Value {
             cell.headline()
                 .map(|r| r * row.size.unwrap_or(0) as f64 / 1e6)
         );
-        v["per_receiver_msgs_per_s"] = json!(
-            cell.samples
-                .iter()
-                .filter_map(|s| match s {
-                    Sample::Throughput { per_receiver, .. } => Some(per_receiver.clone()),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        );
-        v["messages"] = json!(
-            cell.samples
-                .iter()
-                .filter_map(|s| match s {
-                    Sample::Throughput { messages, .. } => Some(*messages),
-                    _ => None,
-                })
-                .collect::<Vec<_>>()
-        );
+        v["per_receiver_msgs_per_s"] = per_round(cell, |s| match s {
+            Sample::Throughput { per_receiver, .. } => Some(per_receiver.clone()),
+            _ => None,
+        });
+        v["messages"] = per_round(cell, |s| match s {
+            Sample::Throughput { messages, .. } => Some(*messages),
+            _ => None,
+        });
     } else {
         v["unit"] = json!(row.unit);
     }

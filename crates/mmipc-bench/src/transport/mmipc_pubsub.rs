@@ -11,7 +11,7 @@
 use anyhow::{Context, Result};
 use mmipc::{Publisher, Subscriber, WaitStrategy};
 
-use super::{LinkSpec, Mech, SETUP_TIMEOUT, Transport};
+use super::{LinkSpec, Mech, SETUP_TIMEOUT, Transport, half};
 use crate::payload::STOP;
 
 /// One end of an mmipc link.
@@ -51,20 +51,6 @@ fn down(spec: &LinkSpec) -> String {
 
 fn up(spec: &LinkSpec) -> String {
     format!("{}-up", spec.name)
-}
-
-impl MmipcLink {
-    fn tx(&self) -> Result<&Publisher> {
-        self.tx
-            .as_ref()
-            .context("this end of the link does not send")
-    }
-
-    fn rx(&mut self) -> Result<&mut Subscriber> {
-        self.rx
-            .as_mut()
-            .context("this end of the link does not receive")
-    }
 }
 
 impl Transport for MmipcLink {
@@ -107,20 +93,28 @@ impl Transport for MmipcLink {
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.tx()?.publish(msg).context("mmipc publish")
+        half(&mut self.tx, "send")?
+            .publish(msg)
+            .context("mmipc publish")
     }
 
     fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let msg = self.rx()?.recv().context("mmipc recv")?;
+        let msg = half(&mut self.rx, "receive")?
+            .recv()
+            .context("mmipc recv")?;
         Ok(f(msg.payload()))
     }
 
     fn echo(&mut self) -> Result<bool> {
-        let msg = self.rx()?.recv().context("mmipc recv")?;
+        let msg = half(&mut self.rx, "receive")?
+            .recv()
+            .context("mmipc recv")?;
         if msg.payload() == STOP {
             return Ok(false);
         }
-        self.tx()?.publish(msg.payload()).context("mmipc publish")?;
+        half(&mut self.tx, "send")?
+            .publish(msg.payload())
+            .context("mmipc publish")?;
         Ok(true)
     }
 }

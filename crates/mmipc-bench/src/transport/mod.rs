@@ -10,7 +10,7 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use mmipc::WaitStrategy;
 use mmipc::ring::DEFAULT_SPIN;
 use serde::{Deserialize, Serialize};
@@ -260,6 +260,13 @@ macro_rules! with_transport {
     };
 }
 pub(crate) use with_transport;
+
+/// The sending (`what`: "send") or receiving ("receive") half of one end of a link, or an
+/// error if this end has none.
+pub(crate) fn half<'a, T>(half: &'a mut Option<T>, what: &str) -> Result<&'a mut T> {
+    half.as_mut()
+        .with_context(|| format!("this end of the link does not {what}"))
+}
 
 /// Waits until `ready()` holds, polling every millisecond, at most [`SETUP_TIMEOUT`].
 pub fn poll_until(what: &str, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {

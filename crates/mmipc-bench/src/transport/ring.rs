@@ -16,7 +16,7 @@ use anyhow::{Context, Result, ensure};
 use mmipc::WaitStrategy;
 use mmipc::ring::{Consumer, Producer, RingSegment};
 
-use super::{LinkSpec, SETUP_TIMEOUT, Transport};
+use super::{LinkSpec, SETUP_TIMEOUT, Transport, half};
 use crate::payload::STOP;
 
 /// One end of a link made of one or two rings.
@@ -62,18 +62,6 @@ impl RingLink {
         }
         Ok(link)
     }
-
-    fn tx(&mut self) -> Result<&mut Producer> {
-        self.tx
-            .as_mut()
-            .context("this end of the link does not send")
-    }
-
-    fn rx(&mut self) -> Result<&mut Consumer> {
-        self.rx
-            .as_mut()
-            .context("this end of the link does not receive")
-    }
 }
 
 impl Transport for RingLink {
@@ -89,8 +77,7 @@ impl Transport for RingLink {
     }
 
     fn accept(mut link: RingLink, _spec: &LinkSpec) -> Result<RingLink> {
-        let hello = link
-            .rx()?
+        let hello = half(&mut link.rx, "receive")?
             .read_in_place(Some(Instant::now() + SETUP_TIMEOUT))
             .context("ring: waiting for the initiator's hello")?;
         ensure!(hello.is_empty(), "ring: hello of {} bytes", hello.len());
@@ -105,16 +92,20 @@ impl Transport for RingLink {
             false => None,
         };
         let mut link = RingLink::new(Some(tx), rx, spec)?;
-        link.tx()?.write(&[]).context("ring: hello")?;
+        half(&mut link.tx, "send")?
+            .write(&[])
+            .context("ring: hello")?;
         Ok(link)
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.tx()?.write(msg).context("ring write")
+        half(&mut self.tx, "send")?.write(msg).context("ring write")
     }
 
     fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let msg = self.rx()?.read_in_place(None).context("ring read")?;
+        let msg = half(&mut self.rx, "receive")?
+            .read_in_place(None)
+            .context("ring read")?;
         Ok(f(&msg))
     }
 
