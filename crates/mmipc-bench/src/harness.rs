@@ -631,6 +631,25 @@ impl Drop for Peers {
     }
 }
 
+/// Settings for tests: one round of everything, no time, idle rows of 2 s.
+#[cfg(test)]
+pub(crate) fn test_settings() -> Settings {
+    Settings {
+        rounds: 1,
+        latency: (Duration::ZERO, Duration::ZERO),
+        throughput: (Duration::ZERO, Duration::ZERO),
+        mechs: Mech::ALL.to_vec(),
+        groups: Group::ALL.to_vec(),
+        pin: false,
+        mmipc_ring: None,
+        idle: Duration::from_secs(2),
+        sizes: None,
+        gap: Duration::ZERO,
+        spin_window: None,
+        sampled_check: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -643,20 +662,7 @@ mod tests {
         assert_eq!(mmipc_ring_for(100 << 10), 512 << 10);
         assert_eq!(mmipc_ring_for(1 << 20), 4 << 20);
         assert_eq!(mmipc_ring_for((1 << 20) + 1), 8 << 20);
-        let mut s = Settings {
-            rounds: 1,
-            latency: (Duration::ZERO, Duration::ZERO),
-            throughput: (Duration::ZERO, Duration::ZERO),
-            mechs: Mech::ALL.to_vec(),
-            groups: Group::ALL.to_vec(),
-            pin: false,
-            mmipc_ring: None,
-            idle: Duration::ZERO,
-            sizes: None,
-            gap: Duration::ZERO,
-            spin_window: None,
-            sampled_check: false,
-        };
+        let mut s = test_settings();
         assert_eq!(s.mmipc_ring(1 << 20), 4 << 20);
         s.mmipc_ring = Some(default);
         assert_eq!(s.mmipc_ring(1 << 20), default);

@@ -205,19 +205,14 @@ fn compare(args: &CompareArgs) -> Result<bool> {
     let mut rows = harness::run_rows(&ctx, &settings);
     rows.extend(hooks::extra_rows(&ctx, &settings)?);
 
-    let ms = |d: Duration| d.as_millis() as u64;
     let meta = report::Meta {
         date: mmipc_benchkit::os::utc_now(),
         cpu: mmipc_benchkit::os::cpu_model(),
         kernel: mmipc_benchkit::os::kernel(),
         pinning: ctx.pinning(),
-        rounds: settings.rounds,
-        latency_ms: (ms(settings.latency.0), ms(settings.latency.1)),
-        throughput_ms: (ms(settings.throughput.0), ms(settings.throughput.1)),
         command,
         seconds: started.elapsed().as_secs_f64(),
-        mmipc_ring: settings.mmipc_ring,
-        idle_ms: ms(settings.idle),
+        settings,
     };
     let markdown = report::markdown(&meta, &rows);
     println!("{markdown}");

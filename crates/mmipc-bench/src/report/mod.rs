@@ -4,11 +4,13 @@
 //! targets checked in `targets`; rows come from `crate::rows`.
 
 use std::fmt::Write as _;
+use std::time::Duration;
 
 use mmipc_benchkit::table::markdown as table;
 use mmipc_benchkit::units::fmt_size;
 
-use crate::rows::{MMIPC_RING_RULE, Row, mmipc_ring_for};
+use crate::harness::Settings;
+use crate::rows::{MMIPC_RING_RULE, Row};
 use crate::transport::Mech;
 
 mod json;
@@ -30,27 +32,52 @@ pub struct Meta {
     pub kernel: String,
     /// Which process ran where.
     pub pinning: String,
-    /// Rounds per row.
-    pub rounds: usize,
-    /// Ping-pong warm-up and measured time, ms.
-    pub latency_ms: (u64, u64),
-    /// Throughput warm-up and measured time, ms.
-    pub throughput_ms: (u64, u64),
     /// The command line.
     pub command: String,
     /// Seconds the run took.
     pub seconds: f64,
-    /// mmipc ring capacity in bytes forced for every row (`--mmipc-ring-capacity`); `None`:
-    /// per row, by [`mmipc_ring_for`].
-    pub mmipc_ring: Option<usize>,
-    /// How long the idle rows waited, ms.
-    pub idle_ms: u64,
+    /// How the run was done: rounds, timings, the mmipc ring capacity if one was forced.
+    pub settings: Settings,
+}
+
+/// A duration in whole milliseconds.
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
 }
 
 impl Meta {
+    /// Rounds per row.
+    pub fn rounds(&self) -> usize {
+        self.settings.rounds
+    }
+
+    /// Ping-pong warm-up and measured time, ms.
+    pub fn latency_ms(&self) -> (u64, u64) {
+        (ms(self.settings.latency.0), ms(self.settings.latency.1))
+    }
+
+    /// Throughput warm-up and measured time, ms.
+    pub fn throughput_ms(&self) -> (u64, u64) {
+        (
+            ms(self.settings.throughput.0),
+            ms(self.settings.throughput.1),
+        )
+    }
+
+    /// How long the idle rows waited, ms.
+    pub fn idle_ms(&self) -> u64 {
+        ms(self.settings.idle)
+    }
+
+    /// mmipc ring capacity in bytes forced for every row (`--mmipc-ring-capacity`); `None`:
+    /// per row, by [`crate::rows::mmipc_ring_for`].
+    pub fn forced_ring(&self) -> Option<usize> {
+        self.settings.mmipc_ring
+    }
+
     /// The mmipc ring capacity of the rows of `size`-byte messages.
     pub fn mmipc_ring(&self, size: usize) -> usize {
-        self.mmipc_ring.unwrap_or_else(|| mmipc_ring_for(size))
+        self.settings.mmipc_ring(size)
     }
 
     /// "256 KiB for 8 B, 64 B; 4 MiB for 1 MiB": the ring of each message size in `rows`.
@@ -85,7 +112,7 @@ impl Meta {
         } else {
             format!(": {rings}")
         };
-        match self.mmipc_ring {
+        match self.forced_ring() {
             Some(bytes) => format!(
                 "mmipc rings: {} for every row (`--mmipc-ring-capacity`); the life-cycle, \
                  memory and idle rows use the library's defaults (256 KiB rings).",
@@ -116,7 +143,7 @@ pub fn markdown(meta: &Meta, rows: &[Row]) -> String {
         meta.cpu,
         meta.kernel,
         meta.pinning,
-        meta.rounds,
+        meta.rounds(),
         crate::transport::ICEORYX2_VERSION,
         meta.seconds
     );
@@ -252,12 +279,12 @@ fn method(meta: &Meta) -> String {
          `TCP_NODELAY`. The floor is a one-slot shared-memory mailbox with both sides \
          spinning: the cost of the hardware hand-off plus copies, not a transport. With two \
          receivers on one CPU (fan-out), spinning receivers share that CPU.\n",
-        rounds = meta.rounds,
-        lw = meta.latency_ms.0,
-        lm = meta.latency_ms.1,
-        tw = meta.throughput_ms.0,
-        tm = meta.throughput_ms.1,
-        ring = match meta.mmipc_ring {
+        rounds = meta.rounds(),
+        lw = meta.latency_ms().0,
+        lm = meta.latency_ms().1,
+        tw = meta.throughput_ms().0,
+        tm = meta.throughput_ms().1,
+        ring = match meta.forced_ring() {
             Some(bytes) => format!("rings of {}", fmt_size(bytes)),
             None => format!("rings of {}", MMIPC_RING_RULE),
         },
@@ -326,13 +353,9 @@ mod tests {
             cpu: String::new(),
             kernel: String::new(),
             pinning: String::new(),
-            rounds: 1,
-            latency_ms: (0, 0),
-            throughput_ms: (0, 0),
             command: String::new(),
             seconds: 0.0,
-            mmipc_ring: None,
-            idle_ms: 2000,
+            settings: crate::harness::test_settings(),
         }
     }
 }

@@ -104,7 +104,7 @@ pub(super) fn scalar_group_text(group: &str, meta: &Meta) -> (String, String) {
         format!(
             "Median over {} rounds, lowest–highest round in brackets; each round starts fresh \
              processes (pinned like the others). {what}",
-            meta.rounds
+            meta.rounds()
         )
     };
     match group {
@@ -147,8 +147,8 @@ pub(super) fn scalar_group_text(group: &str, meta: &Meta) -> (String, String) {
                  publisher process, waits {:.1} s in `recv_timeout` with nothing sent; CPU \
                  time (user + system, every thread, from getrusage) over wall time, in % of \
                  one core. The publisher process is measured over its own {:.1} s meanwhile.",
-                meta.idle_ms as f64 / 1000.0,
-                meta.idle_ms as f64 / 1000.0
+                meta.idle_ms() as f64 / 1000.0,
+                meta.idle_ms() as f64 / 1000.0
             )),
         ),
         other => (other.to_string(), String::new()),
