@@ -232,6 +232,17 @@ pub struct Row {
 }
 
 impl Row {
+    /// A row of `group` and `size` with one round per (mechanism, figure or error), for
+    /// tests.
+    #[cfg(test)]
+    pub fn with(group: Group, size: usize, rounds: &[(Mech, Result<f64, &str>)]) -> Row {
+        let mut row = Row::measured(group, size);
+        for (mech, round) in rounds {
+            row.add(*mech, round.map(Sample::Scalar).map_err(String::from));
+        }
+        row
+    }
+
     /// An empty row of one of the measured groups.
     pub fn measured(group: Group, size: usize) -> Row {
         let (g, title, unit, higher) = match group {

@@ -309,14 +309,13 @@ pub fn outcome(rows: &[Row]) -> (bool, bool) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::rows::{Group, Sample};
+    use crate::rows::Group;
 
     #[test]
     fn only_an_mmipc_failure_fails_the_run() {
-        let mut row = Row::measured(Group::Latency, 64);
-        row.add(Mech::MmipcSpin, Ok(Sample::Scalar(1.0)));
-        row.add(Mech::Iox2Event, Err("peer did not answer in time".into()));
-        let rows = vec![row];
+        let timed_out = Err("peer did not answer in time");
+        let rounds = [(Mech::MmipcSpin, Ok(1.0)), (Mech::Iox2Event, timed_out)];
+        let rows = vec![Row::with(Group::Latency, 64, &rounds)];
         assert_eq!(outcome(&rows), (true, false));
         let md = markdown(&test_meta(), &rows);
         assert!(
@@ -333,9 +332,11 @@ mod tests {
         let meta = test_meta();
         let mut rows = Vec::new();
         for size in [64, 4096, 1 << 20] {
-            let mut row = Row::measured(Group::Throughput, size);
-            row.add(Mech::MmipcDefault, Ok(Sample::Scalar(1.0)));
-            rows.push(row);
+            rows.push(Row::with(
+                Group::Throughput,
+                size,
+                &[(Mech::MmipcDefault, Ok(1.0))],
+            ));
         }
         let note = meta.ring_note(&rows);
         assert!(

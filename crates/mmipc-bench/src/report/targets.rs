@@ -203,10 +203,12 @@ mod tests {
 
     #[test]
     fn ratios_compare_mmipc_with_the_others() {
-        let mut row = Row::measured(Group::Throughput, 64);
-        row.add(Mech::MmipcDefault, Ok(Sample::Scalar(10.0)));
-        row.add(Mech::Iox2Poll, Ok(Sample::Scalar(5.0)));
-        row.add(Mech::Uds, Err("broken".into()));
+        let rounds = [
+            (Mech::MmipcDefault, Ok(10.0)),
+            (Mech::Iox2Poll, Ok(5.0)),
+            (Mech::Uds, Err("broken")),
+        ];
+        let row = Row::with(Group::Throughput, 64, &rounds);
         let r = row.ratios();
         assert_eq!(r.get("mmipc-default/iox2-poll"), Some(&2.0));
         assert_eq!(r.len(), 1);
