@@ -8,7 +8,11 @@
 //! cargo run --release -p mmipc-bench -- compare --rows latency --only mmipc-spin,iox2-poll,floor
 //! cargo run --release -p mmipc-bench -- compare --json results.json --md   # + bench/RESULTS.md
 //! cargo run --release -p mmipc-bench -- compare --rows lifecycle,memory,idle  # the rest
+//! cargo run --release -p mmipc-bench -- ring --quick            # the ring alone, see `ring`
 //! ```
+//!
+//! `ring` measures mmipc's ring without the pub/sub layer, in each wait mode, beside a Unix
+//! domain socket (the tables of the former `examples/ring_bench`), with the same harness.
 //!
 //! Besides round trips, throughput and fan-out (`--rows latency,throughput,fanout`), it
 //! measures connection set-up and crash detection (`lifecycle`), resident and shared memory

@@ -1,6 +1,6 @@
 //! The side-by-side report: the facts of a run ([`Meta`]), the Markdown report with its
 //! header, tables, target ratios, failures and method note ([`markdown`]), the JSON
-//! ([`json`]), and whether the run passes ([`outcome`]). Tables are drawn in `tables`,
+//! ([`json()`]), and whether the run passes ([`outcome`]). Tables are drawn in `tables`,
 //! targets checked in `targets`; rows come from `crate::rows`.
 
 use std::fmt::Write as _;
