@@ -96,7 +96,8 @@ pub fn die_with_parent() -> bool {
     true
 }
 
-/// "AMD EPYC ... (2 CPUs)": the CPU model from /proc/cpuinfo and the number of CPUs.
+/// "AMD EPYC ... (2 CPUs)": the CPU model from /proc/cpuinfo and the number of CPUs the
+/// machine has.
 pub fn cpu_model() -> String {
     let info = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
     let field = |name: &str| {
@@ -109,7 +110,11 @@ pub fn cpu_model() -> String {
         .or_else(|| field("Model"))
         .or_else(|| field("cpu model"))
         .unwrap_or_else(|| "unknown CPU".into());
-    let count = std::thread::available_parallelism().map_or(0, |n| n.get());
+    // The machine's CPUs, not those this thread may use (it may be pinned already).
+    let count = match info.lines().filter(|l| l.starts_with("processor")).count() {
+        0 => std::thread::available_parallelism().map_or(0, |n| n.get()),
+        n => n,
+    };
     format!("{model} ({count} CPUs)")
 }
 
