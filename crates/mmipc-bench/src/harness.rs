@@ -1,5 +1,9 @@
-//! The harness: plans rows and rounds, starts fresh peer processes for every measurement,
-//! watches them, and checks what they report.
+//! The harness: what a run is ([`Settings`]), where its peers run ([`Ctx`]: a private
+//! directory on tmpfs, the CPUs), one measurement in fresh peer processes with the check of
+//! what they report ([`Ctx::measure`]), the plan of rows and rounds of the measured groups
+//! ([`run_rows`]), and the peer processes of one measurement ([`Peers`]: started, read,
+//! told to go, killed when they hang). `compare`, `ring` and the hooks all measure through
+//! it.
 
 use std::cell::Cell as StdCell;
 use std::collections::VecDeque;
