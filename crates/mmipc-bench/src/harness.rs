@@ -1,5 +1,9 @@
-//! The harness: plans rows and rounds, starts fresh peer processes for every measurement,
-//! watches them, and checks what they report.
+//! The harness: what a run is ([`Settings`]), where its peers run ([`Ctx`]: a private
+//! directory on tmpfs, the CPUs), one measurement in fresh peer processes with the check of
+//! what they report ([`Ctx::measure`]), the plan of rows and rounds of the measured groups
+//! ([`run_rows`]), and the peer processes of one measurement ([`Peers`]: started, read,
+//! told to go, killed when they hang). `compare`, `ring` and the hooks all measure through
+//! it.
 
 use std::cell::Cell as StdCell;
 use std::collections::VecDeque;
@@ -13,11 +17,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use hdrhistogram::Histogram;
-use serde::Serialize;
 
 use crate::os;
 use crate::peer::{PeerLine, PeerResult, PeerSpec, Role};
-use crate::report::{Row, Sample};
+use crate::rows::{Group, Row, Sample, mmipc_ring_for};
 use crate::transport::{LinkSpec, Mech, Pattern, SETUP_TIMEOUT};
 
 /// Longest wait for a responder's `ready` line.
@@ -28,85 +31,6 @@ pub const RUN_SLACK: Duration = Duration::from_secs(30);
 pub const EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Keep at most this much of a peer's stderr for error messages.
 const STDERR_KEEP: usize = 16 << 10;
-
-/// A group of rows, selectable with `--rows`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
-#[serde(rename_all = "kebab-case")]
-pub enum Group {
-    /// Ping-pong round trips.
-    Latency,
-    /// One publisher process → one subscriber process, as fast as possible.
-    Throughput,
-    /// One publisher process → two subscriber processes.
-    Fanout,
-    /// Connection set-up of a new subscriber process, and detection of a `kill -9`ed peer.
-    Lifecycle,
-    /// Shared and resident memory of publisher and subscriber processes.
-    Memory,
-    /// CPU time of connected processes with nothing to do.
-    Idle,
-}
-
-impl Group {
-    /// Every group, in report order.
-    pub const ALL: [Group; 6] = [
-        Group::Latency,
-        Group::Throughput,
-        Group::Fanout,
-        Group::Lifecycle,
-        Group::Memory,
-        Group::Idle,
-    ];
-
-    /// Payload sizes of the group's rows (none for the groups measured in `crate::hooks`).
-    pub fn sizes(self) -> &'static [usize] {
-        match self {
-            Group::Latency => &[8, 64, 1 << 10, 64 << 10],
-            Group::Throughput => &[64, 4 << 10, 1 << 20],
-            Group::Fanout => &[64, 4 << 10],
-            Group::Lifecycle | Group::Memory | Group::Idle => &[],
-        }
-    }
-
-    fn pattern(self) -> Pattern {
-        match self {
-            Group::Latency => Pattern::PingPong,
-            _ => Pattern::OneWay,
-        }
-    }
-
-    fn receivers(self) -> usize {
-        match self {
-            Group::Fanout => 2,
-            _ => 1,
-        }
-    }
-
-    /// The row id for payload `size` (`rtt-64`, `tput-4096`, `fanout2-64`).
-    pub fn row_id(self, size: usize) -> String {
-        match self {
-            Group::Latency => format!("rtt-{size}"),
-            Group::Throughput => format!("tput-{size}"),
-            Group::Fanout => format!("fanout2-{size}"),
-            Group::Lifecycle => format!("lifecycle-{size}"),
-            Group::Memory => format!("memory-{size}"),
-            Group::Idle => format!("idle-{size}"),
-        }
-    }
-}
-
-/// The rule behind [`mmipc_ring_for`], for the report.
-pub const MMIPC_RING_RULE: &str = "max(256 KiB, 4 × message size rounded up to a power of two)";
-
-/// The capacity of the mmipc rings of a row of `size`-byte messages unless
-/// `--mmipc-ring-capacity` forces one: room for four messages, and never less than the
-/// library's default ([`MMIPC_RING_RULE`]) — what a user sending messages that large would
-/// configure, so that a message does not have to pass the ring in fragments.
-pub fn mmipc_ring_for(size: usize) -> usize {
-    size.saturating_mul(4)
-        .next_power_of_two()
-        .max(::mmipc::DEFAULT_RING_CAPACITY)
-}
 
 /// How a run is done.
 #[derive(Debug, Clone)]
@@ -128,12 +52,29 @@ pub struct Settings {
     pub mmipc_ring: Option<usize>,
     /// How long the idle rows wait.
     pub idle: Duration,
+    /// Payload sizes of every measured row instead of each group's own ([`Group::sizes`]).
+    pub sizes: Option<Vec<usize>>,
+    /// Pause of the pinger between two round trips (none: back to back).
+    pub gap: Duration,
+    /// mmipc wait strategy `SpinThenPark(window)` instead of the mechanism's (ring alone).
+    pub spin_window: Option<Duration>,
+    /// The pinger checks echoes by their sequence words and every 1024th whole, instead of
+    /// comparing every echo whole.
+    pub sampled_check: bool,
 }
 
 impl Settings {
     /// The mmipc ring capacity of rows of `size`-byte messages.
     pub fn mmipc_ring(&self, size: usize) -> usize {
         self.mmipc_ring.unwrap_or_else(|| mmipc_ring_for(size))
+    }
+
+    /// Payload sizes of the rows of `group`.
+    pub fn sizes(&self, group: Group) -> &[usize] {
+        match &self.sizes {
+            Some(sizes) if !group.sizes().is_empty() => sizes,
+            _ => group.sizes(),
+        }
     }
 
     /// Whether rows of `group` are to be measured.
@@ -169,6 +110,11 @@ pub struct Ctx {
 }
 
 impl Ctx {
+    /// The private directory of this run (on tmpfs when there is one).
+    pub fn dir(&self) -> &Path {
+        self.root.path()
+    }
+
     /// This executable, which the peers run.
     pub fn exe(&self) -> &Path {
         &self.exe
@@ -187,8 +133,7 @@ impl Ctx {
                 .tempdir()
                 .context("temporary directory")?,
         };
-        let cpus = os::allowed_cpus();
-        let cpus = (pin && cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
+        let cpus = mmipc_benchkit::os::cpu_pair(pin);
         Ok(Ctx {
             exe: std::env::current_exe().context("path of this executable")?,
             root,
@@ -248,6 +193,7 @@ impl Ctx {
             name,
             index: 0,
             mmipc_ring: Some(s.mmipc_ring(size)),
+            spin_window_ns: s.spin_window.map(|w| w.as_nanos() as u64),
         };
         let run = warm + measure;
         let limit = READY_TIMEOUT + 2 * SETUP_TIMEOUT + run + RUN_SLACK;
@@ -263,6 +209,8 @@ impl Ctx {
             limit_ms: limit.as_millis() as u64,
             peers,
             count: 0,
+            gap_us: s.gap.as_micros() as u64,
+            sampled_check: s.sampled_check,
         };
         let (responder, initiator) = match group.pattern() {
             Pattern::PingPong => (Role::Echo, Role::Ping),
@@ -307,7 +255,15 @@ impl Ctx {
 /// Checks what the peers of one measurement reported against each other.
 fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sample> {
     match (sent, got.as_slice()) {
-        (PeerResult::Pinged { count, hist }, [PeerResult::Echoed { count: echoed }]) => {
+        (
+            PeerResult::Pinged { count, hist, cpu },
+            [
+                PeerResult::Echoed {
+                    count: echoed,
+                    cpu: echo_cpu,
+                },
+            ],
+        ) => {
             ensure!(
                 *echoed == count,
                 "the echoer echoed {echoed} messages, the pinger sent {count}"
@@ -320,10 +276,12 @@ fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sampl
             Ok(Sample::Latency {
                 hist: h,
                 round_trips: count,
+                cpu: [cpu, *echo_cpu],
             })
         }
         (PeerResult::Sent { count, sum }, receivers) if !receivers.is_empty() => {
             let mut rates = Vec::new();
+            let mut measured = u64::MAX;
             for (i, r) in receivers.iter().enumerate() {
                 let PeerResult::Received {
                     count: c,
@@ -344,6 +302,7 @@ fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sampl
                 );
                 ensure!(*measured_ns > 0, "receiver {i} measured no time");
                 rates.push(*measured_msgs as f64 * 1e9 / *measured_ns as f64);
+                measured = measured.min(*measured_msgs);
             }
             let rate = rates.iter().copied().fold(f64::INFINITY, f64::min);
             Ok(Sample::Throughput {
@@ -351,6 +310,7 @@ fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sampl
                 bytes_per_s: rate * size as f64,
                 per_receiver: rates,
                 messages: count,
+                measured,
             })
         }
         (sent, got) => bail!("unexpected reports: {sent:?} and {got:?}"),
@@ -364,7 +324,7 @@ pub fn run_rows(ctx: &Ctx, s: &Settings) -> Vec<Row> {
         .groups
         .iter()
         .flat_map(|&g| {
-            g.sizes().iter().map(move |&size| {
+            s.sizes(g).iter().map(move |&size| {
                 let mechs = s
                     .mechs
                     .iter()
@@ -675,6 +635,25 @@ impl Drop for Peers {
     }
 }
 
+/// Settings for tests: one round of everything, no time, idle rows of 2 s.
+#[cfg(test)]
+pub(crate) fn test_settings() -> Settings {
+    Settings {
+        rounds: 1,
+        latency: (Duration::ZERO, Duration::ZERO),
+        throughput: (Duration::ZERO, Duration::ZERO),
+        mechs: Mech::ALL.to_vec(),
+        groups: Group::ALL.to_vec(),
+        pin: false,
+        mmipc_ring: None,
+        idle: Duration::from_secs(2),
+        sizes: None,
+        gap: Duration::ZERO,
+        spin_window: None,
+        sampled_check: false,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -687,16 +666,7 @@ mod tests {
         assert_eq!(mmipc_ring_for(100 << 10), 512 << 10);
         assert_eq!(mmipc_ring_for(1 << 20), 4 << 20);
         assert_eq!(mmipc_ring_for((1 << 20) + 1), 8 << 20);
-        let mut s = Settings {
-            rounds: 1,
-            latency: (Duration::ZERO, Duration::ZERO),
-            throughput: (Duration::ZERO, Duration::ZERO),
-            mechs: Mech::ALL.to_vec(),
-            groups: Group::ALL.to_vec(),
-            pin: false,
-            mmipc_ring: None,
-            idle: Duration::ZERO,
-        };
+        let mut s = test_settings();
         assert_eq!(s.mmipc_ring(1 << 20), 4 << 20);
         s.mmipc_ring = Some(default);
         assert_eq!(s.mmipc_ring(1 << 20), default);

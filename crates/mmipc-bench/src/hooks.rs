@@ -20,10 +20,10 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
 
-use crate::harness::{Ctx, EXIT_TIMEOUT, Group, Peers, READY_TIMEOUT, RUN_SLACK, Settings};
+use crate::harness::{Ctx, EXIT_TIMEOUT, Peers, READY_TIMEOUT, RUN_SLACK, Settings};
 use crate::os::{MemUse, Segment};
 use crate::peer::{PeerLine, PeerResult, PeerSpec, Role};
-use crate::report::{Row, Sample};
+use crate::rows::{Group, IDLE, LIFE_CYCLE, MEMORY, Row, Sample};
 use crate::transport::{LinkSpec, Mech, Pattern, SETUP_TIMEOUT};
 
 /// Messages the memory rows exchange before reading the processes' memory.
@@ -34,13 +34,6 @@ pub const MEMORY_SIZE: usize = 64;
 pub const FAN_SUBSCRIBERS: usize = 16;
 /// Pause between "both connected" and the `kill -9`, so that the connection is at rest.
 const CRASH_SETTLE: Duration = Duration::from_millis(10);
-
-/// Group names of the rows here, as the report shows them.
-pub const LIFE_CYCLE: &str = "life cycle";
-/// See [`LIFE_CYCLE`].
-pub const MEMORY: &str = "memory";
-/// See [`LIFE_CYCLE`].
-pub const IDLE: &str = "idle";
 
 /// A peer's task for the rows here.
 fn spec(
@@ -60,6 +53,8 @@ fn spec(
         limit_ms: limit.as_millis() as u64,
         peers: Vec::new(),
         count,
+        gap_us: 0,
+        sampled_check: false,
     }
 }
 
@@ -74,6 +69,7 @@ fn link(mech: Mech, dir: &Path, name: String, receivers: usize) -> LinkSpec {
         name,
         index: 0,
         mmipc_ring: None,
+        spin_window_ns: None,
     }
 }
 
@@ -85,9 +81,36 @@ fn fresh<T>(ctx: &Ctx, f: impl FnOnce(&Path, String) -> Result<T>) -> Result<T> 
     result
 }
 
-/// CPU of the process that is there first (publisher), CPU of the newcomer.
-fn cpus(ctx: &Ctx) -> (Option<usize>, Option<usize>) {
-    (ctx.cpus.map(|c| c.1), ctx.cpus.map(|c| c.0))
+/// Starts the process of `roles[0]` (the one that is there first, on the responders' CPU)
+/// and waits until it is ready, then that of `roles[1]` (the newcomer, on the initiator's
+/// CPU), told what the first's ready line said. Returns the peers and their two indices.
+fn start_pair(ctx: &Ctx, link: &LinkSpec, roles: [Role; 2]) -> Result<(Peers, usize, usize)> {
+    start_pair_for(ctx, link, roles, Duration::ZERO, 0)
+}
+
+/// [`start_pair`] with a measured time and a message count for the peers.
+fn start_pair_for(
+    ctx: &Ctx,
+    link: &LinkSpec,
+    roles: [Role; 2],
+    measure: Duration,
+    count: u64,
+) -> Result<(Peers, usize, usize)> {
+    let mut peers = Peers::new();
+    let name = |role: Role| format!("{} {role:?} peer", link.mech.id());
+    let cpu = ctx.cpus.map(|c| c.1);
+    let first = spec(roles[0], link, cpu, measure, 0);
+    let first = peers.spawn(ctx.exe(), &first, name(roles[0]))?;
+    let info = ready(&mut peers, first)?;
+    let mut newcomer = spec(roles[1], link, ctx.cpus.map(|c| c.0), measure, count);
+    newcomer.peers = vec![info];
+    let second = peers.spawn(ctx.exe(), &newcomer, name(roles[1]))?;
+    Ok((peers, first, second))
+}
+
+/// Rows of scalar figures of `group` in `unit`, less being better, from (id, title).
+fn scalar_rows<const N: usize>(group: &str, unit: &str, rows: [(&str, String); N]) -> [Row; N] {
+    rows.map(|(id, title)| Row::scalar(id, group, &title, unit, false))
 }
 
 /// Waits for the `ready` line of peer `id`.
@@ -138,20 +161,11 @@ pub fn connect_time(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
     if !s.wants(Group::Lifecycle) || mechs.is_empty() {
         return Ok(Vec::new());
     }
-    let mut first = Row::scalar(
-        "connect-first-message-ms",
-        LIFE_CYCLE,
-        "new subscriber process → first message in hand",
-        "ms",
-        false,
-    );
-    let mut event = Row::scalar(
-        "connect-publisher-event-ms",
-        LIFE_CYCLE,
-        "new subscriber process → publisher's `Connected`",
-        "ms",
-        false,
-    );
+    #[rustfmt::skip]
+    let [mut first, mut event] = scalar_rows(LIFE_CYCLE, "ms", [
+        ("connect-first-message-ms", "new subscriber process → first message in hand".into()),
+        ("connect-publisher-event-ms", "new subscriber process → publisher's `Connected`".into()),
+    ]);
     let started = Instant::now();
     for round in 0..s.rounds {
         for k in 0..mechs.len() {
@@ -185,20 +199,7 @@ pub fn connect_time(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
 /// One connection: (ms to the first message, ms to the publisher's `Connected`).
 fn connect_once(ctx: &Ctx, mech: Mech, dir: &Path, name: String) -> Result<(f64, Option<f64>)> {
     let link = link(mech, dir, name, 1);
-    let (old, new) = cpus(ctx);
-    let zero = Duration::ZERO;
-    let mut peers = Peers::new();
-    let p = peers.spawn(
-        ctx.exe(),
-        &spec(Role::ConnectPub, &link, old, zero, 0),
-        format!("{} connect publisher", mech.id()),
-    )?;
-    ready(&mut peers, p)?;
-    let sub = peers.spawn(
-        ctx.exe(),
-        &spec(Role::ConnectSub, &link, new, zero, 0),
-        format!("{} connect subscriber", mech.id()),
-    )?;
+    let (mut peers, p, sub) = start_pair(ctx, &link, [Role::ConnectPub, Role::ConnectSub])?;
     let deadline = Instant::now() + 2 * SETUP_TIMEOUT;
     let (start, first) = match peers.done(sub, deadline)? {
         PeerResult::Connect { start_ns, first_ns } => (start_ns, first_ns),
@@ -227,22 +228,11 @@ pub fn crash_detection(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
     if !s.wants(Group::Lifecycle) || !s.mechs.contains(&mech) {
         return Ok(Vec::new());
     }
-    let mut rows = [
-        Row::scalar(
-            "crash-publisher-ms",
-            LIFE_CYCLE,
-            "`kill -9` publisher → subscriber's `Disconnected(Crashed)`",
-            "ms",
-            false,
-        ),
-        Row::scalar(
-            "crash-subscriber-ms",
-            LIFE_CYCLE,
-            "`kill -9` subscriber → publisher's `Disconnected(Crashed)`",
-            "ms",
-            false,
-        ),
-    ];
+    #[rustfmt::skip]
+    let mut rows = scalar_rows(LIFE_CYCLE, "ms", [
+        ("crash-publisher-ms", "`kill -9` publisher → subscriber's `Disconnected(Crashed)`".into()),
+        ("crash-subscriber-ms", "`kill -9` subscriber → publisher's `Disconnected(Crashed)`".into()),
+    ]);
     let started = Instant::now();
     for round in 0..s.rounds {
         for k in 0..2 {
@@ -266,20 +256,7 @@ pub fn crash_detection(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
 /// One crash: ms from the kill to the survivor's event.
 fn crash_once(ctx: &Ctx, kill_publisher: bool, dir: &Path, name: String) -> Result<f64> {
     let link = link(Mech::MmipcDefault, dir, name, 1);
-    let (old, new) = cpus(ctx);
-    let zero = Duration::ZERO;
-    let mut peers = Peers::new();
-    let p = peers.spawn(
-        ctx.exe(),
-        &spec(Role::CrashPub, &link, old, zero, 0),
-        "mmipc crash publisher".into(),
-    )?;
-    ready(&mut peers, p)?;
-    let sub = peers.spawn(
-        ctx.exe(),
-        &spec(Role::CrashSub, &link, new, zero, 0),
-        "mmipc crash subscriber".into(),
-    )?;
+    let (mut peers, p, sub) = start_pair(ctx, &link, [Role::CrashPub, Role::CrashSub])?;
     let deadline = Instant::now() + 2 * SETUP_TIMEOUT;
     peers.expect(p, &PeerLine::Accepted, deadline)?;
     peers.expect(sub, &PeerLine::Accepted, deadline)?;
@@ -327,76 +304,32 @@ pub fn memory(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
         return Ok(Vec::new());
     }
     let after = "after 10,000 × 64 B";
-    let mut rss_pub = Row::scalar(
-        "rss-publisher-kib",
-        MEMORY,
-        &format!("publisher process VmRSS {after}"),
-        "KiB",
-        false,
-    );
-    let mut shmem_pub = Row::scalar(
-        "rss-shmem-publisher-kib",
-        MEMORY,
-        "… of which RssShmem (shared memory touched)",
-        "KiB",
-        false,
-    );
-    let mut rss_sub = Row::scalar(
-        "rss-subscriber-kib",
-        MEMORY,
-        &format!("subscriber process VmRSS {after}"),
-        "KiB",
-        false,
-    );
-    let mut shmem_sub = Row::scalar(
-        "rss-shmem-subscriber-kib",
-        MEMORY,
-        "… of which RssShmem (shared memory touched)",
-        "KiB",
-        false,
-    );
-    let mut map_pub = Row::scalar(
-        "shm-mapped-publisher-kib",
-        MEMORY,
-        "/dev/shm mapped by the publisher process (1 subscriber)",
-        "KiB",
-        false,
-    );
-    let mut map_sub = Row::scalar(
-        "shm-mapped-subscriber-kib",
-        MEMORY,
-        "/dev/shm mapped by the subscriber process",
-        "KiB",
-        false,
-    );
-    let mut ring = Row::scalar(
-        "shm-ring-kib",
-        MEMORY,
-        "ring segment file per connection (size)",
-        "KiB",
-        false,
-    );
-    let mut bell = Row::scalar(
-        "shm-doorbell-bytes",
-        MEMORY,
-        "doorbell segment file per subscriber (size)",
-        "B",
-        false,
-    );
-    let mut conn = Row::scalar(
-        "shm-connection-allocated-kib",
-        MEMORY,
-        &format!("one connection in tmpfs (ring + doorbell, pages allocated {after})"),
-        "KiB",
-        false,
-    );
-    let mut fan = Row::scalar(
-        "shm-1-publisher-16-subscribers-mib",
-        MEMORY,
-        "1 publisher + 16 subscribers: all segments, in whole pages",
-        "MiB",
-        false,
-    );
+    #[rustfmt::skip]
+    let kib_rows = [
+        ("rss-publisher-kib", format!("publisher process VmRSS {after}")),
+        ("rss-shmem-publisher-kib", "… of which RssShmem (shared memory touched)".into()),
+        ("rss-subscriber-kib", format!("subscriber process VmRSS {after}")),
+        ("rss-shmem-subscriber-kib", "… of which RssShmem (shared memory touched)".into()),
+        ("shm-mapped-publisher-kib", "/dev/shm mapped by the publisher process (1 subscriber)".into()),
+        ("shm-mapped-subscriber-kib", "/dev/shm mapped by the subscriber process".into()),
+        ("shm-ring-kib", "ring segment file per connection (size)".into()),
+        ("shm-connection-allocated-kib", format!("one connection in tmpfs (ring + doorbell, pages allocated {after})")),
+    ];
+    let [
+        mut rss_pub,
+        mut shmem_pub,
+        mut rss_sub,
+        mut shmem_sub,
+        mut map_pub,
+        mut map_sub,
+        mut ring,
+        mut conn,
+    ] = scalar_rows(MEMORY, "KiB", kib_rows);
+    #[rustfmt::skip]
+    let [mut bell, mut fan] = [
+        ("shm-doorbell-bytes", "doorbell segment file per subscriber (size)", "B"),
+        ("shm-1-publisher-16-subscribers-mib", "1 publisher + 16 subscribers: all segments, in whole pages", "MiB"),
+    ].map(|(id, title, unit)| Row::scalar(id, MEMORY, title, unit, false));
     let started = Instant::now();
     let kib = |bytes: u64| bytes as f64 / 1024.0;
     for round in 0..s.rounds {
@@ -472,18 +405,13 @@ pub fn memory(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
 /// their memory, the subscriber also the channel's segment files.
 fn pair_once(ctx: &Ctx, mech: Mech, dir: &Path, name: String) -> Result<PairMemory> {
     let link = link(mech, dir, name, 1);
-    let (old, new) = cpus(ctx);
-    let zero = Duration::ZERO;
-    let mut peers = Peers::new();
-    let sub = peers.spawn(
-        ctx.exe(),
-        &spec(Role::MemRecv, &link, old, zero, 0),
-        format!("{} memory subscriber", mech.id()),
+    let (mut peers, sub, p) = start_pair_for(
+        ctx,
+        &link,
+        [Role::MemRecv, Role::MemSend],
+        Duration::ZERO,
+        MEMORY_MESSAGES,
     )?;
-    let info = ready(&mut peers, sub)?;
-    let mut send = spec(Role::MemSend, &link, new, zero, MEMORY_MESSAGES);
-    send.peers = vec![info];
-    let p = peers.spawn(ctx.exe(), &send, format!("{} memory publisher", mech.id()))?;
     let setup = Instant::now() + 2 * SETUP_TIMEOUT;
     peers.expect(p, &PeerLine::Connected, setup)?;
     peers.expect(sub, &PeerLine::Accepted, setup)?;
@@ -533,20 +461,7 @@ fn pair_once(ctx: &Ctx, mech: Mech, dir: &Path, name: String) -> Result<PairMemo
 /// (what tmpfs holds once every page is touched).
 fn fan_once(ctx: &Ctx, dir: &Path, name: String) -> Result<u64> {
     let link = link(Mech::MmipcDefault, dir, name.clone(), FAN_SUBSCRIBERS);
-    let (old, new) = cpus(ctx);
-    let zero = Duration::ZERO;
-    let mut peers = Peers::new();
-    let subs = peers.spawn(
-        ctx.exe(),
-        &spec(Role::FanSubs, &link, old, zero, 0),
-        "mmipc 16 subscribers".into(),
-    )?;
-    ready(&mut peers, subs)?;
-    let p = peers.spawn(
-        ctx.exe(),
-        &spec(Role::FanPub, &link, new, zero, 0),
-        "mmipc publisher to 16".into(),
-    )?;
+    let (mut peers, subs, p) = start_pair(ctx, &link, [Role::FanSubs, Role::FanPub])?;
     let deadline = Instant::now() + 2 * SETUP_TIMEOUT;
     peers.done(p, deadline)?;
     match peers.done(subs, deadline)? {
@@ -577,20 +492,11 @@ pub fn idle_cpu(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
         return Ok(Vec::new());
     }
     let secs = s.idle.as_secs_f64();
-    let mut sub = Row::scalar(
-        "idle-subscriber-cpu-pct",
-        IDLE,
-        &format!("subscriber process blocked in `recv_timeout({secs} s)`, nothing sent"),
-        "% of a core",
-        false,
-    );
-    let mut publ = Row::scalar(
-        "idle-publisher-cpu-pct",
-        IDLE,
-        "its publisher process meanwhile (connected, publishing nothing)",
-        "% of a core",
-        false,
-    );
+    #[rustfmt::skip]
+    let [mut sub, mut publ] = scalar_rows(IDLE, "% of a core", [
+        ("idle-subscriber-cpu-pct", format!("subscriber process blocked in `recv_timeout({secs} s)`, nothing sent")),
+        ("idle-publisher-cpu-pct", "its publisher process meanwhile (connected, publishing nothing)".into()),
+    ]);
     let started = Instant::now();
     for round in 0..s.rounds {
         let outcome = fresh(ctx, |dir, name| idle_once(ctx, s.idle, dir, name));
@@ -613,19 +519,7 @@ pub fn idle_cpu(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
 /// One idle period: (publisher %, subscriber %) of one core.
 fn idle_once(ctx: &Ctx, idle: Duration, dir: &Path, name: String) -> Result<(f64, f64)> {
     let link = link(Mech::MmipcDefault, dir, name, 1);
-    let (old, new) = cpus(ctx);
-    let mut peers = Peers::new();
-    let p = peers.spawn(
-        ctx.exe(),
-        &spec(Role::IdlePub, &link, old, idle, 0),
-        "mmipc idle publisher".into(),
-    )?;
-    ready(&mut peers, p)?;
-    let sub = peers.spawn(
-        ctx.exe(),
-        &spec(Role::IdleSub, &link, new, idle, 0),
-        "mmipc idle subscriber".into(),
-    )?;
+    let (mut peers, p, sub) = start_pair_for(ctx, &link, [Role::IdlePub, Role::IdleSub], idle, 0)?;
     let setup = Instant::now() + 2 * SETUP_TIMEOUT;
     peers.expect(p, &PeerLine::Accepted, setup)?;
     peers.expect(sub, &PeerLine::Accepted, setup)?;

@@ -8,7 +8,11 @@
 //! cargo run --release -p mmipc-bench -- compare --rows latency --only mmipc-spin,iox2-poll,floor
 //! cargo run --release -p mmipc-bench -- compare --json results.json --md   # + bench/RESULTS.md
 //! cargo run --release -p mmipc-bench -- compare --rows lifecycle,memory,idle  # the rest
+//! cargo run --release -p mmipc-bench -- ring --quick            # the ring alone, see `ring`
 //! ```
+//!
+//! `ring` measures mmipc's ring without the pub/sub layer, in each wait mode, beside a Unix
+//! domain socket (the tables of the former `examples/ring_bench`), with the same harness.
 //!
 //! Besides round trips, throughput and fan-out (`--rows latency,throughput,fanout`), it
 //! measures connection set-up and crash detection (`lifecycle`), resident and shared memory
@@ -31,6 +35,8 @@ mod os;
 mod payload;
 mod peer;
 mod report;
+mod ring;
+mod rows;
 mod transport;
 
 use std::path::PathBuf;
@@ -40,7 +46,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use harness::{Ctx, Group, Settings};
+use harness::{Ctx, Settings};
+use rows::Group;
 use transport::Mech;
 
 /// Where `--md` without a file name writes: `bench/RESULTS.md` in the workspace.
@@ -61,7 +68,9 @@ struct Cli {
 enum Cmd {
     /// Measure every mechanism and print a Markdown report.
     Compare(CompareArgs),
-    /// A peer process of a measurement (started by `compare`).
+    /// Measure mmipc's ring alone in each wait mode, beside a Unix domain socket.
+    Ring(ring::RingArgs),
+    /// A peer process of a measurement (started by `compare` and `ring`).
     #[command(hide = true)]
     Peer {
         /// The peer's task, as JSON.
@@ -119,6 +128,17 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Cmd::Ring(args) => match ring::run(&args, &command_line()) {
+            Ok(true) => ExitCode::SUCCESS,
+            Ok(false) => {
+                eprintln!("mmipc-bench: some measurements failed (see the Failures section)");
+                ExitCode::FAILURE
+            }
+            Err(e) => {
+                eprintln!("mmipc-bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        },
         Cmd::Compare(args) => match compare(&args) {
             Ok(true) => ExitCode::SUCCESS,
             Ok(false) => {
@@ -131,6 +151,14 @@ fn main() -> ExitCode {
             }
         },
     }
+}
+
+/// The command that reproduces this run, for the report.
+fn command_line() -> String {
+    std::iter::once("cargo run --release -p mmipc-bench --".to_string())
+        .chain(std::env::args().skip(1))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// Runs the comparison; `Ok(false)` if some measurement of mmipc failed.
@@ -163,12 +191,13 @@ fn compare(args: &CompareArgs) -> Result<bool> {
         pin: !args.no_pin,
         mmipc_ring: args.mmipc_ring_capacity,
         idle: Duration::from_millis(args.idle_ms.unwrap_or(2000)),
+        sizes: None,
+        gap: Duration::ZERO,
+        spin_window: None,
+        sampled_check: false,
     };
     let ctx = Ctx::new(settings.pin)?;
-    let command = std::iter::once("cargo run --release -p mmipc-bench --".to_string())
-        .chain(std::env::args().skip(1))
-        .collect::<Vec<_>>()
-        .join(" ");
+    let command = command_line();
     eprintln!(
         "mmipc-bench: {} rounds, {} ms warm-up + {} ms per run, {}",
         settings.rounds,
@@ -180,19 +209,14 @@ fn compare(args: &CompareArgs) -> Result<bool> {
     let mut rows = harness::run_rows(&ctx, &settings);
     rows.extend(hooks::extra_rows(&ctx, &settings)?);
 
-    let ms = |d: Duration| d.as_millis() as u64;
     let meta = report::Meta {
-        date: os::utc_now(),
-        cpu: os::cpu_model(),
-        kernel: os::kernel(),
+        date: mmipc_benchkit::os::utc_now(),
+        cpu: mmipc_benchkit::os::cpu_model(),
+        kernel: mmipc_benchkit::os::kernel(),
         pinning: ctx.pinning(),
-        rounds: settings.rounds,
-        latency_ms: (ms(settings.latency.0), ms(settings.latency.1)),
-        throughput_ms: (ms(settings.throughput.0), ms(settings.throughput.1)),
         command,
         seconds: started.elapsed().as_secs_f64(),
-        mmipc_ring: settings.mmipc_ring,
-        idle_ms: ms(settings.idle),
+        settings,
     };
     let markdown = report::markdown(&meta, &rows);
     println!("{markdown}");

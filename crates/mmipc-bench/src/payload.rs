@@ -67,6 +67,16 @@ pub fn fill(buf: &mut [u8], seq: u64) {
     stamp(buf, seq);
 }
 
+/// Writes message `seq` of a stream into `buf`: [`fill`] every [`SAMPLE_EVERY`]th message,
+/// [`stamp`] the others (what [`StreamCheck`] expects).
+pub fn write_sampled(buf: &mut [u8], seq: u64) {
+    if seq.is_multiple_of(SAMPLE_EVERY) {
+        fill(buf, seq);
+    } else {
+        stamp(buf, seq);
+    }
+}
+
 /// One term of the running checksum of a stream.
 #[inline]
 pub fn mix(seq: u64, len: usize) -> u64 {
@@ -189,11 +199,7 @@ mod tests {
             let mut check = StreamCheck::new(size);
             let mut sum = 0u64;
             for seq in 0..3000u64 {
-                if seq.is_multiple_of(SAMPLE_EVERY) {
-                    fill(&mut buf, seq);
-                } else {
-                    stamp(&mut buf, seq);
-                }
+                write_sampled(&mut buf, seq);
                 sum = sum.wrapping_add(mix(seq, size));
                 assert!(matches!(check.take(&buf).unwrap(), Taken::Message));
             }

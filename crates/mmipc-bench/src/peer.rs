@@ -16,7 +16,7 @@ use hdrhistogram::Histogram;
 use serde::{Deserialize, Serialize};
 
 use crate::os;
-use crate::payload::{STOP, StreamCheck, Taken, check_echo, end_marker, fill, mix, stamp};
+use crate::payload::{STOP, StreamCheck, Taken, check_echo, end_marker, fill, mix, write_sampled};
 use crate::transport::{LinkSpec, Transport, with_transport};
 
 mod life;
@@ -99,6 +99,13 @@ pub struct PeerSpec {
     /// Messages to send, for [`Role::MemSend`].
     #[serde(default)]
     pub count: u64,
+    /// Ping: pause between two round trips, µs (0: back to back).
+    #[serde(default)]
+    pub gap_us: u64,
+    /// Ping: check echoes as a stream (sequence words; every 1024th message whole) instead
+    /// of comparing each whole.
+    #[serde(default)]
+    pub sampled_check: bool,
 }
 
 /// A line a peer prints on stdout.
@@ -126,6 +133,9 @@ pub enum PeerResult {
     Echoed {
         /// Messages echoed (not counting [`STOP`]).
         count: u64,
+        /// What the echoing thread used over all of them.
+        #[serde(default)]
+        cpu: os::Usage,
     },
     /// Ping: round trips, warm-up included, and the histogram of the measured ones (ns), as
     /// (value, count) pairs.
@@ -134,6 +144,9 @@ pub enum PeerResult {
         count: u64,
         /// Recorded values.
         hist: Vec<(u64, u64)>,
+        /// What the pinging thread used over all round trips.
+        #[serde(default)]
+        cpu: os::Usage,
     },
     /// Send: messages sent and their checksum.
     Sent {
@@ -204,7 +217,7 @@ pub fn main(spec_json: &str) -> Result<()> {
     let spec: PeerSpec = serde_json::from_str(spec_json).context("peer specification")?;
     os::peer_watchdog(Duration::from_millis(spec.limit_ms));
     if let Some(cpu) = spec.cpu {
-        os::pin_to(cpu)?;
+        mmipc_benchkit::os::pin_to(cpu).with_context(|| format!("pin to CPU {cpu}"))?;
     }
     match spec.role {
         Role::ConnectPub | Role::ConnectSub if spec.link.mech.is_mmipc() => {
@@ -237,7 +250,15 @@ fn run<T: Transport>(spec: &PeerSpec) -> Result<()> {
         stdin.read_line(&mut go).context("waiting for go")?;
         anyhow::ensure!(go.trim() == "go", "the harness did not say go");
         let result = match spec.role {
-            Role::Ping => ping(&mut t, link.size, warm, measure)?,
+            Role::Ping => {
+                let gap = Duration::from_micros(spec.gap_us);
+                ping(
+                    &mut t,
+                    link.size,
+                    (warm, measure),
+                    (gap, spec.sampled_check),
+                )?
+            }
             Role::MemSend => send_count(&mut t, link.size, spec.count)?,
             _ => send(&mut t, link.size, warm + measure)?,
         };
@@ -270,28 +291,42 @@ fn new_hist() -> Result<Histogram<u64>> {
     Histogram::new_with_bounds(1, 60_000_000_000, 3).context("histogram")
 }
 
-/// Ping-pong, initiator side. Every message has a fresh pattern and comes back compared
-/// byte for byte; the clock stops before the comparison.
 /// How long past its planned end a round-trip run goes on while it has recorded nothing
 /// (well below the harness's `RUN_SLACK`).
 const STARVED_LIMIT: Duration = Duration::from_secs(10);
 
+/// Ping-pong, initiator side. Every message has a fresh pattern and comes back compared
+/// byte for byte; or, if `sampled`, as a stream would ([`write_sampled`], [`StreamCheck`]):
+/// only every [`SAMPLE_EVERY`](crate::payload::SAMPLE_EVERY)th whole, the others by their
+/// sequence words, so that reading the echo does not pull every byte of it into this CPU's
+/// cache. The clock stops before the check; `gap` is a pause after each round trip.
 fn ping<T: Transport>(
     t: &mut T,
     size: usize,
-    warm: Duration,
-    measure: Duration,
+    (warm, measure): (Duration, Duration),
+    (gap, sampled): (Duration, bool),
 ) -> Result<PeerResult> {
     let mut hist = new_hist()?;
+    let mut stream = sampled.then(|| StreamCheck::new(size));
+    let before = os::Usage::thread();
     let mut buf = vec![0u8; size];
     let start = Instant::now();
     let (warm_end, end) = (start + warm, start + warm + measure);
     let mut seq = 0u64;
     loop {
-        fill(&mut buf, seq);
+        match sampled {
+            true => write_sampled(&mut buf, seq),
+            false => fill(&mut buf, seq),
+        }
         let t0 = Instant::now();
         t.send(&buf)?;
-        let (t1, checked) = t.recv(|echo| (Instant::now(), check_echo(echo, &buf, seq)))?;
+        let (t1, checked) = t.recv(|echo| {
+            let t1 = Instant::now();
+            match &mut stream {
+                Some(stream) => (t1, stream.take(echo).map(drop)),
+                None => (t1, check_echo(echo, &buf, seq)),
+            }
+        })?;
         checked?;
         if t0 >= warm_end {
             hist.saturating_record((t1 - t0).as_nanos() as u64);
@@ -308,21 +343,31 @@ fn ping<T: Transport>(
         {
             break;
         }
+        if !gap.is_zero() {
+            std::thread::sleep(gap);
+        }
     }
+    let cpu = os::Usage::thread().since(before);
     t.send(STOP)?;
     let hist = hist
         .iter_recorded()
         .map(|v| (v.value_iterated_to(), v.count_at_value()))
         .collect();
-    Ok(PeerResult::Pinged { count: seq, hist })
+    Ok(PeerResult::Pinged {
+        count: seq,
+        hist,
+        cpu,
+    })
 }
 
 fn echo<T: Transport>(t: &mut T) -> Result<PeerResult> {
+    let before = os::Usage::thread();
     let mut count = 0;
     while t.echo()? {
         count += 1;
     }
-    Ok(PeerResult::Echoed { count })
+    let cpu = os::Usage::thread().since(before);
+    Ok(PeerResult::Echoed { count, cpu })
 }
 
 /// How many messages between two looks at the clock in a throughput loop.
@@ -337,11 +382,7 @@ fn send<T: Transport>(t: &mut T, size: usize, run: Duration) -> Result<PeerResul
     let end = Instant::now() + run;
     let (mut seq, mut sum) = (0u64, 0u64);
     loop {
-        if seq.is_multiple_of(crate::payload::SAMPLE_EVERY) {
-            fill(&mut buf, seq);
-        } else {
-            stamp(&mut buf, seq);
-        }
+        write_sampled(&mut buf, seq);
         t.send(&buf)?;
         sum = sum.wrapping_add(mix(seq, size));
         seq += 1;

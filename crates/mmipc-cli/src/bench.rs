@@ -17,7 +17,9 @@ use indicatif::{ProgressBar, ProgressStyle};
 use mmipc::{OnFull, Publisher, Subscriber, WaitStrategy};
 use serde_json::json;
 
-use crate::util::{allowed_cpus, cpu_model, fmt_count, fmt_ns, fmt_size, pin_to, size};
+use mmipc_benchkit::os::{allowed_cpus, cpu_model, cpu_pair, die_with_parent, pin_to};
+
+use crate::util::{fmt_count, fmt_ns, fmt_size, size};
 use crate::{CliResult, Failure, duration};
 
 /// Longest a peer waits for anything before giving up (a bug never hangs the bench).
@@ -108,7 +110,7 @@ pub(crate) fn run(root: &Path, args: BenchArgs, as_json: bool) -> CliResult {
         return Err(Failure::usage("--duration must be at least 100ms"));
     }
     let cpus = allowed_cpus();
-    let pins = (cpus.len() >= 2).then(|| (cpus[0], cpus[1]));
+    let pins = cpu_pair(true);
     let steps = args.sizes.len() as u64 * 2;
     let bar = if std::io::stdout().is_terminal() {
         let bar = ProgressBar::new(steps);
@@ -119,13 +121,18 @@ pub(crate) fn run(root: &Path, args: BenchArgs, as_json: bool) -> CliResult {
     } else {
         ProgressBar::hidden()
     };
+    let runner = Runner {
+        root,
+        args: &args,
+        pins,
+    };
     let mut rows = Vec::new();
     for &size in &args.sizes {
         bar.set_message(format!("{} round trips", fmt_size(size)));
-        let lat = latency(root, size, &args, pins)?;
+        let lat = runner.latency(size)?;
         bar.inc(1);
         bar.set_message(format!("{} one way", fmt_size(size)));
-        let tput = throughput(root, size, &args, pins)?;
+        let tput = runner.throughput(size)?;
         bar.inc(1);
         rows.push((size, lat, tput));
     }
@@ -163,7 +170,7 @@ pub(crate) fn run(root: &Path, args: BenchArgs, as_json: bool) -> CliResult {
         humantime::format_duration(args.duration),
         args.subscribers
     );
-    println!("{} ({} CPUs), {pinned}", cpu_model(), cpus.len());
+    println!("{}, {pinned}", cpu_model());
     println!();
     println!("| size | RTT p50 | RTT p99 | RTT p99.9 | one-way msgs/s | one-way MB/s |");
     println!("|---:|---:|---:|---:|---:|---:|");
@@ -290,139 +297,143 @@ fn all_zero(bytes: &[u8]) -> bool {
         && chunks.remainder().iter().all(|&b| b == 0)
 }
 
-fn latency(
-    root: &Path,
-    size: usize,
-    args: &BenchArgs,
-    pins: Option<(usize, usize)>,
-) -> CliResult<Latency> {
-    let ch = channel("rtt");
-    let (ping, pong) = (format!("{ch}.ping"), format!("{ch}.pong"));
-    let strategy = args.wait.strategy();
-    let mut sub = Subscriber::builder(&pong)
-        .dir(root)
-        .wait_strategy(strategy)
-        .max_message_size(size)
-        .build()?;
-    let publisher = Publisher::builder(&ping)
-        .dir(root)
-        .wait_strategy(strategy)
-        .max_message_size(size)
-        .ring_capacity(ring_for(size))
-        .build()?;
-    let peer = Peer::spawn(root, "echo", &ch, args.wait, pins.map(|p| p.1), size)?;
-    let _pin = pins.map(|p| pin_to(p.0));
-    publisher.wait_for_subscribers(1, PEER_PATIENCE)?;
-    sub.wait_for_publishers(1, PEER_PATIENCE)?;
-    let mut hist = Histogram::<u64>::new(3).map_err(|e| Failure::runtime(e.to_string()))?;
-    let mut msg = vec![0u8; size];
-    let warmup = args.duration / 5;
-    let start = Instant::now();
-    let mut seq = 0u64;
-    loop {
-        let elapsed = start.elapsed();
-        if elapsed >= warmup + args.duration {
-            break;
-        }
-        seq += 1;
-        stamp(&mut msg, seq);
-        let t0 = Instant::now();
-        publisher.publish(&msg)?;
-        let reply = sub.recv_ref_timeout(PEER_PATIENCE)?;
-        let ns = t0.elapsed().as_nanos() as u64;
-        if reply.payload() != &msg[..] {
-            return Err(Failure::runtime(format!(
-                "round trip {seq}: the echoed {size}-byte message differs from what was sent"
-            )));
-        }
-        drop(reply);
-        if elapsed >= warmup {
-            let _ = hist.record(ns.max(1));
-        }
-    }
-    publisher.publish(b"")?; // end
-    peer.finish()?;
-    Ok(Latency {
-        p50: hist.value_at_quantile(0.5) as f64,
-        p99: hist.value_at_quantile(0.99) as f64,
-        p999: hist.value_at_quantile(0.999) as f64,
-        samples: hist.len(),
-    })
-}
-
 /// Rings of at least 1 MiB or four messages, so large messages are not fragmented.
 fn ring_for(size: usize) -> usize {
     (size * 4 + 64).next_power_of_two().max(1 << 20)
 }
 
-fn throughput(
-    root: &Path,
-    size: usize,
-    args: &BenchArgs,
+/// What the measurements of one run share: the root of their channels, the options, and
+/// the CPUs of parent and peer.
+struct Runner<'a> {
+    root: &'a Path,
+    args: &'a BenchArgs,
     pins: Option<(usize, usize)>,
-) -> CliResult<Throughput> {
-    let ch = channel("tput");
-    let publisher = Publisher::builder(&ch)
-        .dir(root)
-        .wait_strategy(args.wait.strategy())
-        .max_message_size(size)
-        .ring_capacity(ring_for(size))
-        .on_full(OnFull::Block)
-        .build()?;
-    // One sink: pinned opposite the publisher. Several: the scheduler places them.
-    let cpu = if args.subscribers == 1 {
-        pins.map(|p| p.1)
-    } else {
-        None
-    };
-    let peers: Vec<Peer> = (0..args.subscribers)
-        .map(|_| Peer::spawn(root, "sink", &ch, args.wait, cpu, size))
-        .collect::<CliResult<_>>()?;
-    let _pin = pins.map(|p| pin_to(p.0));
-    publisher.wait_for_subscribers(args.subscribers, PEER_PATIENCE)?;
-    let mut msg = vec![0u8; size];
-    let start = Instant::now();
-    let mut seq = 0u64;
-    // Look at the clock every few messages only: a clock read costs as much as a small
-    // message.
-    while start.elapsed() < args.duration {
-        for _ in 0..64 {
+}
+
+impl Runner<'_> {
+    /// Round trips of `size`-byte messages through an echoing peer process.
+    fn latency(&self, size: usize) -> CliResult<Latency> {
+        let (root, args, pins) = (self.root, self.args, self.pins);
+        let ch = channel("rtt");
+        let (ping, pong) = (format!("{ch}.ping"), format!("{ch}.pong"));
+        let strategy = args.wait.strategy();
+        let mut sub = Subscriber::builder(&pong)
+            .dir(root)
+            .wait_strategy(strategy)
+            .max_message_size(size)
+            .build()?;
+        let publisher = Publisher::builder(&ping)
+            .dir(root)
+            .wait_strategy(strategy)
+            .max_message_size(size)
+            .ring_capacity(ring_for(size))
+            .build()?;
+        let peer = Peer::spawn(root, "echo", &ch, args.wait, pins.map(|p| p.1), size)?;
+        let _pin = pins.map(|p| pin_to(p.0));
+        publisher.wait_for_subscribers(1, PEER_PATIENCE)?;
+        sub.wait_for_publishers(1, PEER_PATIENCE)?;
+        let mut hist = Histogram::<u64>::new(3).map_err(|e| Failure::runtime(e.to_string()))?;
+        let mut msg = vec![0u8; size];
+        let warmup = args.duration / 5;
+        let start = Instant::now();
+        let mut seq = 0u64;
+        loop {
+            let elapsed = start.elapsed();
+            if elapsed >= warmup + args.duration {
+                break;
+            }
             seq += 1;
             stamp(&mut msg, seq);
+            let t0 = Instant::now();
             publisher.publish(&msg)?;
+            let reply = sub.recv_ref_timeout(PEER_PATIENCE)?;
+            let ns = t0.elapsed().as_nanos() as u64;
+            if reply.payload() != &msg[..] {
+                return Err(Failure::runtime(format!(
+                    "round trip {seq}: the echoed {size}-byte message differs from what was sent"
+                )));
+            }
+            drop(reply);
+            if elapsed >= warmup {
+                let _ = hist.record(ns.max(1));
+            }
         }
+        publisher.publish(b"")?; // end
+        peer.finish()?;
+        Ok(Latency {
+            p50: hist.value_at_quantile(0.5) as f64,
+            p99: hist.value_at_quantile(0.99) as f64,
+            p999: hist.value_at_quantile(0.999) as f64,
+            samples: hist.len(),
+        })
     }
-    publisher.publish(b"")?; // end
-    let mut rates = Vec::new();
-    for peer in peers {
-        let line = peer.finish()?;
-        let f: Vec<u64> = line
-            .split_whitespace()
-            .filter_map(|w| w.parse().ok())
-            .collect();
-        let [count, ns] = f[..] else {
-            return Err(Failure::runtime(format!(
-                "bad report from a sink: {line:?}"
-            )));
+
+    /// One-way rate of `size`-byte messages to the subscriber processes.
+    fn throughput(&self, size: usize) -> CliResult<Throughput> {
+        let (root, args, pins) = (self.root, self.args, self.pins);
+        let ch = channel("tput");
+        let publisher = Publisher::builder(&ch)
+            .dir(root)
+            .wait_strategy(args.wait.strategy())
+            .max_message_size(size)
+            .ring_capacity(ring_for(size))
+            .on_full(OnFull::Block)
+            .build()?;
+        // One sink: pinned opposite the publisher. Several: the scheduler places them.
+        let cpu = if args.subscribers == 1 {
+            pins.map(|p| p.1)
+        } else {
+            None
         };
-        if count != seq {
-            return Err(Failure::runtime(format!(
-                "a subscriber got {count} messages, the publisher sent {seq}"
-            )));
+        let peers: Vec<Peer> = (0..args.subscribers)
+            .map(|_| Peer::spawn(root, "sink", &ch, args.wait, cpu, size))
+            .collect::<CliResult<_>>()?;
+        let _pin = pins.map(|p| pin_to(p.0));
+        publisher.wait_for_subscribers(args.subscribers, PEER_PATIENCE)?;
+        let mut msg = vec![0u8; size];
+        let start = Instant::now();
+        let mut seq = 0u64;
+        // Look at the clock every few messages only: a clock read costs as much as a small
+        // message.
+        while start.elapsed() < args.duration {
+            for _ in 0..64 {
+                seq += 1;
+                stamp(&mut msg, seq);
+                publisher.publish(&msg)?;
+            }
         }
-        rates.push(count as f64 / (ns.max(1) as f64 / 1e9));
+        publisher.publish(b"")?; // end
+        let mut rates = Vec::new();
+        for peer in peers {
+            let line = peer.finish()?;
+            let f: Vec<u64> = line
+                .split_whitespace()
+                .filter_map(|w| w.parse().ok())
+                .collect();
+            let [count, ns] = f[..] else {
+                return Err(Failure::runtime(format!(
+                    "bad report from a sink: {line:?}"
+                )));
+            };
+            if count != seq {
+                return Err(Failure::runtime(format!(
+                    "a subscriber got {count} messages, the publisher sent {seq}"
+                )));
+            }
+            rates.push(count as f64 / (ns.max(1) as f64 / 1e9));
+        }
+        Ok(Throughput {
+            msgs_per_s: rates.iter().copied().fold(f64::INFINITY, f64::min),
+            messages: seq,
+        })
     }
-    Ok(Throughput {
-        msgs_per_s: rates.iter().copied().fold(f64::INFINITY, f64::min),
-        messages: seq,
-    })
 }
 
 /// `mmipc bench-peer`: the other end of a measurement.
 pub(crate) fn peer(args: PeerArgs) -> CliResult {
     die_with_parent();
     if let Some(cpu) = args.cpu {
-        pin_to(cpu);
+        let _ = pin_to(cpu);
     }
     let strategy = args.wait.strategy();
     match args.role.as_str() {
@@ -480,13 +491,4 @@ pub(crate) fn peer(args: PeerArgs) -> CliResult {
         other => return Err(Failure::usage(format!("unknown peer role {other:?}"))),
     }
     Ok(())
-}
-
-/// A peer must not outlive the bench that started it.
-fn die_with_parent() {
-    #[cfg(target_os = "linux")]
-    // SAFETY: prctl(PR_SET_PDEATHSIG) only sets a signal number for this process.
-    unsafe {
-        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-    }
 }

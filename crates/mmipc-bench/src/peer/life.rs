@@ -4,6 +4,7 @@
 
 use std::hint::spin_loop;
 use std::io::Read;
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -27,20 +28,27 @@ fn channel(link: &LinkSpec) -> String {
     format!("{}-down", link.name)
 }
 
-fn publisher(link: &LinkSpec) -> Result<Publisher> {
+/// An endpoint with the builders' defaults on the link's channel in its directory: `build`
+/// gets the channel name and the directory; `what` names the endpoint in errors.
+fn endpoint<T>(
+    link: &LinkSpec,
+    what: &str,
+    build: impl FnOnce(&str, &Path) -> mmipc::Result<T>,
+) -> Result<T> {
     let channel = channel(link);
-    Publisher::builder(&channel)
-        .dir(&link.dir)
-        .build()
-        .with_context(|| format!("mmipc publisher on {channel}"))
+    build(&channel, &link.dir).with_context(|| format!("mmipc {what} on {channel}"))
+}
+
+fn publisher(link: &LinkSpec) -> Result<Publisher> {
+    endpoint(link, "publisher", |c, dir| {
+        Publisher::builder(c).dir(dir).build()
+    })
 }
 
 fn subscriber(link: &LinkSpec) -> Result<Subscriber> {
-    let channel = channel(link);
-    Subscriber::builder(&channel)
-        .dir(&link.dir)
-        .build()
-        .with_context(|| format!("mmipc subscriber on {channel}"))
+    endpoint(link, "subscriber", |c, dir| {
+        Subscriber::builder(c).dir(dir).build()
+    })
 }
 
 /// The one message these peers send: message 0 of the payload pattern.

@@ -100,7 +100,7 @@ pub struct Iox2Link {
     down: Data,
     up: Option<Data>,
     /// Kept open for the listener or notifier on it.
-    _down_event: Option<EventFactory<Svc>>,
+    down_event: Option<EventFactory<Svc>>,
     up_event: Option<EventFactory<Svc>>,
     /// Kept for the services and ports created from it.
     _node: Node<Svc>,
@@ -134,7 +134,17 @@ pub(crate) fn data_service(node: &Node<Svc>, spec: &LinkSpec, what: &str) -> Res
         .with_context(|| format!("iceoryx2 publish-subscribe service {what}"))
 }
 
-fn event_service(node: &Node<Svc>, spec: &LinkSpec, what: &str) -> Result<EventFactory<Svc>> {
+/// Opens or creates the event service `what` (`down`, `up`) of the link, if the mechanism
+/// has events.
+fn event_service(
+    events: bool,
+    node: &Node<Svc>,
+    spec: &LinkSpec,
+    what: &str,
+) -> Result<Option<EventFactory<Svc>>> {
+    if !events {
+        return Ok(None);
+    }
     let listeners = if what == "down" { spec.receivers } else { 1 };
     node.service_builder(&service_name(spec, &format!("{what}-event"))?)
         .event()
@@ -142,6 +152,21 @@ fn event_service(node: &Node<Svc>, spec: &LinkSpec, what: &str) -> Result<EventF
         .max_listeners(listeners)
         .open_or_create()
         .with_context(|| format!("iceoryx2 event service {what}"))
+        .map(Some)
+}
+
+/// A listener on the event service, if there is one.
+fn listener(events: Option<&EventFactory<Svc>>) -> Result<Option<Listener<Svc>>> {
+    events
+        .map(|ev| ev.listener_builder().create().context("iceoryx2 listener"))
+        .transpose()
+}
+
+/// A notifier on the event service, if there is one.
+fn notifier(events: Option<&EventFactory<Svc>>) -> Result<Option<Notifier<Svc>>> {
+    events
+        .map(|ev| ev.notifier_builder().create().context("iceoryx2 notifier"))
+        .transpose()
 }
 
 /// A publisher with the harness's configuration (lossless backpressure).
@@ -172,6 +197,35 @@ fn events(spec: &LinkSpec) -> Result<bool> {
 }
 
 impl Iox2Link {
+    /// The link's services (`up` only for ping-pong) without ports; sends must reach
+    /// `recipients` subscribers.
+    fn services(spec: &LinkSpec, recipients: usize) -> Result<Iox2Link> {
+        let events = events(spec)?;
+        let node = node()?;
+        let down = data_service(&node, spec, "down")?;
+        let down_event = event_service(events, &node, spec, "down")?;
+        let (up, up_event) = match spec.two_way() {
+            true => (
+                Some(data_service(&node, spec, "up")?),
+                event_service(events, &node, spec, "up")?,
+            ),
+            false => (None, None),
+        };
+        Ok(Iox2Link {
+            tx: None,
+            rx: None,
+            notifier: None,
+            listener: None,
+            recipients,
+            sent: 0,
+            down,
+            up,
+            down_event,
+            up_event,
+            _node: node,
+        })
+    }
+
     /// The next sample: polled in a busy loop ([`Mech::Iox2Poll`]), or (for
     /// [`Mech::Iox2Event`]) looked for again after every return of the listener's wait,
     /// which never sleeps longer than [`WAIT_SLICE`]: iceoryx2 can lose the wake-up (see the
@@ -230,55 +284,13 @@ impl Transport for Iox2Link {
     type Pending = Iox2Link;
 
     fn listen(spec: &LinkSpec) -> Result<(Iox2Link, String)> {
-        let events = events(spec)?;
-        let node = node()?;
-        let down = data_service(&node, spec, "down")?;
-        let rx = Some(subscriber(&down, spec)?);
-        let down_event = match events {
-            true => Some(event_service(&node, spec, "down")?),
-            false => None,
-        };
-        let listener = match &down_event {
-            Some(ev) => Some(
-                ev.listener_builder()
-                    .create()
-                    .context("iceoryx2 listener")?,
-            ),
-            None => None,
-        };
-        let (up, tx, up_event, notifier) = match spec.two_way() {
-            true => {
-                let up = data_service(&node, spec, "up")?;
-                let tx = publisher(&up, spec)?;
-                let up_event = match events {
-                    true => Some(event_service(&node, spec, "up")?),
-                    false => None,
-                };
-                let notifier = match &up_event {
-                    Some(ev) => Some(
-                        ev.notifier_builder()
-                            .create()
-                            .context("iceoryx2 notifier")?,
-                    ),
-                    None => None,
-                };
-                (Some(up), Some(tx), up_event, notifier)
-            }
-            false => (None, None, None, None),
-        };
-        let link = Iox2Link {
-            tx,
-            rx,
-            notifier,
-            listener,
-            recipients: 1,
-            sent: 0,
-            down,
-            up,
-            _down_event: down_event,
-            up_event,
-            _node: node,
-        };
+        let mut link = Iox2Link::services(spec, 1)?;
+        link.rx = Some(subscriber(&link.down, spec)?);
+        link.listener = listener(link.down_event.as_ref())?;
+        if let Some(up) = &link.up {
+            link.tx = Some(publisher(up, spec)?);
+        }
+        link.notifier = notifier(link.up_event.as_ref())?;
         Ok((link, String::new()))
     }
 
@@ -307,68 +319,28 @@ impl Transport for Iox2Link {
     }
 
     fn connect(spec: &LinkSpec, peers: &[String]) -> Result<Iox2Link> {
-        let events = events(spec)?;
-        let node = node()?;
-        let down = data_service(&node, spec, "down")?;
-        let tx = Some(publisher(&down, spec)?);
+        let mut link = Iox2Link::services(spec, peers.len())?;
+        link.tx = Some(publisher(&link.down, spec)?);
         poll_until("the responders' iceoryx2 subscribers", || {
-            Ok(down.dynamic_config().number_of_subscribers() >= peers.len())
+            Ok(link.down.dynamic_config().number_of_subscribers() >= peers.len())
         })?;
-        let down_event = match events {
-            true => Some(event_service(&node, spec, "down")?),
-            false => None,
-        };
-        let notifier = match &down_event {
-            Some(ev) => {
-                let notifier = ev
-                    .notifier_builder()
-                    .create()
-                    .context("iceoryx2 notifier")?;
-                poll_until("the responders' iceoryx2 listeners", || {
-                    Ok(ev.dynamic_config().number_of_listeners() >= peers.len())
-                })?;
-                Some(notifier)
-            }
-            None => None,
-        };
-        let (up, rx, up_event, listener) = match spec.two_way() {
-            true => {
-                let up = data_service(&node, spec, "up")?;
-                let rx = subscriber(&up, spec)?;
-                poll_until("the responder's iceoryx2 publisher", || {
-                    Ok(up.dynamic_config().number_of_publishers() >= 1)
-                })?;
-                rx.update_connections()
-                    .context("iceoryx2 subscriber: connecting to the publisher")?;
-                let up_event = match events {
-                    true => Some(event_service(&node, spec, "up")?),
-                    false => None,
-                };
-                let listener = match &up_event {
-                    Some(ev) => Some(
-                        ev.listener_builder()
-                            .create()
-                            .context("iceoryx2 listener")?,
-                    ),
-                    None => None,
-                };
-                (Some(up), Some(rx), up_event, listener)
-            }
-            false => (None, None, None, None),
-        };
-        Ok(Iox2Link {
-            tx,
-            rx,
-            notifier,
-            listener,
-            recipients: peers.len(),
-            sent: 0,
-            down,
-            up,
-            _down_event: down_event,
-            up_event,
-            _node: node,
-        })
+        link.notifier = notifier(link.down_event.as_ref())?;
+        if let Some(ev) = &link.down_event {
+            poll_until("the responders' iceoryx2 listeners", || {
+                Ok(ev.dynamic_config().number_of_listeners() >= peers.len())
+            })?;
+        }
+        if let Some(up) = &link.up {
+            let rx = subscriber(up, spec)?;
+            poll_until("the responder's iceoryx2 publisher", || {
+                Ok(up.dynamic_config().number_of_publishers() >= 1)
+            })?;
+            rx.update_connections()
+                .context("iceoryx2 subscriber: connecting to the publisher")?;
+            link.rx = Some(rx);
+        }
+        link.listener = listener(link.up_event.as_ref())?;
+        Ok(link)
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<()> {

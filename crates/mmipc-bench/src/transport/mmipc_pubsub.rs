@@ -4,14 +4,14 @@
 //! The channel `<name>-down` carries initiator → responders, `<name>-up` responder →
 //! initiator (ping-pong only). Both sides use the wait strategy of the mechanism (the
 //! subscriber's for receiving, the publisher's for a full ring); rings have the capacity the
-//! harness chose for the row ([`crate::harness::mmipc_ring_for`] the message size, unless
+//! harness chose for the row ([`crate::rows::mmipc_ring_for`] the message size, unless
 //! `--mmipc-ring-capacity` forces one; the library's default where the spec says none) and
 //! `OnFull::Block`, so nothing is dropped.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use mmipc::{Publisher, Subscriber, WaitStrategy};
 
-use super::{LinkSpec, Mech, SETUP_TIMEOUT, Transport};
+use super::{LinkSpec, Mech, SETUP_TIMEOUT, Transport, half};
 use crate::payload::STOP;
 
 /// One end of an mmipc link.
@@ -21,12 +21,8 @@ pub struct MmipcLink {
 }
 
 fn strategy(mech: Mech) -> Result<WaitStrategy> {
-    Ok(match mech {
-        Mech::MmipcSpin => WaitStrategy::Spin,
-        Mech::MmipcDefault => WaitStrategy::default(),
-        Mech::MmipcPark => WaitStrategy::Park,
-        other => bail!("{} is not an mmipc mechanism", other.id()),
-    })
+    mech.wait_strategy()
+        .with_context(|| format!("{} is not an mmipc mechanism", mech.id()))
 }
 
 fn publisher(spec: &LinkSpec, channel: &str) -> Result<Publisher> {
@@ -55,20 +51,6 @@ fn down(spec: &LinkSpec) -> String {
 
 fn up(spec: &LinkSpec) -> String {
     format!("{}-up", spec.name)
-}
-
-impl MmipcLink {
-    fn tx(&self) -> Result<&Publisher> {
-        self.tx
-            .as_ref()
-            .context("this end of the link does not send")
-    }
-
-    fn rx(&mut self) -> Result<&mut Subscriber> {
-        self.rx
-            .as_mut()
-            .context("this end of the link does not receive")
-    }
 }
 
 impl Transport for MmipcLink {
@@ -111,20 +93,24 @@ impl Transport for MmipcLink {
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<()> {
-        self.tx()?.publish(msg).context("mmipc publish")
+        half(&mut self.tx, "send")?
+            .publish(msg)
+            .context("mmipc publish")
     }
 
     fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let msg = self.rx()?.recv();
+        let msg = half(&mut self.rx, "receive")?.recv();
         Ok(f(msg.payload()))
     }
 
     fn echo(&mut self) -> Result<bool> {
-        let msg = self.rx()?.recv();
+        let msg = half(&mut self.rx, "receive")?.recv();
         if msg.payload() == STOP {
             return Ok(false);
         }
-        self.tx()?.publish(msg.payload()).context("mmipc publish")?;
+        half(&mut self.tx, "send")?
+            .publish(msg.payload())
+            .context("mmipc publish")?;
         Ok(true)
     }
 }

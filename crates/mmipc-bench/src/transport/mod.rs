@@ -10,12 +10,15 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
+use mmipc::WaitStrategy;
+use mmipc::ring::DEFAULT_SPIN;
 use serde::{Deserialize, Serialize};
 
 mod floor;
 mod iceoryx;
 mod mmipc_pubsub;
+mod ring;
 mod stream;
 
 pub use floor::Floor;
@@ -25,6 +28,7 @@ pub(crate) mod iox2 {
     pub(crate) use super::iceoryx::{data_service, node, publisher, subscriber};
 }
 pub use mmipc_pubsub::MmipcLink;
+pub use ring::RingLink;
 pub use stream::{Pipe, Tcp, Uds};
 
 /// Longest wait for a peer to connect (outside any timed part).
@@ -66,6 +70,13 @@ pub enum Mech {
     Tcp,
     /// One-slot shared-memory mailbox, both sides spinning: the hardware lower bound.
     Floor,
+    /// mmipc's ring alone (`mmipc::ring`, no pub/sub layer), `WaitStrategy::Spin`; measured
+    /// by the `ring` command, not by `compare`.
+    RingSpin,
+    /// mmipc's ring alone, `WaitStrategy::default()`.
+    RingDefault,
+    /// mmipc's ring alone, `WaitStrategy::Park`.
+    RingPark,
 }
 
 impl Mech {
@@ -94,6 +105,9 @@ impl Mech {
             Mech::Pipe => "pipe",
             Mech::Tcp => "tcp",
             Mech::Floor => "floor",
+            Mech::RingSpin => "ring-spin",
+            Mech::RingDefault => "ring-default",
+            Mech::RingPark => "ring-park",
         }
     }
 
@@ -101,10 +115,7 @@ impl Mech {
     pub fn label(self) -> String {
         match self {
             Mech::MmipcSpin => "mmipc spin".into(),
-            Mech::MmipcDefault => format!(
-                "mmipc default ({} µs)",
-                ::mmipc::ring::DEFAULT_SPIN.as_micros()
-            ),
+            Mech::MmipcDefault => format!("mmipc default ({} µs)", DEFAULT_SPIN.as_micros()),
             Mech::MmipcPark => "mmipc park".into(),
             Mech::Iox2Poll => "iceoryx2 busy-poll".into(),
             Mech::Iox2Event => "iceoryx2 event".into(),
@@ -112,12 +123,27 @@ impl Mech {
             Mech::Pipe => "pipe".into(),
             Mech::Tcp => "TCP loopback".into(),
             Mech::Floor => "floor (1-slot shm)".into(),
+            Mech::RingSpin | Mech::RingDefault | Mech::RingPark => match self.wait_strategy() {
+                Some(WaitStrategy::Spin) => "ring spin".into(),
+                Some(WaitStrategy::Park) => "ring park".into(),
+                _ => format!("ring default ({} µs)", DEFAULT_SPIN.as_micros()),
+            },
         }
     }
 
-    /// One of mmipc's own variants.
+    /// The wait strategy of an mmipc mechanism (pub/sub or ring alone), both sides alike.
+    pub fn wait_strategy(self) -> Option<WaitStrategy> {
+        match self {
+            Mech::MmipcSpin | Mech::RingSpin => Some(WaitStrategy::Spin),
+            Mech::MmipcDefault | Mech::RingDefault => Some(WaitStrategy::default()),
+            Mech::MmipcPark | Mech::RingPark => Some(WaitStrategy::Park),
+            _ => None,
+        }
+    }
+
+    /// One of mmipc's own variants (pub/sub or the ring alone).
     pub fn is_mmipc(self) -> bool {
-        matches!(self, Mech::MmipcSpin | Mech::MmipcDefault | Mech::MmipcPark)
+        self.wait_strategy().is_some()
     }
 
     /// Whether the mechanism can carry `pattern` to `receivers` processes.
@@ -125,6 +151,8 @@ impl Mech {
         match self {
             // A one-slot mailbox is a ping-pong device.
             Mech::Floor => pattern == Pattern::PingPong && receivers == 1,
+            // A ring has one producer and one consumer.
+            Mech::RingSpin | Mech::RingDefault | Mech::RingPark => receivers == 1,
             _ => true,
         }
     }
@@ -160,6 +188,10 @@ pub struct LinkSpec {
     /// mmipc ring capacity in bytes (`None`: the library's default). The harness sets it
     /// for the measured rows ([`crate::harness::Settings::mmipc_ring`]).
     pub mmipc_ring: Option<usize>,
+    /// mmipc wait strategy `SpinThenPark(spin_window_ns)` on both sides instead of the
+    /// mechanism's (the `ring --spin-sweep` rows; only the ring alone heeds it).
+    #[serde(default)]
+    pub spin_window_ns: Option<u64>,
 }
 
 impl LinkSpec {
@@ -221,10 +253,20 @@ macro_rules! with_transport {
             $crate::transport::Mech::Pipe => $f::<$crate::transport::Pipe>($($arg),*),
             $crate::transport::Mech::Tcp => $f::<$crate::transport::Tcp>($($arg),*),
             $crate::transport::Mech::Floor => $f::<$crate::transport::Floor>($($arg),*),
+            $crate::transport::Mech::RingSpin
+            | $crate::transport::Mech::RingDefault
+            | $crate::transport::Mech::RingPark => $f::<$crate::transport::RingLink>($($arg),*),
         }
     };
 }
 pub(crate) use with_transport;
+
+/// The sending (`what`: "send") or receiving ("receive") half of one end of a link, or an
+/// error if this end has none.
+pub(crate) fn half<'a, T>(half: &'a mut Option<T>, what: &str) -> Result<&'a mut T> {
+    half.as_mut()
+        .with_context(|| format!("this end of the link does not {what}"))
+}
 
 /// Waits until `ready()` holds, polling every millisecond, at most [`SETUP_TIMEOUT`].
 pub fn poll_until(what: &str, mut ready: impl FnMut() -> Result<bool>) -> Result<()> {

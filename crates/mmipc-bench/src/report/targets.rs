@@ -1,0 +1,242 @@
+//! The project's targets, checked against a run: ratios of mmipc to another mechanism in a
+//! row ([`TARGETS`]) and absolute limits on one figure ([`LIMITS`]), with the sentences the
+//! report shows for each ("mmipc 1.8× faster", "met: 0.50 ms").
+
+use mmipc_benchkit::units::fmt_ratio;
+
+use super::tables::fmt_scalar;
+use crate::rows::Row;
+use crate::transport::Mech;
+
+/// The comparisons the project has targets for.
+pub const TARGETS: &[(&str, Mech, Mech)] = &[
+    ("rtt-64", Mech::MmipcSpin, Mech::Iox2Poll),
+    ("rtt-64", Mech::MmipcSpin, Mech::Floor),
+    ("rtt-64", Mech::MmipcPark, Mech::Uds),
+    ("rtt-64", Mech::MmipcPark, Mech::Iox2Event),
+    ("tput-64", Mech::MmipcDefault, Mech::Iox2Poll),
+    ("tput-4096", Mech::MmipcDefault, Mech::Iox2Poll),
+    ("tput-1048576", Mech::MmipcDefault, Mech::Iox2Poll),
+];
+
+/// The figures the project has absolute targets for: row, mechanism, what the target is
+/// about, and the most the median over rounds may be (in the row's unit), with `strict` for
+/// "less than" instead of "at most".
+pub const LIMITS: &[Limit] = &[
+    Limit {
+        row: "crash-publisher-ms",
+        mech: Mech::MmipcDefault,
+        what: "kill -9 publisher → subscriber's Disconnected, p50",
+        limit: 50.0,
+        strict: false,
+    },
+    Limit {
+        row: "crash-subscriber-ms",
+        mech: Mech::MmipcDefault,
+        what: "kill -9 subscriber → publisher's Disconnected, p50",
+        limit: 50.0,
+        strict: false,
+    },
+    Limit {
+        row: "connect-first-message-ms",
+        mech: Mech::MmipcDefault,
+        what: "new subscriber → connected (first message in hand), p50",
+        limit: 10.0,
+        strict: false,
+    },
+    Limit {
+        row: "connect-publisher-event-ms",
+        mech: Mech::MmipcDefault,
+        what: "new subscriber → connected (publisher's Connected), p50",
+        limit: 10.0,
+        strict: false,
+    },
+    Limit {
+        row: "shm-1-publisher-16-subscribers-mib",
+        mech: Mech::MmipcDefault,
+        what: "1 publisher + 16 subscribers fit a 64 MiB /dev/shm with room to spare",
+        limit: 32.0,
+        strict: false,
+    },
+    Limit {
+        row: "idle-subscriber-cpu-pct",
+        mech: Mech::MmipcDefault,
+        what: "~0% CPU while idle (subscriber in recv_timeout)",
+        limit: 1.0,
+        strict: true,
+    },
+];
+
+/// An absolute target: the median over rounds of one mechanism in one row against a limit.
+#[derive(Debug, Clone, Copy)]
+pub struct Limit {
+    /// Row id.
+    pub row: &'static str,
+    /// The mechanism whose figure counts.
+    pub mech: Mech,
+    /// What the target is about.
+    pub what: &'static str,
+    /// The limit, in the row's unit.
+    pub limit: f64,
+    /// The figure must stay below the limit (else: at most the limit).
+    pub strict: bool,
+}
+
+/// An absolute target and the figure measured for it.
+pub(super) struct Checked<'a> {
+    pub(super) row: &'a Row,
+    pub(super) target: Limit,
+    pub(super) value: f64,
+}
+
+pub(super) fn limits(rows: &[Row]) -> Vec<Checked<'_>> {
+    let mut out = Vec::new();
+    for &target in LIMITS {
+        let Some(row) = rows.iter().find(|r| r.id == target.row) else {
+            continue;
+        };
+        if let Some(value) = row.headline(target.mech) {
+            out.push(Checked { row, target, value });
+        }
+    }
+    out
+}
+
+impl Checked<'_> {
+    pub(super) fn met(&self) -> bool {
+        match self.target.strict {
+            true => self.value < self.target.limit,
+            false => self.value <= self.target.limit,
+        }
+    }
+
+    pub(super) fn op(&self) -> &'static str {
+        match self.target.strict {
+            true => "<",
+            false => "≤",
+        }
+    }
+
+    /// "kill -9 publisher → subscriber's Disconnected, p50: mmipc default (50 µs) ≤ 50 ms".
+    pub(super) fn name(&self) -> String {
+        format!(
+            "{}: {} {} {} {}",
+            self.target.what,
+            self.target.mech.label(),
+            self.op(),
+            self.target.limit,
+            self.row.unit
+        )
+    }
+
+    /// "met: 1.84 ms" or "MISSED: 63.0 ms".
+    pub(super) fn reading(&self) -> String {
+        let value = fmt_scalar(self.value, &self.row.unit);
+        match self.met() {
+            true => format!("met: {value} {}", self.row.unit),
+            false => format!("MISSED: {value} {}", self.row.unit),
+        }
+    }
+}
+
+pub(super) struct Target<'a> {
+    pub(super) row: &'a Row,
+    pub(super) a: Mech,
+    pub(super) b: Mech,
+    pub(super) ratio: f64,
+}
+
+pub(super) fn targets(rows: &[Row]) -> Vec<Target<'_>> {
+    let mut out = Vec::new();
+    for &(id, a, b) in TARGETS {
+        let Some(row) = rows.iter().find(|r| r.id == id) else {
+            continue;
+        };
+        if let (Some(ha), Some(hb)) = (row.headline(a), row.headline(b))
+            && hb > 0.0
+        {
+            out.push(Target {
+                row,
+                a,
+                b,
+                ratio: ha / hb,
+            });
+        }
+    }
+    out
+}
+
+impl Target<'_> {
+    pub(super) fn name(&self) -> String {
+        let figure = if self.row.higher_is_better {
+            "msgs/s"
+        } else {
+            "p50"
+        };
+        format!(
+            "{} {figure}: {} ÷ {}",
+            self.row.title,
+            self.a.label(),
+            self.b.label()
+        )
+    }
+
+    /// "mmipc 1.8× faster" or "mmipc 1.2× slower".
+    pub(super) fn reading(&self) -> String {
+        let better = if self.row.higher_is_better {
+            self.ratio
+        } else {
+            1.0 / self.ratio
+        };
+        if better >= 1.0 {
+            format!("mmipc {} faster", fmt_ratio(Some(better)))
+        } else {
+            format!("mmipc {} slower", fmt_ratio(Some(1.0 / better)))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rows::{Group, Sample};
+
+    #[test]
+    fn ratios_compare_mmipc_with_the_others() {
+        let rounds = [
+            (Mech::MmipcDefault, Ok(10.0)),
+            (Mech::Iox2Poll, Ok(5.0)),
+            (Mech::Uds, Err("broken")),
+        ];
+        let row = Row::with(Group::Throughput, 64, &rounds);
+        let r = row.ratios();
+        assert_eq!(r.get("mmipc-default/iox2-poll"), Some(&2.0));
+        assert_eq!(r.len(), 1);
+        let rows = [Row {
+            id: "tput-64".into(),
+            ..row
+        }];
+        let t = targets(&rows);
+        assert_eq!(t.len(), 1);
+        assert_eq!(t[0].reading(), "mmipc 2.00× faster");
+    }
+
+    #[test]
+    fn absolute_targets_are_checked_against_their_limit() {
+        let mut crash = Row::scalar("crash-publisher-ms", "life cycle", "kill", "ms", false);
+        crash.add(Mech::MmipcDefault, Ok(Sample::Scalar(0.4)));
+        crash.add(Mech::MmipcDefault, Ok(Sample::Scalar(0.5)));
+        crash.add(Mech::MmipcDefault, Ok(Sample::Scalar(90.0)));
+        let mut idle = Row::scalar("idle-subscriber-cpu-pct", "idle", "idle", "%", false);
+        idle.add(Mech::MmipcDefault, Ok(Sample::Scalar(1.0)));
+        let rows = [crash, idle];
+        let l = limits(&rows);
+        assert_eq!(l.len(), 2);
+        assert!(l[0].met());
+        assert_eq!(l[0].reading(), "met: 0.50 ms");
+        // "< 1%": exactly 1 misses.
+        assert!(!l[1].met());
+        assert!(l[1].reading().starts_with("MISSED"));
+        assert!(l[1].name().contains("< 1 %"), "{}", l[1].name());
+    }
+}

@@ -1,0 +1,319 @@
+//! The rows of a report and what fills them, below everything else in the crate: the
+//! [`Group`]s of rows (`--rows`), the [`Sample`] of one round of one mechanism, the [`Cell`]
+//! of a mechanism's rounds in a row with its median and pooled histogram, the [`Row`], and
+//! the mmipc ring size of a row ([`mmipc_ring_for`]). The harness and the hooks fill rows,
+//! the report and the `ring` command render them; this module knows none of them.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use mmipc_benchkit::table::median;
+use mmipc_benchkit::units::{fmt_mb, fmt_rate, fmt_size, fmt_us};
+use serde::Serialize;
+
+use crate::os::Usage;
+use crate::transport::{Mech, Pattern};
+
+/// Group names of the scalar rows of `crate::hooks`, as the report shows them.
+pub const LIFE_CYCLE: &str = "life cycle";
+/// See [`LIFE_CYCLE`].
+pub const MEMORY: &str = "memory";
+/// See [`LIFE_CYCLE`].
+pub const IDLE: &str = "idle";
+
+/// A group of rows, selectable with `--rows`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Group {
+    /// Ping-pong round trips.
+    Latency,
+    /// One publisher process → one subscriber process, as fast as possible.
+    Throughput,
+    /// One publisher process → two subscriber processes.
+    Fanout,
+    /// Connection set-up of a new subscriber process, and detection of a `kill -9`ed peer.
+    Lifecycle,
+    /// Shared and resident memory of publisher and subscriber processes.
+    Memory,
+    /// CPU time of connected processes with nothing to do.
+    Idle,
+}
+
+impl Group {
+    /// Every group, in report order.
+    pub const ALL: [Group; 6] = [
+        Group::Latency,
+        Group::Throughput,
+        Group::Fanout,
+        Group::Lifecycle,
+        Group::Memory,
+        Group::Idle,
+    ];
+
+    /// Payload sizes of the group's rows (none for the groups measured in `crate::hooks`).
+    pub fn sizes(self) -> &'static [usize] {
+        match self {
+            Group::Latency => &[8, 64, 1 << 10, 64 << 10],
+            Group::Throughput => &[64, 4 << 10, 1 << 20],
+            Group::Fanout => &[64, 4 << 10],
+            Group::Lifecycle | Group::Memory | Group::Idle => &[],
+        }
+    }
+
+    /// Ping-pong for the latency rows, one-way for the others.
+    pub fn pattern(self) -> Pattern {
+        match self {
+            Group::Latency => Pattern::PingPong,
+            _ => Pattern::OneWay,
+        }
+    }
+
+    /// Receiving processes of a row of the group.
+    pub fn receivers(self) -> usize {
+        match self {
+            Group::Fanout => 2,
+            _ => 1,
+        }
+    }
+
+    /// The row id for payload `size` (`rtt-64`, `tput-4096`, `fanout2-64`).
+    pub fn row_id(self, size: usize) -> String {
+        match self {
+            Group::Latency => format!("rtt-{size}"),
+            Group::Throughput => format!("tput-{size}"),
+            Group::Fanout => format!("fanout2-{size}"),
+            Group::Lifecycle => format!("lifecycle-{size}"),
+            Group::Memory => format!("memory-{size}"),
+            Group::Idle => format!("idle-{size}"),
+        }
+    }
+}
+
+/// The rule behind [`mmipc_ring_for`], for the report.
+pub const MMIPC_RING_RULE: &str = "max(256 KiB, 4 × message size rounded up to a power of two)";
+
+/// The capacity of the mmipc rings of a row of `size`-byte messages unless
+/// `--mmipc-ring-capacity` forces one: room for four messages, and never less than the
+/// library's default ([`MMIPC_RING_RULE`]) — what a user sending messages that large would
+/// configure, so that a message does not have to pass the ring in fragments.
+pub fn mmipc_ring_for(size: usize) -> usize {
+    size.saturating_mul(4)
+        .next_power_of_two()
+        .max(::mmipc::DEFAULT_RING_CAPACITY)
+}
+
+/// One measurement (one round of one mechanism in one row).
+#[derive(Debug, Clone)]
+pub enum Sample {
+    /// Ping-pong: the round trips recorded after the warm-up (ns).
+    Latency {
+        /// Recorded round trips.
+        hist: Histogram<u64>,
+        /// Round trips made, warm-up included.
+        round_trips: u64,
+        /// CPU time and context switches of the pinger's and the echoer's measuring thread
+        /// over all round trips, warm-up included.
+        cpu: [Usage; 2],
+    },
+    /// One-way: the rate after the warm-up (the slowest receiver's, with several).
+    Throughput {
+        /// Messages per second.
+        msgs_per_s: f64,
+        /// Payload bytes per second.
+        bytes_per_s: f64,
+        /// Each receiver's rate.
+        per_receiver: Vec<f64>,
+        /// Messages sent, warm-up included.
+        messages: u64,
+        /// Messages counted after the warm-up (the slowest receiver's count).
+        measured: u64,
+    },
+    /// Any other figure, in the row's unit (for rows added through `crate::hooks`).
+    Scalar(f64),
+}
+
+impl Sample {
+    /// The figure that rounds are summarised and mechanisms compared by: p50 in ns,
+    /// messages per second, or the scalar.
+    pub fn headline(&self) -> f64 {
+        match self {
+            Sample::Latency { hist, .. } => hist.value_at_quantile(0.5) as f64,
+            Sample::Throughput { msgs_per_s, .. } => *msgs_per_s,
+            Sample::Scalar(v) => *v,
+        }
+    }
+
+    /// A short description for the progress lines.
+    pub fn describe(&self) -> String {
+        match self {
+            Sample::Latency { hist, .. } => format!(
+                "p50 {} µs  p99 {} µs  ({} round trips)",
+                fmt_us(hist.value_at_quantile(0.5) as f64),
+                fmt_us(hist.value_at_quantile(0.99) as f64),
+                hist.len()
+            ),
+            Sample::Throughput {
+                msgs_per_s,
+                bytes_per_s,
+                ..
+            } => format!(
+                "{} msgs/s  {} MB/s",
+                fmt_rate(*msgs_per_s),
+                fmt_mb(*bytes_per_s)
+            ),
+            Sample::Scalar(v) => format!("{v:.3}"),
+        }
+    }
+}
+
+/// What one mechanism produced over the rounds of a row.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    /// Successful rounds.
+    pub samples: Vec<Sample>,
+    /// Failed rounds: what went wrong.
+    pub errors: Vec<String>,
+}
+
+impl Cell {
+    /// Each round's headline figure, in round order.
+    pub fn rounds(&self) -> Vec<f64> {
+        self.samples.iter().map(Sample::headline).collect()
+    }
+
+    /// The median over rounds of the headline figure.
+    pub fn headline(&self) -> Option<f64> {
+        median(self.rounds())
+    }
+
+    /// All rounds' round trips in one histogram.
+    pub fn pooled(&self) -> Option<Histogram<u64>> {
+        let mut pooled: Option<Histogram<u64>> = None;
+        for s in &self.samples {
+            if let Sample::Latency { hist, .. } = s {
+                match &mut pooled {
+                    None => pooled = Some(hist.clone()),
+                    Some(p) => {
+                        // Same bounds everywhere, so adding cannot fail.
+                        let _ = p.add(hist);
+                    }
+                }
+            }
+        }
+        pooled
+    }
+
+    /// The lowest and highest round.
+    pub fn range(&self) -> Option<(f64, f64)> {
+        let r = self.rounds();
+        let lo = r.iter().copied().reduce(f64::min)?;
+        let hi = r.iter().copied().reduce(f64::max)?;
+        Some((lo, hi))
+    }
+}
+
+/// One row of the report: one figure for every mechanism.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Stable identifier (`rtt-64`, `tput-4096`, `fanout2-64`, ...), the key in JSON.
+    pub id: String,
+    /// Which table it goes in (`latency`, `throughput`, `fanout`, or another name).
+    pub group: String,
+    /// Human title (`RTT 64 B`).
+    pub title: String,
+    /// Payload size, when the row has one.
+    pub size: Option<usize>,
+    /// Unit of the headline figure (`ns`, `msgs/s`, or the scalar's).
+    pub unit: String,
+    /// Whether a larger headline figure is better.
+    pub higher_is_better: bool,
+    /// Per mechanism.
+    pub cells: BTreeMap<Mech, Cell>,
+}
+
+impl Row {
+    /// A row of `group` and `size` with one round per (mechanism, figure or error), for
+    /// tests.
+    #[cfg(test)]
+    pub fn with(group: Group, size: usize, rounds: &[(Mech, Result<f64, &str>)]) -> Row {
+        let mut row = Row::measured(group, size);
+        for (mech, round) in rounds {
+            row.add(*mech, round.map(Sample::Scalar).map_err(String::from));
+        }
+        row
+    }
+
+    /// An empty row of one of the measured groups.
+    pub fn measured(group: Group, size: usize) -> Row {
+        let (g, title, unit, higher) = match group {
+            Group::Latency => ("latency", format!("RTT {}", fmt_size(size)), "ns", false),
+            Group::Throughput => (
+                "throughput",
+                format!("{} 1→1", fmt_size(size)),
+                "msgs/s",
+                true,
+            ),
+            Group::Fanout => ("fanout", format!("{} 1→2", fmt_size(size)), "msgs/s", true),
+            // Rows of these groups are scalar rows made by `crate::hooks`.
+            Group::Lifecycle => (LIFE_CYCLE, fmt_size(size), "", false),
+            Group::Memory => (MEMORY, fmt_size(size), "", false),
+            Group::Idle => (IDLE, fmt_size(size), "", false),
+        };
+        Row {
+            id: group.row_id(size),
+            group: g.into(),
+            title,
+            size: Some(size),
+            unit: unit.into(),
+            higher_is_better: higher,
+            cells: BTreeMap::new(),
+        }
+    }
+
+    /// An empty row of scalar figures (for `crate::hooks`).
+    pub fn scalar(id: &str, group: &str, title: &str, unit: &str, higher_is_better: bool) -> Row {
+        Row {
+            id: id.into(),
+            group: group.into(),
+            title: title.into(),
+            size: None,
+            unit: unit.into(),
+            higher_is_better,
+            cells: BTreeMap::new(),
+        }
+    }
+
+    /// Adds one round's outcome for `mech`.
+    pub fn add(&mut self, mech: Mech, outcome: Result<Sample, String>) {
+        let cell = self.cells.entry(mech).or_default();
+        match outcome {
+            Ok(s) => cell.samples.push(s),
+            Err(e) => cell.errors.push(e),
+        }
+    }
+
+    /// Headline of `mech`, if it has one.
+    pub fn headline(&self, mech: Mech) -> Option<f64> {
+        self.cells.get(&mech).and_then(Cell::headline)
+    }
+
+    /// Headline of every mmipc variant divided by that of every other mechanism.
+    pub fn ratios(&self) -> BTreeMap<String, f64> {
+        let mut out = BTreeMap::new();
+        for (&a, ca) in &self.cells {
+            if !a.is_mmipc() {
+                continue;
+            }
+            let Some(ha) = ca.headline() else { continue };
+            for (&b, cb) in &self.cells {
+                if b.is_mmipc() {
+                    continue;
+                }
+                if let Some(hb) = cb.headline().filter(|&h| h > 0.0) {
+                    out.insert(format!("{}/{}", a.id(), b.id()), ha / hb);
+                }
+            }
+        }
+        out
+    }
+}
