@@ -335,8 +335,6 @@ impl Drop for CallbackHandle {
 
 impl std::fmt::Debug for CallbackHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("CallbackHandle")
-            .field("subscriber", &self.core.id)
-            .finish()
+        self.core.fmt_handle(f, "CallbackHandle")
     }
 }

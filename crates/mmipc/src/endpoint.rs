@@ -101,7 +101,7 @@ impl Registration {
         channel: &str,
         kind: EndpointKind,
         prepare: impl FnOnce(&ChannelDirs, EndpointId) -> Result<T, Error>,
-    ) -> Result<(EndpointId, ChannelDirs, Registration, T), Error> {
+    ) -> Result<(Registered, T), Error> {
         let id = EndpointId::random();
         let (dirs, lock_file) = ChannelDirs::new_with_lock(&common.root(), channel, |d| {
             discovery::lock_path(d, kind, id)
@@ -123,7 +123,14 @@ impl Registration {
                     record_path,
                     lock_file: Mutex::new(Some(lock_file)),
                 };
-                Ok((id, dirs, registration, made))
+                Ok((
+                    Registered {
+                        id,
+                        dirs,
+                        registration,
+                    },
+                    made,
+                ))
             }
             Err(e) => {
                 let _ = std::fs::remove_file(lock_file.path());
@@ -145,6 +152,13 @@ impl Registration {
     }
 }
 
+/// A new endpoint's identity, directories and registration, from [`Registration::create`].
+pub(crate) struct Registered {
+    id: EndpointId,
+    dirs: ChannelDirs,
+    registration: Registration,
+}
+
 /// The shared state of one endpoint: the core's fields plus the role's.
 pub(crate) struct Core<R: Role> {
     pub id: EndpointId,
@@ -162,7 +176,11 @@ pub(crate) struct Core<R: Role> {
 impl<R: Role> Core<R> {
     /// Puts the endpoint together and hands it to the runtime thread.
     pub(crate) fn start(
-        (id, dirs, registration): (EndpointId, ChannelDirs, Registration),
+        Registered {
+            id,
+            dirs,
+            registration,
+        }: Registered,
         channel: String,
         common: Common,
         role: R,
@@ -233,6 +251,18 @@ impl<R: Role> Core<R> {
             R::PEER_END,
             record.timeout_for(self.common.peer_timeout),
         )
+    }
+
+    /// The `Debug` form of a handle `name` on this endpoint.
+    pub(crate) fn fmt_handle(
+        &self,
+        f: &mut std::fmt::Formatter<'_>,
+        name: &str,
+    ) -> std::fmt::Result {
+        f.debug_struct(name)
+            .field("channel", &self.channel)
+            .field("id", &self.id)
+            .finish()
     }
 
     pub(crate) fn num_connections(&self) -> usize {
@@ -445,6 +475,10 @@ impl<T> Handoff<T> {
 /// `$make` is the doctest line that makes `ep` (the handle) in the temporary directory `dir`,
 /// `$peers` what its peers are called.
 macro_rules! endpoint_views {
+    ($make:literal, $peers:literal, new: $ty:literal, $use:literal) => {
+        crate::endpoint::endpoint_new!($ty, $use);
+        crate::endpoint::endpoint_views!($make, $peers);
+    };
     ($make:literal, $peers:literal) => {
         /// This endpoint's id (32 hex digits; subscribers see a publisher's in each
         /// [`Message`](crate::Message)).
@@ -507,3 +541,26 @@ macro_rules! endpoint_views {
     };
 }
 pub(crate) use endpoint_views;
+
+/// `new(channel)`: the endpoint with default options in the default directory, written once.
+/// `$ty` is the endpoint type's name, `$use` a doctest line using the endpoint `ep`.
+macro_rules! endpoint_new {
+    ($ty:literal, $use:literal) => {
+        #[doc = concat!("A ", $ty, " on `channel` in the default directory, with default options.")]
+        ///
+        /// # Errors
+        #[doc = concat!("As [`", $ty, "Builder::build`].")]
+        ///
+        /// # Examples
+        ///
+        /// ```no_run
+        #[doc = concat!("let mut ep = mmipc::", $ty, "::new(\"telemetry\")?;")]
+        #[doc = $use]
+        /// # Ok::<(), mmipc::Error>(())
+        /// ```
+        pub fn new(channel: &str) -> crate::Result<Self> {
+            Self::builder(channel).build()
+        }
+    };
+}
+pub(crate) use endpoint_new;

@@ -168,7 +168,7 @@ impl PublisherBuilder {
     pub fn build(mut self) -> Result<Publisher> {
         self.common.validate()?;
         validate_capacity(self.ring_capacity)?;
-        let (id, dirs, registration, ()) = Registration::create(
+        let (registered, ()) = Registration::create(
             &self.common,
             &self.channel,
             EndpointKind::Publisher,
@@ -188,13 +188,7 @@ impl PublisherBuilder {
             timed_out: HashMap::new(),
             generation: 0,
         };
-        let core = Core::start(
-            (id, dirs, registration),
-            self.channel,
-            self.common,
-            role,
-            state,
-        );
+        let core = Core::start(registered, self.channel, self.common, role, state);
         // Connect to every subscriber alive now, before returning: "subscriber first, then
         // publisher" loses nothing even without `wait_for_subscribers`. Later arrivals are
         // the runtime's.
@@ -252,26 +246,7 @@ struct Subscribed {
 }
 
 impl Publisher {
-    crate::endpoint::endpoint_views!(
-        "let ep = mmipc::Publisher::builder(\"docs\").dir(dir.path()).build()?;",
-        "subscribers"
-    );
-
-    /// A publisher on `channel` in the default directory, with default options.
-    ///
-    /// # Errors
-    /// As [`PublisherBuilder::build`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// let publisher = mmipc::Publisher::new("telemetry")?;
-    /// publisher.publish(b"hello")?;
-    /// # Ok::<(), mmipc::Error>(())
-    /// ```
-    pub fn new(channel: &str) -> Result<Publisher> {
-        Publisher::builder(channel).build()
-    }
+    crate::endpoint::endpoint_views!("let ep = mmipc::Publisher::builder(\"docs\").dir(dir.path()).build()?;", "subscribers", new: "Publisher", "ep.publish(b\"hello\")?;");
 
     /// A builder for a publisher on `channel`.
     ///
@@ -504,10 +479,7 @@ impl Drop for Publisher {
 
 impl std::fmt::Debug for Publisher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Publisher")
-            .field("channel", &self.core.channel)
-            .field("id", &self.core.id)
-            .finish()
+        self.core.fmt_handle(f, "Publisher")
     }
 }
 

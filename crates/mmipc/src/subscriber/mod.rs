@@ -143,7 +143,7 @@ impl SubscriberBuilder {
             Some(b) => b,
             None => DEFAULT_REASSEMBLY_BUDGET.max(self.common.max_message_size),
         };
-        let (id, dirs, registration, doorbell) = Registration::create(
+        let (registered, doorbell) = Registration::create(
             &self.common,
             &self.channel,
             EndpointKind::Subscriber,
@@ -160,13 +160,7 @@ impl SubscriberBuilder {
             draining: Vec::new(),
             seen: HashMap::new(),
         };
-        let core = Core::start(
-            (id, dirs, registration),
-            self.channel,
-            self.common,
-            role,
-            state,
-        );
+        let core = Core::start(registered, self.channel, self.common, role, state);
         connect_to_live_publishers(&core);
         Ok(Subscriber {
             core,
@@ -215,26 +209,7 @@ enum Staged {
 }
 
 impl Subscriber {
-    crate::endpoint::endpoint_views!(
-        "let ep = mmipc::Subscriber::builder(\"docs\").dir(dir.path()).build()?;",
-        "publishers"
-    );
-
-    /// A subscriber on `channel` in the default directory, with default options.
-    ///
-    /// # Errors
-    /// As [`SubscriberBuilder::build`].
-    ///
-    /// # Examples
-    ///
-    /// ```no_run
-    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
-    /// let msg = subscriber.recv();
-    /// # Ok::<(), mmipc::Error>(())
-    /// ```
-    pub fn new(channel: &str) -> Result<Subscriber> {
-        Subscriber::builder(channel).build()
-    }
+    crate::endpoint::endpoint_views!("let ep = mmipc::Subscriber::builder(\"docs\").dir(dir.path()).build()?;", "publishers", new: "Subscriber", "let msg = ep.recv();");
 
     /// A builder for a subscriber on `channel`.
     ///
@@ -605,10 +580,7 @@ impl Drop for Subscriber {
 
 impl std::fmt::Debug for Subscriber {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscriber")
-            .field("channel", &self.core.channel)
-            .field("id", &self.core.id)
-            .finish()
+        self.core.fmt_handle(f, "Subscriber")
     }
 }
 

@@ -8,7 +8,7 @@
 //! | [`Segment::create`]: create a named shared segment exclusively (mode 0600, `O_EXCL`, `O_NOFOLLOW`), size it, map it | yes | `Unsupported` | `Unsupported` |
 //! | [`Segment::open`]: open an existing segment without following symlinks, check with `fstat` that it is a regular file owned by us and at least `min_len` bytes (so a short file cannot `SIGBUS` us), map it | yes | `Unsupported` | `Unsupported` |
 //! | [`unlink_segment`]: remove a segment's name (mappings stay valid) | yes | `Unsupported` | `Unsupported` |
-//! | [`futex_wait`] / [`futex_wake`]: sleep on / wake sleepers of a 32-bit word in shared memory, across processes (no `FUTEX_PRIVATE_FLAG`) | yes | `Unsupported` | `Unsupported` |
+//! | [`futex_wait`] / [`futex_wake`]: sleep on / wake sleepers of a 32-bit word in shared memory, across processes (no `FUTEX_PRIVATE_FLAG`) | yes | sleeps 1 ms and reports a wake-up (callers re-check); wake is a no-op | same |
 //! | [`LockFile::acquire`]: an exclusive lock held for a process's lifetime and released by the kernel when it dies; [`probe_lock`]: non-blocking test of someone else's | yes | `Unsupported` | `Unsupported` |
 //! | [`is_memory_fs`]: whether a directory is on tmpfs/ramfs (where segments may live) | yes | `false` | `false` |
 //! | [`write_private_file`] / [`read_small_file`]: small files (records) written 0600 and read without following symlinks | yes | plain std | plain std |
