@@ -334,10 +334,21 @@ fn strategy(mode: &str) -> WaitStrategy {
 }
 
 // ---------------------------------------------------------------------------------------
-// (a) A million messages of random sizes.
+// (a) Many messages of random sizes (200,000 by default, a million in the long mode).
 
-const MILLION_TEST: &str = "million_random_messages_cross_processes_intact";
-const MESSAGES: u64 = 1_000_000;
+const MILLION_TEST: &str = "random_messages_cross_processes_intact";
+/// Set to a number of messages for a longer run: `MMIPC_RING_MESSAGES=1000000 cargo test
+/// --test ring_processes` (about a minute on two cores).
+const MESSAGES_ENV: &str = "MMIPC_RING_MESSAGES";
+
+/// Messages per mode: 200,000 unless [`MESSAGES_ENV`] says otherwise (an even number of at
+/// least 2,048, so that both extreme sizes occur and the two read APIs split evenly).
+fn message_count() -> u64 {
+    std::env::var(MESSAGES_ENV)
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map_or(200_000, |n| n.max(2048) & !1)
+}
 const MAX_LEN: usize = 256 << 10;
 const STREAM_CAPACITY: usize = 64 << 10;
 const LENGTH_SEED: u64 = 0x6d6d_6970_632d_7269;
@@ -367,7 +378,7 @@ fn million_producer(path: &Path, mode: &str) {
         .into_producer();
     tx.set_wait_strategy(strategy(mode));
     let mut scratch = vec![0u8; MAX_LEN];
-    for seq in 0..MESSAGES {
+    for seq in 0..message_count() {
         let len = message_len(seq);
         let sent = match seq % 3 {
             0 => {
@@ -393,7 +404,7 @@ fn million_producer(path: &Path, mode: &str) {
         }
     }
     drop(tx); // closes the ring: the parent sees `Closed` after the last message
-    println!("child: wrote {MESSAGES} messages ({mode})");
+    println!("child: wrote {} messages ({mode})", message_count());
 }
 
 /// Parent half of one run: creates the ring, starts the producer child, checks every byte of
@@ -417,7 +428,7 @@ fn million_messages(mode: &str) {
     let mut buf = Vec::new();
     let mut scratch = vec![0u8; MAX_LEN];
     let (mut bytes, mut empty, mut largest, mut in_place) = (0u64, 0u64, 0u64, 0u64);
-    for seq in 0..MESSAGES {
+    for seq in 0..message_count() {
         let len = message_len(seq);
         let api = if seq.is_multiple_of(2) {
             ReadApi::Copy
@@ -432,7 +443,8 @@ fn million_messages(mode: &str) {
             Ok(Ok(())) => {}
             Ok(Err(problem)) => panic!("{mode} mode, read with {api:?}: {problem}"),
             Err(e) => panic!(
-                "{mode} mode: reading message {seq} of {MESSAGES} failed: {e}; child output:\n{}",
+                "{mode} mode: reading message {seq} of {} failed: {e}; child output:\n{}",
+                message_count(),
                 child.output()
             ),
         }
@@ -455,7 +467,7 @@ fn million_messages(mode: &str) {
         end,
         Err(RingError::Closed),
         "{mode} mode: expected the ring to close after message {}",
-        MESSAGES - 1
+        message_count() - 1
     );
     assert_eq!(
         rx.read_in_place(Some(Instant::now())).err(),
@@ -468,24 +480,25 @@ fn million_messages(mode: &str) {
         empty > 0 && largest > 0,
         "{mode}: no 0-byte or 256 KiB messages"
     );
-    assert_eq!(in_place, MESSAGES / 2);
+    assert_eq!(in_place, message_count() / 2);
     let secs = started.elapsed().as_secs_f64();
     eprintln!(
-        "{mode} mode: {MESSAGES} messages, {:.2} GB ({empty} empty, {largest} of 256 KiB) in \
+        "{mode} mode: {} messages, {:.2} GB ({empty} empty, {largest} of 256 KiB) in \
          {secs:.1} s ({:.2} GB/s)",
+        message_count(),
         bytes as f64 / 1e9,
         bytes as f64 / 1e9 / secs
     );
 }
 
-/// 1,000,000 messages of 0..=256 KiB (log-skewed sizes, mean ≈ 14 KB, about 1,000 each of
-/// exactly 0 and exactly 256 KiB; ≈ 14 GB in total) from a child process to this one through
-/// a 64 KiB ring, once with [`WaitStrategy::Park`] and once with [`WaitStrategy::default()`]
-/// on both sides: 2,000,000 messages in all. Every byte of every message is checked; the
+/// 200,000 messages (1,000,000 with `MMIPC_RING_MESSAGES=1000000`) of 0..=256 KiB
+/// (log-skewed sizes, mean ≈ 14 KB, 1 in 1,024 each of exactly 0 and exactly 256 KiB; ≈ 2.8
+/// GB, or 14 GB) from a child process to this one through a 64 KiB ring, once with
+/// [`WaitStrategy::Park`] and once with [`WaitStrategy::default()`] on both sides. Every byte of every message is checked; the
 /// producer rotates through `write`, `write_parts` and `reserve` + `commit`, the consumer
 /// alternates `read_until` and `read_in_place`.
 #[test]
-fn million_random_messages_cross_processes_intact() {
+fn random_messages_cross_processes_intact() {
     if let Some((role, path, mode)) = child_role() {
         assert_eq!(role, "producer", "unexpected child role");
         million_producer(&path, &mode);
