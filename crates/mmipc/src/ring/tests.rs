@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::layout::{self, Kind, encode};
 use super::*;
+use crate::sync::Ordering;
 
 /// A message whose bytes identify it: `seq` then a pattern, `len` bytes in all.
 fn message(seq: u64, len: usize) -> Vec<u8> {
