@@ -1,11 +1,11 @@
 //! Connection events, per-connection statistics, and the shared bookkeeping behind them.
 
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 use std::sync::{Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use crate::discovery::EndpointId;
 use crate::ring::RingControl;
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 /// The other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -42,6 +42,8 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(clippy::undocumented_unsafe_blocks)]
 #![deny(missing_docs)]
+// Atomics come from `sync` (the loom shim); clippy.toml lists the std ones.
+#![deny(clippy::disallowed_types)]
 
 mod error;
 pub mod ring;

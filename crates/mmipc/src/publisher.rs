@@ -2,7 +2,6 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
@@ -17,6 +16,7 @@ use crate::event::{
 use crate::options::{Common, DEFAULT_RING_CAPACITY, OnFull, validate_capacity};
 use crate::ring::{Producer, RingError, RingSegment, WaitStrategy};
 use crate::runtime::{self, Endpoint};
+use crate::sync::{AtomicBool, Ordering};
 use crate::sys;
 
 /// The sending end of a channel.

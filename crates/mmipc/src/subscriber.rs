@@ -2,7 +2,6 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, mpsc};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -22,6 +21,7 @@ use crate::ring::{
     wait_until,
 };
 use crate::runtime::{self, Endpoint};
+use crate::sync::{AtomicBool, Ordering};
 use crate::sys;
 
 /// Bytes of framing before each payload in a ring message: the publisher's sequence number.

@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use super::layout::Bell;
-use crate::sync::{AtomicU32, Ordering, fence, spin_hint};
+use crate::sync::{AtomicU32, Ordering, ProcessLocalAtomicU64, fence, spin_hint};
 
 /// How a blocked reader or writer waits for its peer.
 ///
@@ -130,7 +130,7 @@ pub(crate) fn notify(futex: &impl Futex, bell: &Bell) {
 /// bell: the 500 ms cap (or a spurious wake-up) rescued a wake-up the protocol lost. Must stay
 /// zero; tests check it.
 #[cfg(not(loom))]
-static RESCUED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+static RESCUED: ProcessLocalAtomicU64 = ProcessLocalAtomicU64::new(0);
 
 /// How many waits in this process found their condition true after a sleep that no ring of
 /// the bell ended (a lost wake-up rescued by the sleep cap). Zero unless the wake-up protocol
@@ -143,7 +143,7 @@ static RESCUED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// ```
 #[cfg(not(loom))]
 pub fn rescued_wakeups() -> u64 {
-    RESCUED.load(std::sync::atomic::Ordering::Relaxed)
+    RESCUED.load(Ordering::Relaxed)
 }
 
 /// Why a wait ended without its condition becoming true.
@@ -233,7 +233,7 @@ pub(crate) fn wait_until<E>(
         if check(&mut ready)? {
             #[cfg(not(loom))]
             if !rung {
-                RESCUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                RESCUED.fetch_add(1, Ordering::Relaxed);
             }
             #[cfg(loom)]
             let _ = rung;
