@@ -46,3 +46,54 @@ pub(crate) fn spin_hint() {
     #[cfg(not(loom))]
     core::hint::spin_loop();
 }
+
+/// Reports plain (non-atomic) accesses to shared bytes to the model checker: under loom, one
+/// tracked cell per 8-byte word (records never share a word), so loom fails any read or write
+/// that the protocol does not order after the last conflicting access. Without loom it is
+/// zero-sized and its methods compile to nothing.
+#[derive(Clone)]
+pub(crate) struct AccessLog {
+    #[cfg(loom)]
+    words: std::sync::Arc<[loom::cell::UnsafeCell<()>]>,
+}
+
+impl AccessLog {
+    /// A log for `len` bytes.
+    #[inline]
+    pub(crate) fn new(len: u64) -> AccessLog {
+        let _ = len;
+        AccessLog {
+            #[cfg(loom)]
+            words: (0..len.div_ceil(8))
+                .map(|_| loom::cell::UnsafeCell::new(()))
+                .collect(),
+        }
+    }
+
+    /// Bytes `off..off + len` are being read.
+    #[inline(always)]
+    pub(crate) fn read(&self, off: u64, len: usize) {
+        #[cfg(loom)]
+        for w in self.words_of(off, len) {
+            self.words[w].with(|_| ());
+        }
+        let _ = (off, len);
+    }
+
+    /// Bytes `off..off + len` are being written.
+    #[inline(always)]
+    pub(crate) fn write(&self, off: u64, len: usize) {
+        #[cfg(loom)]
+        for w in self.words_of(off, len) {
+            self.words[w].with_mut(|_| ());
+        }
+        let _ = (off, len);
+    }
+
+    #[cfg(loom)]
+    fn words_of(&self, off: u64, len: usize) -> std::ops::Range<usize> {
+        let start = (off / 8) as usize;
+        let end = (off + len as u64).div_ceil(8) as usize;
+        start..end.max(start)
+    }
+}

@@ -6,12 +6,11 @@
 use std::time::Instant;
 
 use super::check_position;
-#[cfg(not(loom))]
 use super::control::RingControl;
 use super::error::{RingError, Violation};
 use super::layout::{self, CLOSED, Kind, OPEN, RECORD_HEADER, VIOLATED, record_len};
 use super::region::Region;
-use super::wait::{RingFutex, WaitError, WaitStrategy, notify, wait_until};
+use super::wait::{WaitError, WaitStrategy, notify, wait_until};
 use crate::sync::{AtomicU64, Ordering};
 
 /// Default limit on the size of a message a [`Consumer`] accepts (64 MiB).
@@ -119,7 +118,6 @@ fn kind_name(kind: Kind) -> &'static str {
 /// ```
 pub struct Consumer {
     pub(super) region: Region,
-    futex: RingFutex,
     strategy: WaitStrategy,
     /// Our read position (authoritative; the shared copy is only published).
     pub(super) read: u64,
@@ -153,7 +151,6 @@ struct Record {
 impl Consumer {
     pub(super) fn new(region: Region) -> Consumer {
         Consumer {
-            futex: region.futex(),
             region,
             strategy: WaitStrategy::default(),
             read: 0,
@@ -263,7 +260,6 @@ impl Consumer {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn try_read(&mut self, out: &mut Vec<u8>) -> Result<bool, RingError> {
-        #[cfg(not(loom))]
         if self.staged.is_some() {
             if let Some(guard) = self.take_staged() {
                 out.clear();
@@ -326,7 +322,6 @@ impl Consumer {
         }
     }
 
-    #[cfg(not(loom))]
     /// The next message borrowed in place, if one is complete: a slice of the ring when the
     /// message sits in one record, else the reassembled copy. The message is consumed when
     /// the guard drops.
@@ -349,7 +344,6 @@ impl Consumer {
         Ok(self.take_staged())
     }
 
-    #[cfg(not(loom))]
     /// As [`Consumer::try_read_in_place`], waiting until `deadline` (`None`: for ever).
     ///
     /// # Errors
@@ -371,7 +365,6 @@ impl Consumer {
         self.take_staged().ok_or(RingError::Closed)
     }
 
-    #[cfg(not(loom))]
     /// Locates the next complete message without consuming it, so that a caller can look at
     /// it ([`Consumer::staged`]) before taking it ([`Consumer::try_read_in_place`] then hands
     /// it out without searching again). Returns whether one is ready.
@@ -389,20 +382,17 @@ impl Consumer {
         }
     }
 
-    #[cfg(not(loom))]
     /// Fails the ring for a violation found by the layer above (bad framing): nothing more
     /// is read from it, and the producer sees `VIOLATED`.
     pub(crate) fn violate(&mut self) {
         let _ = self.fail(RingError::Violation(Violation::Framing));
     }
 
-    #[cfg(not(loom))]
     /// The message located by [`Consumer::prepare`], if any, without taking it.
     pub(crate) fn staged(&self) -> Option<&[u8]> {
         self.staged.as_ref().map(|place| self.bytes(place))
     }
 
-    #[cfg(not(loom))]
     fn take_staged(&mut self) -> Option<ReadGuard<'_>> {
         let place = self.staged.take()?;
         Some(ReadGuard {
@@ -411,7 +401,6 @@ impl Consumer {
         })
     }
 
-    #[cfg(not(loom))]
     fn bytes(&self, place: &Place) -> &[u8] {
         match *place {
             Place::Ring { payload, len, .. } => {
@@ -434,7 +423,6 @@ impl Consumer {
     }
 
     /// A handle on the shared header for a supervising thread (heartbeats, liveness).
-    #[cfg(not(loom))]
     pub(crate) fn control(&self) -> RingControl {
         RingControl::new(self.region.share())
     }
@@ -466,18 +454,17 @@ impl Consumer {
         let h = self.region.header();
         if let RingError::Violation(_) = err {
             h.consumer.closed.store(VIOLATED, Ordering::Release);
-            notify(&self.futex, &h.space_bell);
+            notify(self.region.futex(), &h.space_bell);
         }
         self.failed = Some(err.clone());
         err
     }
 
     fn wait_for_data(&mut self, deadline: Option<Instant>) -> Result<(), RingError> {
-        #[allow(clippy::clone_on_copy)] // Copy in production, an Arc under loom
-        let (futex, strategy) = (self.futex.clone(), self.strategy);
+        let strategy = self.strategy;
         let region = self.region.share();
         let result = wait_until(
-            &futex,
+            region.futex(),
             &region.header().data_bell,
             strategy,
             deadline,
@@ -531,7 +518,7 @@ impl Consumer {
         // SYNC POINT space: pairs with the Acquire load in `Producer::refresh`.
         h.consumer.pos.store(self.read, Ordering::Release);
         self.released = self.read;
-        notify(&self.futex, &h.space_bell);
+        notify(self.region.futex(), &h.space_bell);
     }
 
     /// Publishes our read position once an eighth of the ring has been read since the last
@@ -727,7 +714,7 @@ impl Drop for Consumer {
         if h.consumer.closed.load(Ordering::Relaxed) == OPEN {
             h.consumer.closed.store(CLOSED, Ordering::Release);
         }
-        notify(&self.futex, &h.space_bell);
+        notify(self.region.futex(), &h.space_bell);
     }
 }
 
@@ -738,7 +725,6 @@ enum Place {
     Assembled,
 }
 
-#[cfg(not(loom))]
 /// A message borrowed from a [`Consumer`]; it is consumed (its space handed back to the
 /// producer) when the guard drops.
 ///
@@ -757,7 +743,6 @@ pub struct ReadGuard<'a> {
     place: Place,
 }
 
-#[cfg(not(loom))]
 impl std::ops::Deref for ReadGuard<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -765,7 +750,6 @@ impl std::ops::Deref for ReadGuard<'_> {
     }
 }
 
-#[cfg(not(loom))]
 impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         if let Place::Ring { end, .. } = self.place {
@@ -775,7 +759,6 @@ impl Drop for ReadGuard<'_> {
     }
 }
 
-#[cfg(not(loom))]
 impl std::fmt::Debug for ReadGuard<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReadGuard")

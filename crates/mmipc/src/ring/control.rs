@@ -11,12 +11,10 @@ use crate::sync::Ordering;
 /// A second handle on a ring's shared header, for the thread that supervises connections:
 /// it bumps heartbeats, reads the peer's, and closes a side on behalf of a peer found dead
 /// (waking whoever is parked). It never touches the data area.
-#[cfg(not(loom))]
 pub(crate) struct RingControl {
     region: Region,
 }
 
-#[cfg(not(loom))]
 impl RingControl {
     pub(crate) fn new(region: Region) -> RingControl {
         RingControl { region }
@@ -93,7 +91,7 @@ impl RingControl {
             h.consumer
                 .closed
                 .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
-        notify(&self.region.futex(), &h.space_bell);
+        notify(self.region.futex(), &h.space_bell);
     }
 
     /// Marks the producer side closed (its process died or hung); the caller wakes the
@@ -104,7 +102,7 @@ impl RingControl {
             h.producer
                 .closed
                 .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
-        notify(&self.region.futex(), &h.data_bell);
+        notify(self.region.futex(), &h.data_bell);
     }
 
     /// Bytes published and not yet consumed, as the header says (clamped to the capacity:

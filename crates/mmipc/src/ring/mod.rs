@@ -49,7 +49,6 @@ mod error;
 mod layout;
 mod producer;
 mod region;
-#[cfg(not(loom))]
 mod segment;
 mod wait;
 
@@ -59,26 +58,19 @@ mod loom_tests;
 mod tests;
 
 pub(crate) use consumer::Budget;
-#[cfg(not(loom))]
 pub use consumer::ReadGuard;
 pub use consumer::{Consumer, DEFAULT_MAX_MESSAGE_LEN};
-#[cfg(not(loom))]
 pub(crate) use control::RingControl;
 pub use error::{RingError, Violation};
-#[cfg(not(loom))]
 pub(crate) use layout::Bell as RingBell;
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use producer::Producer;
-#[cfg(not(loom))]
 pub use producer::WriteGuard;
 use region::Region;
-#[cfg(not(loom))]
-pub(crate) use region::SharedBell;
-#[cfg(not(loom))]
+pub(crate) use region::{AtomicHeader, MappedHeader, SharedBell, header_of};
 pub use segment::RingSegment;
 #[cfg(not(loom))]
 pub(crate) use wait::OsFutex;
-#[cfg(not(loom))]
 pub use wait::rescued_wakeups;
 pub use wait::{DEFAULT_SPIN, WaitStrategy};
 pub(crate) use wait::{WaitError, notify, wait_until};

@@ -6,16 +6,12 @@
 use std::time::Instant;
 
 use super::check_position;
-#[cfg(not(loom))]
 use super::control::RingControl;
 use super::error::RingError;
-use super::layout::{
-    Bell, CLOSED, Kind, OPEN, RECORD_HEADER, Step, VIOLATED, encode, plan, record_len,
-};
-#[cfg(not(loom))]
+use super::layout::{CLOSED, Kind, OPEN, RECORD_HEADER, Step, VIOLATED, encode, plan, record_len};
 use super::region::SharedBell;
 use super::region::{self, Region};
-use super::wait::{RingFutex, WaitError, WaitStrategy, notify, wait_until};
+use super::wait::{WaitError, WaitStrategy, notify, wait_until};
 use crate::sync::Ordering;
 
 /// The writing end of a ring. `Send`, not `Sync`: one thread writes at a time.
@@ -33,7 +29,6 @@ use crate::sync::Ordering;
 /// ```
 pub struct Producer {
     pub(super) region: Region,
-    futex: RingFutex,
     strategy: WaitStrategy,
     /// Our write position (authoritative; the shared copy is only published).
     write: u64,
@@ -45,7 +40,6 @@ pub struct Producer {
     /// Staging buffer for in-place writes that must be fragmented.
     staging: Vec<u8>,
     /// Rung after each commit instead of the ring's own data bell (a subscriber's doorbell).
-    #[cfg(not(loom))]
     doorbell: Option<SharedBell>,
 }
 
@@ -93,7 +87,6 @@ enum Blocking {
 impl Producer {
     pub(super) fn new(region: Region) -> Producer {
         Producer {
-            futex: region.futex(),
             region,
             strategy: WaitStrategy::default(),
             write: 0,
@@ -101,30 +94,28 @@ impl Producer {
             abort_pending: false,
             failed: None,
             staging: Vec::new(),
-            #[cfg(not(loom))]
             doorbell: None,
         }
     }
 
     /// Rings `bell` instead of the ring's own data bell whenever data is published or the
     /// producer closes: for a consumer that waits on one bell for many rings.
-    #[cfg(not(loom))]
     pub(crate) fn set_doorbell(&mut self, bell: SharedBell) {
         self.doorbell = Some(bell);
     }
 
-    /// The bell the consumer sleeps on while waiting for data.
+    /// Wakes the consumer if it sleeps waiting for data, on the doorbell if one is set, else
+    /// on the ring's own data bell.
     #[inline]
-    fn data_bell(&self) -> &Bell {
-        #[cfg(not(loom))]
-        if let Some(b) = &self.doorbell {
-            return b.bell();
-        }
-        &self.region.header().data_bell
+    fn wake_consumer(&self) {
+        let (futex, bell) = match &self.doorbell {
+            Some(b) => (b.futex(), b.bell()),
+            None => (self.region.futex(), &self.region.header().data_bell),
+        };
+        notify(futex, bell);
     }
 
     /// A handle on the shared header for a supervising thread (heartbeats, liveness).
-    #[cfg(not(loom))]
     pub(crate) fn control(&self) -> RingControl {
         RingControl::new(self.region.share())
     }
@@ -261,7 +252,6 @@ impl Producer {
         self.send(parts, Blocking::No)
     }
 
-    #[cfg(not(loom))]
     /// Reserves room for a `len`-byte message to be filled in place, waiting for space until
     /// `deadline` (`None`: for ever). Dropping the guard without [`WriteGuard::commit`]
     /// publishes nothing.
@@ -289,7 +279,6 @@ impl Producer {
         self.reserve_with(len, Blocking::Until(deadline))
     }
 
-    #[cfg(not(loom))]
     /// Reserves room in place only if available now.
     ///
     /// # Errors
@@ -345,7 +334,6 @@ impl Producer {
             .load(Ordering::Relaxed)
     }
 
-    #[cfg(not(loom))]
     fn reserve_with(
         &mut self,
         len: usize,
@@ -395,7 +383,7 @@ impl Producer {
         if let RingError::Violation(_) = err {
             let h = self.region.header();
             h.producer.closed.store(VIOLATED, Ordering::Release);
-            notify(&self.futex, self.data_bell());
+            self.wake_consumer();
         }
         self.failed = Some(err.clone());
         err
@@ -529,7 +517,7 @@ impl Producer {
         let h = self.region.header();
         // SYNC POINT data: pairs with the Acquire load in `Consumer::refresh`.
         h.producer.pos.store(self.write, Ordering::Release);
-        notify(&self.futex, self.data_bell());
+        self.wake_consumer();
     }
 
     /// Reloads the consumer's position. `Ok(true)` if it moved.
@@ -559,11 +547,10 @@ impl Producer {
         };
         // Publish pending padding before sleeping: the consumer must be able to pass it.
         self.commit();
-        #[allow(clippy::clone_on_copy)] // Copy in production, an Arc under loom
-        let (futex, strategy) = (self.futex.clone(), self.strategy);
+        let strategy = self.strategy;
         let region = self.region.share();
         let result = wait_until(
-            &futex,
+            region.futex(),
             &region.header().space_bell,
             strategy,
             deadline,
@@ -583,7 +570,7 @@ impl Drop for Producer {
         if h.producer.closed.load(Ordering::Relaxed) == OPEN {
             h.producer.closed.store(CLOSED, Ordering::Release);
         }
-        notify(&self.futex, self.data_bell());
+        self.wake_consumer();
     }
 }
 
@@ -592,7 +579,6 @@ enum Target {
     Staged(Option<Option<Instant>>),
 }
 
-#[cfg(not(loom))]
 /// Room for one message reserved by [`Producer::reserve`]: fill it through `DerefMut`, then
 /// [`commit`](WriteGuard::commit). Dropping it uncommitted publishes nothing.
 ///
@@ -610,7 +596,6 @@ pub struct WriteGuard<'a> {
     target: Target,
 }
 
-#[cfg(not(loom))]
 impl WriteGuard<'_> {
     /// Publishes the message.
     ///
@@ -656,7 +641,6 @@ impl WriteGuard<'_> {
     }
 }
 
-#[cfg(not(loom))]
 impl std::ops::Deref for WriteGuard<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
@@ -673,7 +657,6 @@ impl std::ops::Deref for WriteGuard<'_> {
     }
 }
 
-#[cfg(not(loom))]
 impl std::ops::DerefMut for WriteGuard<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         let p = &mut *self.producer;
