@@ -58,14 +58,12 @@ mod loom_tests;
 mod tests;
 
 pub(crate) use consumer::Budget;
-pub use consumer::ReadGuard;
-pub use consumer::{Consumer, DEFAULT_MAX_MESSAGE_LEN};
+pub use consumer::{Consumer, DEFAULT_MAX_MESSAGE_LEN, ReadGuard};
 pub(crate) use control::RingControl;
 pub use error::{RingError, Violation};
 pub(crate) use layout::Bell as RingBell;
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
-pub use producer::Producer;
-pub use producer::WriteGuard;
+pub use producer::{Producer, WriteGuard};
 use region::Region;
 pub(crate) use region::{AtomicHeader, MappedHeader, SharedBell, header_of};
 pub use segment::RingSegment;

@@ -229,9 +229,6 @@ impl SharedBell {
 /// padding a peer could read, and all-zero bytes are a valid value of every field.
 pub(crate) unsafe trait AtomicHeader: Sync {}
 
-// SAFETY: `#[repr(C)]`, two `AtomicU32`s; zero is a valid value of both.
-unsafe impl AtomicHeader for Bell {}
-
 /// A typed view of the header at the start of a mapped segment, which it keeps mapped: the
 /// only way the layers above reach such a header (a subscriber's doorbell file).
 pub(crate) struct MappedHeader<T> {
