@@ -91,7 +91,8 @@ impl Region {
     ///
     /// # Safety
     /// `base` must be 64-aligned, valid for `HEADER_LEN + capacity` bytes of reads and writes
-    /// for as long as `owner` lives, and not yet shared with a peer.
+    /// for as long as `owner` lives, and not yet shared with a peer. Not under loom, whose
+    /// atomics are not plain integers (loom models use [`Region::heap`]).
     pub(crate) unsafe fn init(base: *mut u8, capacity: u64, owner: Arc<dyn Send + Sync>) -> Region {
         debug_assert!((base as usize).is_multiple_of(64) && valid_capacity(capacity));
         let header = base.cast::<Header>();
@@ -117,12 +118,13 @@ impl Region {
             _owner: owner,
         }
     }
+
     /// Validates a header that another process wrote at `base` and returns the region.
     /// `len` is the size of the mapping; the capacity the header claims must fit in it.
     ///
     /// # Safety
     /// `base` must be 64-aligned and valid for `len` bytes of reads and writes for as long as
-    /// `owner` lives.
+    /// `owner` lives. Not under loom, as for [`Region::init`].
     pub(crate) unsafe fn attach(
         base: *mut u8,
         len: usize,
