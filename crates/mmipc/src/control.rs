@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::ring::{RingBell, SharedBell};
+use crate::ring::{AtomicHeader, MappedHeader, RingBell, SharedBell, header_of};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys;
 
@@ -37,11 +37,15 @@ struct ControlHeader {
 
 const _: () = assert!(size_of::<ControlHeader>() <= LEN);
 
+// SAFETY: `#[repr(C)]`, made only of atomics (the bell is two `AtomicU32`s) with no padding
+// (8 + 4 + 4 + 8 + 8 bytes, 8-aligned); zero is a valid value of every field.
+unsafe impl AtomicHeader for ControlHeader {}
+
 /// A mapped control segment.
 #[derive(Clone)]
 pub(crate) struct Control {
-    /// The creator's copy removes the name when the last clone drops.
-    map: Arc<sys::Segment>,
+    /// Keeps the mapping; the creator's copy removes the name when the last clone drops.
+    header: MappedHeader<ControlHeader>,
 }
 
 impl Control {
@@ -54,27 +58,22 @@ impl Control {
             .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp"));
         let mut segment = sys::Segment::create(&tmp, LEN)?;
-        let header = segment.as_ptr().cast::<ControlHeader>();
-        // SAFETY: a fresh, page-aligned, zero-filled mapping of LEN >= size_of::<ControlHeader>
-        // bytes that no one else has opened (temporary name); every field is atomic, zero is a
-        // valid value for each.
-        let h = unsafe { &*header };
+        // A fresh, zero-filled mapping that no one else has opened (temporary name).
+        let h = header_of::<ControlHeader>(&segment).ok_or_else(|| too_small(&tmp))?;
         h.magic.store(MAGIC, Ordering::Relaxed);
         // SYNC POINT control-header: pairs with the Acquire load in `open`.
         h.version.store(VERSION, Ordering::Release);
         // On failure, dropping `segment` removes the temporary name.
         segment.rename(path)?;
-        Ok(Control {
-            map: Arc::new(segment),
-        })
+        let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
+        Ok(Control { header })
     }
 
     /// Opens a subscriber's control segment and checks its header.
     pub(crate) fn open(path: &Path) -> Result<Control> {
         let segment = sys::Segment::open(path, LEN, LEN)?;
-        let control = Control {
-            map: Arc::new(segment),
-        };
+        let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
+        let control = Control { header };
         let h = control.header();
         // SYNC POINT control-header: pairs with the Release store in `create`.
         let version = h.version.load(Ordering::Acquire);
@@ -90,11 +89,7 @@ impl Control {
     }
 
     fn header(&self) -> &ControlHeader {
-        debug_assert!(self.map.len() >= size_of::<ControlHeader>());
-        // SAFETY: the mapping is page-aligned and at least LEN bytes (checked by `create` /
-        // by `sys::Segment::open`'s fstat bounds), alive as long as `self.map`; every field
-        // is atomic, so a shared reference is sound while other processes write.
-        unsafe { &*self.map.as_ptr().cast::<ControlHeader>() }
+        self.header.get()
     }
 
     pub(crate) fn bell(&self) -> &RingBell {
@@ -103,10 +98,7 @@ impl Control {
 
     /// The doorbell, for a producer to ring.
     pub(crate) fn shared_bell(&self) -> SharedBell {
-        let owner: Arc<dyn Send + Sync> = self.map.clone();
-        // SAFETY: the bell lies inside the mapping (offset 24, 8 bytes, 4-aligned), which
-        // `owner` keeps mapped, and is only accessed atomically.
-        unsafe { SharedBell::new(&self.header().bell, owner) }
+        self.header.shared_bell(|h| &h.bell)
     }
 
     /// Marks the subscriber closed (a clean exit), before its record is removed: a publisher
@@ -126,6 +118,15 @@ impl Control {
 
     pub(crate) fn heartbeat(&self) -> u64 {
         self.header().heartbeat.load(Ordering::Relaxed)
+    }
+}
+
+/// A mapping too short or misaligned for the header (`sys::Segment` checks the length, so
+/// this is not expected).
+fn too_small(path: &Path) -> Error {
+    Error::BadSegment {
+        path: path.to_owned(),
+        problem: format!("too small for the {LEN}-byte control header"),
     }
 }
 

@@ -3,11 +3,11 @@
 //! Owns the public vocabulary of connection life; must not judge liveness (that is
 //! `connection::liveness`).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, mpsc};
 use std::time::Duration;
 
 use crate::discovery::EndpointId;
+use crate::sync::{AtomicU64, Ordering};
 
 /// The other end of a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

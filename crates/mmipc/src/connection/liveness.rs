@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use crate::event::{ConnectionStats, DisconnectReason, Event, EventHub, Peer};
 use crate::ring::RingControl;
-use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, Ordering};
+use crate::sync::{AtomicBool, AtomicU8, AtomicU64, Ordering};
 
 const LIVE: u8 = 0;
 

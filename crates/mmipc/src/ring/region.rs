@@ -1,22 +1,29 @@
 //! The memory a ring lives in: a header plus a data area, kept alive by an owner (a heap
-//! allocation, a mapped segment, or under loom a model-checked buffer). This module and
-//! `sys` are the only places that touch raw memory.
+//! allocation or a mapped segment), and typed views of other shared headers (a subscriber's
+//! doorbell file). This module and `sys` are the only places that dereference raw memory:
+//! every other module reaches shared bytes through [`Region`], [`Data`] (which knows its
+//! length and `debug_assert`s every access against it), [`SharedBell`] or [`MappedHeader`].
+//! A type laid over shared memory is declared fit for it, next to its layout, with an
+//! `unsafe impl` of [`AtomicHeader`]. It must not interpret what it reads (validation is the
+//! producer's and consumer's job) nor wait.
+//!
+//! The same code runs under loom: there the header's atomics are loom's (so the header is
+//! built as a value rather than zeroed in place) and [`Data`] reports every plain access to
+//! the model checker (`sync::AccessLog`), so a byte read that the protocol does not order
+//! after its write fails the model.
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-#[cfg(not(loom))]
-use super::layout::Bell;
-use super::layout::Header;
-#[cfg(not(loom))]
-use super::layout::{HEADER_LEN, MAGIC, VERSION, valid_capacity};
-#[cfg(not(loom))]
-use crate::sync::Ordering;
+use super::layout::{Bell, HEADER_LEN, Header, MAGIC, VERSION, valid_capacity};
+use super::wait::RingFutex;
+use crate::sync::{AccessLog, Ordering};
 
 /// A header and a data area of `capacity` bytes, shared by a producer and a consumer.
 pub(crate) struct Region {
     header: *const Header,
     data: Data,
-    capacity: u64,
+    futex: RingFutex,
     _owner: Arc<dyn Send + Sync>,
 }
 
@@ -35,43 +42,57 @@ impl Region {
     }
 
     pub(crate) fn capacity(&self) -> u64 {
-        self.capacity
+        self.data.len
     }
 
     pub(crate) fn data(&self) -> &Data {
         &self.data
     }
 
-    /// The futex both ends of this region sleep and wake on.
-    #[cfg(not(loom))]
-    pub(crate) fn futex(&self) -> super::wait::RingFutex {
-        super::wait::OsFutex
-    }
-
-    /// The futex both ends of this region sleep and wake on.
-    #[cfg(loom)]
-    pub(crate) fn futex(&self) -> super::wait::RingFutex {
-        self.data.buf.futex.clone()
+    /// The futex both ends of this region sleep and wake on (zero-sized in production).
+    pub(crate) fn futex(&self) -> &RingFutex {
+        &self.futex
     }
 
     /// A fresh ring of `capacity` bytes on the heap (tests, and same-process use).
-    #[cfg(not(loom))]
     pub(crate) fn heap(capacity: u64) -> Region {
         assert!(valid_capacity(capacity), "invalid ring capacity {capacity}");
-        let len = HEADER_LEN + capacity as usize;
-        let buf = Arc::new(HeapBuf::zeroed(len));
-        let base = buf.ptr;
-        // SAFETY: `base` is a fresh, zeroed, 64-aligned allocation of `len` bytes that nobody
-        // else references yet.
-        unsafe { Region::init(base, capacity, buf) }
+        #[cfg(not(loom))]
+        {
+            let buf = Arc::new(HeapBuf::zeroed(HEADER_LEN + capacity as usize));
+            let base = buf.ptr;
+            // SAFETY: `base` is a fresh, zeroed, 64-aligned allocation of `HEADER_LEN +
+            // capacity` bytes that nobody else references yet.
+            unsafe { Region::init(base, capacity, buf) }
+        }
+        // Loom's atomics are not plain integers: the header is built as a value, next to a
+        // data area that is real memory as in production.
+        #[cfg(loom)]
+        {
+            struct LoomHeap {
+                header: Header,
+                data: HeapBuf,
+            }
+            let buf = Arc::new(LoomHeap {
+                header: Header::new(capacity),
+                data: HeapBuf::zeroed(capacity as usize),
+            });
+            buf.header.version.store(VERSION, Ordering::Release);
+            Region {
+                header: &buf.header,
+                data: Data::new(buf.data.ptr, capacity),
+                futex: RingFutex::default(),
+                _owner: buf,
+            }
+        }
     }
 
     /// Writes a fresh header at `base` (version last) and returns the region.
     ///
     /// # Safety
     /// `base` must be 64-aligned, valid for `HEADER_LEN + capacity` bytes of reads and writes
-    /// for as long as `owner` lives, and not yet shared with a peer.
-    #[cfg(not(loom))]
+    /// for as long as `owner` lives, and not yet shared with a peer. Not under loom, whose
+    /// atomics are not plain integers (loom models use [`Region::heap`]).
     pub(crate) unsafe fn init(base: *mut u8, capacity: u64, owner: Arc<dyn Send + Sync>) -> Region {
         debug_assert!((base as usize).is_multiple_of(64) && valid_capacity(capacity));
         let header = base.cast::<Header>();
@@ -91,11 +112,9 @@ impl Region {
         h.version.store(VERSION, Ordering::Release);
         Region {
             header,
-            data: Data {
-                // SAFETY: `HEADER_LEN` is within the allocation per the contract.
-                ptr: unsafe { base.add(HEADER_LEN) },
-            },
-            capacity,
+            // SAFETY: `HEADER_LEN` is within the allocation per the contract.
+            data: Data::new(unsafe { base.add(HEADER_LEN) }, capacity),
+            futex: RingFutex::default(),
             _owner: owner,
         }
     }
@@ -105,8 +124,7 @@ impl Region {
     ///
     /// # Safety
     /// `base` must be 64-aligned and valid for `len` bytes of reads and writes for as long as
-    /// `owner` lives.
-    #[cfg(not(loom))]
+    /// `owner` lives. Not under loom, as for [`Region::init`].
     pub(crate) unsafe fn attach(
         base: *mut u8,
         len: usize,
@@ -143,21 +161,20 @@ impl Region {
         }
         Ok(Region {
             header,
-            data: Data {
-                // SAFETY: `HEADER_LEN <= len`, checked above.
-                ptr: unsafe { base.add(HEADER_LEN) },
-            },
-            capacity,
+            // SAFETY: `HEADER_LEN + capacity <= len`, checked above.
+            data: Data::new(unsafe { base.add(HEADER_LEN) }, capacity),
+            futex: RingFutex::default(),
             _owner: owner,
         })
     }
 
     /// A second handle on the same memory (the peer's, in same-process use).
+    #[allow(clippy::clone_on_copy)] // the futex is Copy in production, an Arc under loom
     pub(crate) fn share(&self) -> Region {
         Region {
             header: self.header,
             data: self.data.share(),
-            capacity: self.capacity,
+            futex: self.futex.clone(),
             _owner: Arc::clone(&self._owner),
         }
     }
@@ -166,47 +183,118 @@ impl Region {
 /// A futex bell living in some other shared memory (a subscriber's doorbell), kept alive by
 /// its owner. A producer rings it instead of its ring's own data bell, so that one sleeper
 /// can wait for data on many rings.
-#[cfg(not(loom))]
 #[derive(Clone)]
 pub(crate) struct SharedBell {
     bell: *const Bell,
+    futex: RingFutex,
     _owner: Arc<dyn Send + Sync>,
 }
 
 // SAFETY: the bell is made of atomics in memory that `_owner` (`Send + Sync`) keeps alive.
-#[cfg(not(loom))]
 unsafe impl Send for SharedBell {}
 // SAFETY: as above.
-#[cfg(not(loom))]
 unsafe impl Sync for SharedBell {}
 
-#[cfg(not(loom))]
 impl SharedBell {
-    /// # Safety
-    /// `bell` must be 4-aligned and point at 8 bytes that stay mapped while `owner` lives and
-    /// are only ever accessed atomically.
-    pub(crate) unsafe fn new(bell: *const Bell, owner: Arc<dyn Send + Sync>) -> SharedBell {
-        debug_assert!((bell as usize).is_multiple_of(align_of::<Bell>()));
+    /// A bell of its own on the heap, for a consumer waiting on several rings of this process
+    /// (tests and loom models).
+    #[cfg(test)]
+    pub(crate) fn heap() -> SharedBell {
+        let bell = Arc::new(Bell {
+            seq: crate::sync::AtomicU32::new(0),
+            waiters: crate::sync::AtomicU32::new(0),
+        });
         SharedBell {
-            bell,
-            _owner: owner,
+            bell: &*bell,
+            futex: RingFutex::default(),
+            _owner: bell,
         }
     }
 
     pub(crate) fn bell(&self) -> &Bell {
-        // SAFETY: per the contract of `new`, valid and atomic-only while `_owner` lives.
+        // SAFETY: `bell` points into memory that `_owner` keeps alive (a heap `Bell`, or a
+        // header checked by `MappedHeader::new`), only ever accessed atomically.
         unsafe { &*self.bell }
+    }
+
+    /// The futex to wake sleepers of [`SharedBell::bell`] with (zero-sized in production).
+    pub(crate) fn futex(&self) -> &RingFutex {
+        &self.futex
     }
 }
 
+/// A `#[repr(C)]` header that may be laid over shared memory and read through `&Self` while
+/// other processes write it.
+///
+/// # Safety
+/// Implementors are `#[repr(C)]`, made only of atomics (and structs of atomics) without
+/// padding a peer could read, and all-zero bytes are a valid value of every field.
+pub(crate) unsafe trait AtomicHeader: Sync {}
+
+/// A typed view of the header at the start of a mapped segment, which it keeps mapped: the
+/// only way the layers above reach such a header (a subscriber's doorbell file).
+pub(crate) struct MappedHeader<T> {
+    map: Arc<crate::sys::Segment>,
+    _header: PhantomData<fn() -> T>,
+}
+
+impl<T> Clone for MappedHeader<T> {
+    fn clone(&self) -> Self {
+        MappedHeader {
+            map: Arc::clone(&self.map),
+            _header: PhantomData,
+        }
+    }
+}
+
+impl<T: AtomicHeader> MappedHeader<T> {
+    /// The view, or `None` if the mapping is too short or misaligned for a `T`.
+    pub(crate) fn new(map: Arc<crate::sys::Segment>) -> Option<MappedHeader<T>> {
+        header_of::<T>(&map)?;
+        Some(MappedHeader {
+            map,
+            _header: PhantomData,
+        })
+    }
+
+    pub(crate) fn get(&self) -> &T {
+        debug_assert!(self.map.len() >= size_of::<T>());
+        // SAFETY: `new` checked that the mapping (kept alive by `self.map`) is long and
+        // aligned enough for a `T`; `T: AtomicHeader` makes any bytes there a valid `T` that
+        // may be shared while other processes write it.
+        unsafe { &*self.map.as_ptr().cast::<T>() }
+    }
+
+    /// A bell inside the header, for a producer to ring; it keeps the mapping alive.
+    pub(crate) fn shared_bell(&self, bell: fn(&T) -> &Bell) -> SharedBell {
+        // `bell` can only return a reference into `*self.get()` (or a `'static` one): the
+        // mapping it points into is the one `_owner` keeps.
+        SharedBell {
+            bell: bell(self.get()),
+            futex: RingFutex::default(),
+            _owner: self.map.clone(),
+        }
+    }
+}
+
+/// The header at the start of `map`, borrowed: for the creator of a segment initialising it
+/// before publishing its name. `None` if the mapping is too short or misaligned for a `T`.
+pub(crate) fn header_of<T: AtomicHeader>(map: &crate::sys::Segment) -> Option<&T> {
+    let base = map.as_ptr();
+    if map.len() < size_of::<T>() || !(base as usize).is_multiple_of(align_of::<T>()) {
+        return None;
+    }
+    // SAFETY: long and aligned enough (checked above), mapped while `map` is borrowed;
+    // `T: AtomicHeader` makes any bytes there a valid, shareable `T`.
+    Some(unsafe { &*base.cast::<T>() })
+}
+
 /// A zeroed, 64-aligned heap allocation.
-#[cfg(not(loom))]
 struct HeapBuf {
     ptr: *mut u8,
     layout: std::alloc::Layout,
 }
 
-#[cfg(not(loom))]
 impl HeapBuf {
     fn zeroed(len: usize) -> HeapBuf {
         let layout = std::alloc::Layout::from_size_align(len, 64).expect("ring size overflows");
@@ -219,7 +307,6 @@ impl HeapBuf {
     }
 }
 
-#[cfg(not(loom))]
 impl Drop for HeapBuf {
     fn drop(&mut self) {
         // SAFETY: allocated in `zeroed` with this layout; dropped once.
@@ -229,23 +316,40 @@ impl Drop for HeapBuf {
 
 // SAFETY: `HeapBuf` uniquely owns its allocation; access to the bytes is arbitrated by the
 // ring protocol through `Region`.
-#[cfg(not(loom))]
 unsafe impl Send for HeapBuf {}
 // SAFETY: as above; `HeapBuf` offers no access of its own.
-#[cfg(not(loom))]
 unsafe impl Sync for HeapBuf {}
 
-/// The data area. All methods take offsets that the caller has bounds-checked against the
-/// capacity; each `unsafe fn` states that as its contract and `debug_assert`s it.
-#[cfg(not(loom))]
+/// The data area: `len` bytes. All methods take offsets that the caller has bounds-checked
+/// against the capacity; each `unsafe fn` states that as its contract and `debug_assert`s it.
+/// Under loom each access is also reported to the model checker ([`AccessLog`]).
 pub(crate) struct Data {
     ptr: *mut u8,
+    len: u64,
+    log: AccessLog,
 }
 
-#[cfg(not(loom))]
 impl Data {
+    fn new(ptr: *mut u8, len: u64) -> Data {
+        Data {
+            ptr,
+            len,
+            log: AccessLog::new(len),
+        }
+    }
+
     fn share(&self) -> Data {
-        Data { ptr: self.ptr }
+        Data {
+            ptr: self.ptr,
+            len: self.len,
+            log: self.log.clone(),
+        }
+    }
+
+    /// Whether `off..off + n` lies within the data area (for the `debug_assert`s).
+    #[inline]
+    fn in_bounds(&self, off: u64, n: usize) -> bool {
+        off <= self.len && n as u64 <= self.len - off
     }
 
     /// Reads the 8-byte record header at `off`.
@@ -254,6 +358,8 @@ impl Data {
     /// `off` is a multiple of 8 and `off + 8 <= capacity`.
     #[inline]
     pub(crate) unsafe fn read_word(&self, off: u64) -> u64 {
+        debug_assert!(off.is_multiple_of(8) && self.in_bounds(off, 8));
+        self.log.read(off, 8);
         // SAFETY: in bounds and 8-aligned per the contract (the data area starts 64-aligned).
         // Volatile: the peer may write it concurrently; we read it exactly once.
         unsafe { self.ptr.add(off as usize).cast::<u64>().read_volatile() }
@@ -265,6 +371,8 @@ impl Data {
     /// `off` is a multiple of 8, `off + 8 <= capacity`, and the producer owns those bytes.
     #[inline]
     pub(crate) unsafe fn write_word(&self, off: u64, word: u64) {
+        debug_assert!(off.is_multiple_of(8) && self.in_bounds(off, 8));
+        self.log.write(off, 8);
         // SAFETY: in bounds and aligned per the contract.
         unsafe {
             self.ptr
@@ -280,6 +388,8 @@ impl Data {
     /// `off + src.len() <= capacity` and the producer owns those bytes.
     #[inline]
     pub(crate) unsafe fn write(&self, off: u64, src: &[u8]) {
+        debug_assert!(self.in_bounds(off, src.len()));
+        self.log.write(off, src.len());
         // SAFETY: in bounds per the contract; `src` is local memory, so no overlap.
         unsafe {
             core::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr.add(off as usize), src.len())
@@ -292,6 +402,8 @@ impl Data {
     /// `off + dst.len() <= capacity` and the consumer owns those bytes.
     #[inline]
     pub(crate) unsafe fn read(&self, off: u64, dst: &mut [u8]) {
+        debug_assert!(self.in_bounds(off, dst.len()));
+        self.log.read(off, dst.len());
         // SAFETY: in bounds per the contract; `dst` is local memory, so no overlap.
         unsafe {
             core::ptr::copy_nonoverlapping(self.ptr.add(off as usize), dst.as_mut_ptr(), dst.len())
@@ -304,6 +416,8 @@ impl Data {
     /// As for [`Data::read`].
     #[inline]
     pub(crate) unsafe fn read_append(&self, off: u64, len: usize, out: &mut Vec<u8>) {
+        debug_assert!(self.in_bounds(off, len));
+        self.log.read(off, len);
         out.reserve(len);
         let start = out.len();
         // SAFETY: `reserve` made room for `len` more bytes; bounds of the source per the
@@ -318,125 +432,31 @@ impl Data {
         }
     }
 
-    /// The bytes at `off..off + len`, borrowed in place.
+    /// The bytes at `off..off + len`, borrowed in place (under loom, the read is reported
+    /// when the borrow is taken).
     ///
     /// # Safety
     /// In bounds, owned by the consumer until the borrow ends. A hostile producer writing them
     /// concurrently can only change what the caller sees (no control value is read from them).
     #[inline]
     pub(crate) unsafe fn slice(&self, off: u64, len: usize) -> &[u8] {
-        // SAFETY: per the contract.
+        debug_assert!(self.in_bounds(off, len));
+        self.log.read(off, len);
+        // SAFETY: in bounds and owned by the consumer per the contract.
         unsafe { core::slice::from_raw_parts(self.ptr.add(off as usize), len) }
     }
 
-    /// The bytes at `off..off + len`, borrowed mutably in place.
+    /// The bytes at `off..off + len`, borrowed mutably in place (under loom, the write is
+    /// reported when the borrow is taken).
     ///
     /// # Safety
     /// In bounds and owned by the producer until the borrow ends.
     #[inline]
     #[allow(clippy::mut_from_ref)]
     pub(crate) unsafe fn slice_mut(&self, off: u64, len: usize) -> &mut [u8] {
-        // SAFETY: per the contract.
+        debug_assert!(self.in_bounds(off, len));
+        self.log.write(off, len);
+        // SAFETY: in bounds and owned by the producer per the contract.
         unsafe { core::slice::from_raw_parts_mut(self.ptr.add(off as usize), len) }
-    }
-}
-
-// ---------------------------------------------------------------------------------------
-// loom: the header lives in an `Arc`, the data in loom-tracked cells so that the model
-// checker flags any access the ring protocol fails to order.
-
-#[cfg(loom)]
-struct LoomBuf {
-    header: Header,
-    futex: super::wait::LoomFutex,
-    cells: Box<[loom::cell::UnsafeCell<u8>]>,
-}
-
-#[cfg(loom)]
-impl Region {
-    pub(crate) fn heap(capacity: u64) -> Region {
-        let buf = Arc::new(LoomBuf {
-            header: Header::new(capacity),
-            futex: Default::default(),
-            cells: (0..capacity)
-                .map(|_| loom::cell::UnsafeCell::new(0))
-                .collect(),
-        });
-        buf.header
-            .version
-            .store(super::layout::VERSION, crate::sync::Ordering::Release);
-        let header: *const Header = &buf.header;
-        Region {
-            header,
-            data: Data {
-                buf: Arc::clone(&buf),
-            },
-            capacity,
-            _owner: buf,
-        }
-    }
-}
-
-#[cfg(loom)]
-pub(crate) struct Data {
-    buf: Arc<LoomBuf>,
-}
-
-// SAFETY (loom only): cells are accessed per the ring protocol, which loom checks.
-#[cfg(loom)]
-unsafe impl Send for LoomBuf {}
-// SAFETY (loom only): as above.
-#[cfg(loom)]
-unsafe impl Sync for LoomBuf {}
-
-#[cfg(loom)]
-impl Data {
-    fn share(&self) -> Data {
-        Data {
-            buf: Arc::clone(&self.buf),
-        }
-    }
-
-    /// # Safety
-    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
-    pub(crate) unsafe fn read_word(&self, off: u64) -> u64 {
-        let mut b = [0u8; 8];
-        // SAFETY: forwarded contract.
-        unsafe { self.read(off, &mut b) };
-        u64::from_ne_bytes(b)
-    }
-
-    /// # Safety
-    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
-    pub(crate) unsafe fn write_word(&self, off: u64, word: u64) {
-        // SAFETY: forwarded contract.
-        unsafe { self.write(off, &word.to_ne_bytes()) }
-    }
-
-    /// # Safety
-    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
-    pub(crate) unsafe fn write(&self, off: u64, src: &[u8]) {
-        for (i, b) in src.iter().enumerate() {
-            // SAFETY: loom checks that no read of this cell races with the write.
-            self.buf.cells[off as usize + i].with_mut(|p| unsafe { *p = *b });
-        }
-    }
-
-    /// # Safety
-    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
-    pub(crate) unsafe fn read(&self, off: u64, dst: &mut [u8]) {
-        for (i, b) in dst.iter_mut().enumerate() {
-            // SAFETY: loom checks that no write of this cell races with the read.
-            *b = self.buf.cells[off as usize + i].with(|p| unsafe { *p });
-        }
-    }
-
-    /// # Safety
-    /// Same contract as the non-loom `Data`: the bytes are within the capacity.
-    pub(crate) unsafe fn read_append(&self, off: u64, len: usize, out: &mut Vec<u8>) {
-        let start = out.len();
-        out.resize(start + len, 0);
-        // SAFETY: forwarded contract.
-        unsafe { self.read(off, &mut out[start..]) }
     }
 }

@@ -69,7 +69,6 @@ impl RingSegment {
 
     /// As [`RingSegment::create`], but the name stays when the ring is dropped: the caller
     /// removes it (a publisher leaves a ring holding unread messages for its subscriber).
-    #[cfg(not(loom))]
     pub(crate) fn create_kept(path: &Path, capacity: usize) -> Result<RingSegment> {
         Self::create_with(path, capacity, false)
     }
@@ -190,7 +189,6 @@ impl RingSegment {
 
     /// A read-only view of the header (positions, heartbeats, closed flags), for tools that
     /// inspect a ring without taking part in it.
-    #[cfg(not(loom))]
     pub(crate) fn control(&self) -> super::RingControl {
         super::RingControl::new(self.region.share())
     }

@@ -7,6 +7,7 @@ use proptest::prelude::*;
 
 use super::layout::{self, Kind, encode};
 use super::*;
+use crate::sync::Ordering;
 
 /// A message whose bytes identify it: `seq` then a pattern, `len` bytes in all.
 fn message(seq: u64, len: usize) -> Vec<u8> {
@@ -660,4 +661,51 @@ fn a_dropped_consumer_publishes_its_position_before_closing() {
         tx.region.header().consumer.pos.load(Ordering::Acquire),
         read
     );
+}
+
+/// Reads whatever `rx` has into `got`; false once it reports the ring closed.
+fn drain(rx: &mut Consumer, got: &mut Vec<Vec<u8>>) -> bool {
+    let mut buf = Vec::new();
+    loop {
+        match rx.try_read(&mut buf) {
+            Ok(true) => got.push(buf.clone()),
+            Ok(false) => return true,
+            Err(RingError::Closed) => return false,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+#[test]
+fn a_consumer_parked_on_a_shared_doorbell_wakes_for_either_ring() {
+    let bell = SharedBell::heap();
+    let (mut tx1, mut rx1) = with_capacity(64);
+    let (mut tx2, mut rx2) = with_capacity(64);
+    tx1.set_doorbell(bell.clone());
+    tx2.set_doorbell(bell.clone());
+    let writer = std::thread::spawn(move || {
+        for i in 0..n(100, 5) {
+            std::thread::sleep(Duration::from_micros(50));
+            let tx = if i % 2 == 0 { &mut tx1 } else { &mut tx2 };
+            tx.write(&[i as u8]).unwrap();
+        }
+    });
+    let (mut got1, mut got2) = (Vec::new(), Vec::new());
+    let (mut open1, mut open2) = (true, true);
+    while open1 || open2 {
+        wait_until(bell.futex(), bell.bell(), WaitStrategy::Park, None, || {
+            Ok::<_, RingError>((open1 && rx1.poll()) || (open2 && rx2.poll()))
+        })
+        .unwrap();
+        open1 = open1 && drain(&mut rx1, &mut got1);
+        open2 = open2 && drain(&mut rx2, &mut got2);
+    }
+    writer.join().unwrap();
+    let expect = |parity: usize| -> Vec<Vec<u8>> {
+        (0..n(100, 5))
+            .filter(|i| i % 2 == parity)
+            .map(|i| vec![i as u8])
+            .collect()
+    };
+    assert_eq!((got1, got2), (expect(0), expect(1)));
 }

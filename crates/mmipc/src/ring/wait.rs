@@ -11,7 +11,7 @@
 use std::time::{Duration, Instant};
 
 use super::layout::Bell;
-use crate::sync::{AtomicU32, Ordering, fence, spin_hint};
+use crate::sync::{AtomicU32, Ordering, ProcessLocalAtomicU64, fence, spin_hint};
 
 /// How a blocked reader or writer waits for its peer.
 ///
@@ -128,9 +128,9 @@ pub(crate) fn notify(futex: &impl Futex, bell: &Bell) {
 
 /// Waits that found their condition true after a sleep that nobody ended by ringing the
 /// bell: the 500 ms cap (or a spurious wake-up) rescued a wake-up the protocol lost. Must stay
-/// zero; tests check it.
-#[cfg(not(loom))]
-static RESCUED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+/// zero; tests check it. (Under loom, whose futex wakes every sleeper of a ring, it counts
+/// nothing meaningful and nothing reads it.)
+static RESCUED: ProcessLocalAtomicU64 = ProcessLocalAtomicU64::new(0);
 
 /// How many waits in this process found their condition true after a sleep that no ring of
 /// the bell ended (a lost wake-up rescued by the sleep cap). Zero unless the wake-up protocol
@@ -141,9 +141,8 @@ static RESCUED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new
 /// ```
 /// assert_eq!(mmipc::ring::rescued_wakeups(), 0);
 /// ```
-#[cfg(not(loom))]
 pub fn rescued_wakeups() -> u64 {
-    RESCUED.load(std::sync::atomic::Ordering::Relaxed)
+    RESCUED.load(Ordering::Relaxed)
 }
 
 /// Why a wait ended without its condition becoming true.
@@ -231,12 +230,9 @@ pub(crate) fn wait_until<E>(
         bell.waiters.fetch_sub(1, Ordering::Relaxed);
         let rung = bell.seq.load(Ordering::Acquire) != seq;
         if check(&mut ready)? {
-            #[cfg(not(loom))]
             if !rung {
-                RESCUED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                RESCUED.fetch_add(1, Ordering::Relaxed);
             }
-            #[cfg(loom)]
-            let _ = rung;
             return Ok(());
         }
     }

@@ -7,7 +7,7 @@
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use crate::sync::Ordering;
 use std::time::Duration;
 
 use super::{Draining, Incoming, Receiving};

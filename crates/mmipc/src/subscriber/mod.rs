@@ -4,7 +4,7 @@ mod connections;
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use crate::sync::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use self::connections::connect_to_live_publishers;

@@ -5,11 +5,11 @@ use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use super::{FutexWait, LockState};
 use crate::error::{Error, Result};
+use crate::sync::FutexWord;
 
 /// A named shared-memory segment mapped read-write into this process.
 #[derive(Debug)]
@@ -214,7 +214,7 @@ pub(crate) fn unlink_segment(path: &Path) -> Result<bool> {
 }
 
 /// Sleeps while `word` holds `expected`, at most `timeout` (forever if `None`).
-pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
+pub(crate) fn futex_wait(word: &FutexWord, expected: u32, timeout: Option<Duration>) -> FutexWait {
     let ts = timeout.map(|d| libc::timespec {
         tv_sec: libc::time_t::try_from(d.as_secs()).unwrap_or(libc::time_t::MAX),
         // Always below 10^9, fits in any c_long.
@@ -249,7 +249,7 @@ pub(crate) fn futex_wait(word: &AtomicU32, expected: u32, timeout: Option<Durati
 }
 
 /// Wakes up to `n` sleepers on `word`; returns how many were woken.
-pub(crate) fn futex_wake(word: &AtomicU32, n: u32) -> usize {
+pub(crate) fn futex_wake(word: &FutexWord, n: u32) -> usize {
     let n = n.min(i32::MAX as u32);
     // SAFETY: `word` is a live, aligned 32-bit atomic; FUTEX_WAKE does not dereference the
     // remaining arguments.
@@ -390,8 +390,8 @@ pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::sync::Ordering;
     use std::sync::Arc;
-    use std::sync::atomic::Ordering;
     use std::time::Instant;
 
     #[test]
@@ -450,7 +450,7 @@ mod tests {
 
     #[test]
     fn futex_wait_reports_value_change_timeout_and_wake() {
-        let word = Arc::new(AtomicU32::new(0));
+        let word = Arc::new(FutexWord::new(0));
         assert_eq!(futex_wait(&word, 1, None), FutexWait::ValueChanged);
         assert_eq!(
             futex_wait(&word, 0, Some(Duration::from_millis(1))),

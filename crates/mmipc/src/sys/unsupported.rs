@@ -3,11 +3,11 @@
 //! missing. Heap-backed rings still work (their waiting degrades to short sleeps).
 
 use std::path::Path;
-use std::sync::atomic::AtomicU32;
 use std::time::Duration;
 
 use super::{FutexWait, LockState};
 use crate::error::{Error, Result};
+use crate::sync::FutexWord;
 
 /// Placeholder: segments cannot be created on this platform yet.
 #[derive(Debug)]
@@ -57,7 +57,7 @@ pub(crate) fn unlink_segment(_path: &Path) -> Result<bool> {
 
 /// Without a futex, sleep briefly; callers re-check their condition after every return.
 pub(crate) fn futex_wait(
-    _word: &AtomicU32,
+    _word: &FutexWord,
     _expected: u32,
     timeout: Option<Duration>,
 ) -> FutexWait {
@@ -66,7 +66,7 @@ pub(crate) fn futex_wait(
     FutexWait::Woken
 }
 
-pub(crate) fn futex_wake(_word: &AtomicU32, _n: u32) -> usize {
+pub(crate) fn futex_wake(_word: &FutexWord, _n: u32) -> usize {
     0
 }
 
