@@ -69,7 +69,6 @@ cfg_not_loom! {
     mod callbacks;
     mod channel;
     mod connection;
-    mod control;
     mod discovery;
     mod endpoint;
     mod event;

@@ -7,7 +7,7 @@ use std::time::Duration;
 use crate::connection::framing;
 use crate::connection::liveness::{ConnInfo, PeerEnd, departure};
 use crate::connection::segment;
-use crate::control::Control as Doorbell;
+use crate::connection::doorbell::Doorbell;
 use crate::discovery::{self, EndpointId, EndpointKind, Listing};
 use crate::endpoint::{Conn, Core, Handoff, Maint, Registration, Role};
 use crate::error::{PublishError, Result, WaitError};

@@ -382,10 +382,11 @@ impl Consumer {
         }
     }
 
-    /// Fails the ring for a violation found by the layer above (bad framing): nothing more
-    /// is read from it, and the producer sees `VIOLATED`.
-    pub(crate) fn violate(&mut self) {
-        let _ = self.fail(RingError::Violation(Violation::Framing));
+    /// Rejects the ring's content for a check the layer above made (the ring knows no such
+    /// rules): nothing more is read from it, every later call fails with
+    /// [`RingError::Rejected`], and the producer sees the ring `VIOLATED`.
+    pub(crate) fn reject(&mut self) {
+        let _ = self.fail(RingError::Rejected);
     }
 
     /// The message located by [`Consumer::prepare`], if any, without taking it.
@@ -452,7 +453,7 @@ impl Consumer {
     fn fail(&mut self, err: RingError) -> RingError {
         self.settle();
         let h = self.region.header();
-        if let RingError::Violation(_) = err {
+        if let RingError::Violation(_) | RingError::Rejected = err {
             h.consumer.closed.store(VIOLATED, Ordering::Release);
             notify(self.region.futex(), &h.space_bell);
         }

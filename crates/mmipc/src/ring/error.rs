@@ -27,6 +27,10 @@ pub enum RingError {
     /// The peer broke the protocol; the ring is now closed.
     #[error("protocol violation by the peer ({0}); the ring is closed")]
     Violation(#[from] Violation),
+    /// This consumer rejected what it read (a check of the layer above the ring failed); the
+    /// ring is closed and the producer sees it as violated.
+    #[error("the reader rejected the ring's content; the ring is closed")]
+    Rejected,
 }
 
 /// A protocol violation found in the shared region: evidence of a buggy or hostile peer.
@@ -108,8 +112,4 @@ pub enum Violation {
         /// Bytes the message would have needed so far.
         len: u64,
     },
-    /// A message broke the framing of the layer above the ring (publish/subscribe: too short
-    /// for its sequence number, or a sequence number that did not increase).
-    #[error("a message broke the framing of the layer above the ring")]
-    Framing,
 }

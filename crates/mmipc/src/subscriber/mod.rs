@@ -11,7 +11,7 @@ use self::connections::connect_to_live_publishers;
 use crate::connection::framing::{self, FRAME_HEADER, Frame};
 use crate::connection::liveness::ConnInfo;
 use crate::connection::segment;
-use crate::control::Control as Doorbell;
+use crate::connection::doorbell::Doorbell;
 use crate::discovery::{EndpointId, EndpointKind};
 use crate::endpoint::{Core, Handoff, Registration};
 use crate::error::{Error, RecvTimeoutError, Result, WaitError};
@@ -554,13 +554,15 @@ fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
                 Frame::Invalid => {
                     // Too short for a frame, or a sequence number that went backwards.
                     drop(c.consumer.try_read_in_place());
-                    c.consumer.violate();
+                    c.consumer.reject();
                     end(c, DisconnectReason::ProtocolViolation)
                 }
             }
         }
         Ok(false) => Staged::Nothing,
-        Err(RingError::Violation(_)) => end(c, DisconnectReason::ProtocolViolation),
+        Err(RingError::Violation(_) | RingError::Rejected) => {
+            end(c, DisconnectReason::ProtocolViolation)
+        }
         // The publisher closed its side: because it found us (or the ring) broken, or
         // normally.
         Err(_) if c.info.control.violated() => end(c, DisconnectReason::ProtocolViolation),

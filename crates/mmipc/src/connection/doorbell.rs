@@ -1,4 +1,4 @@
-//! A subscriber's control segment (`sub-<id>.bell`): its doorbell, which every publisher
+//! A subscriber's doorbell file (`sub-<id>.bell`): the doorbell which every publisher
 //! connected to it rings after writing, and a heartbeat. One futex word for all of a
 //! subscriber's incoming rings lets a blocking receive sleep on them all at once.
 //!
@@ -27,7 +27,7 @@ const VERSION: u32 = 1;
 const LEN: usize = 64;
 
 #[repr(C)]
-struct ControlHeader {
+struct DoorbellHeader {
     magic: AtomicU64,
     version: AtomicU32,
     closed: AtomicU32,
@@ -35,23 +35,23 @@ struct ControlHeader {
     bell: RingBell,
 }
 
-const _: () = assert!(size_of::<ControlHeader>() <= LEN);
+const _: () = assert!(size_of::<DoorbellHeader>() <= LEN);
 
 // SAFETY: `#[repr(C)]`, made only of atomics (the bell is two `AtomicU32`s) with no padding
 // (8 + 4 + 4 + 8 + 8 bytes, 8-aligned); zero is a valid value of every field.
-unsafe impl AtomicHeader for ControlHeader {}
+unsafe impl AtomicHeader for DoorbellHeader {}
 
-/// A mapped control segment.
+/// A mapped doorbell file.
 #[derive(Clone)]
-pub(crate) struct Control {
+pub(crate) struct Doorbell {
     /// Keeps the mapping; the creator's copy removes the name when the last clone drops.
-    header: MappedHeader<ControlHeader>,
+    header: MappedHeader<DoorbellHeader>,
 }
 
-impl Control {
+impl Doorbell {
     /// Creates the segment under a temporary name, initialises it, renames it to `path`.
     /// The creator removes the name on drop.
-    pub(crate) fn create(path: &Path) -> Result<Control> {
+    pub(crate) fn create(path: &Path) -> Result<Doorbell> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy())
@@ -59,36 +59,36 @@ impl Control {
         let tmp = path.with_file_name(format!(".{name}.tmp"));
         let mut segment = sys::Segment::create(&tmp, LEN)?;
         // A fresh, zero-filled mapping that no one else has opened (temporary name).
-        let h = header_of::<ControlHeader>(&segment).ok_or_else(|| too_small(&tmp))?;
+        let h = header_of::<DoorbellHeader>(&segment).ok_or_else(|| too_small(&tmp))?;
         h.magic.store(MAGIC, Ordering::Relaxed);
-        // SYNC POINT control-header: pairs with the Acquire load in `open`.
+        // SYNC POINT doorbell-header: pairs with the Acquire load in `open`.
         h.version.store(VERSION, Ordering::Release);
         // On failure, dropping `segment` removes the temporary name.
         segment.rename(path)?;
         let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
-        Ok(Control { header })
+        Ok(Doorbell { header })
     }
 
-    /// Opens a subscriber's control segment and checks its header.
-    pub(crate) fn open(path: &Path) -> Result<Control> {
+    /// Opens a subscriber's doorbell file and checks its header.
+    pub(crate) fn open(path: &Path) -> Result<Doorbell> {
         let segment = sys::Segment::open(path, LEN, LEN)?;
         let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
-        let control = Control { header };
-        let h = control.header();
-        // SYNC POINT control-header: pairs with the Release store in `create`.
+        let doorbell = Doorbell { header };
+        let h = doorbell.header();
+        // SYNC POINT doorbell-header: pairs with the Release store in `create`.
         let version = h.version.load(Ordering::Acquire);
         if h.magic.load(Ordering::Relaxed) != MAGIC || version != VERSION {
             return Err(Error::BadSegment {
                 path: path.to_owned(),
                 problem: format!(
-                    "not an mmipc control segment of version {VERSION} (found {version})"
+                    "not an mmipc doorbell file of version {VERSION} (found {version})"
                 ),
             });
         }
-        Ok(control)
+        Ok(doorbell)
     }
 
-    fn header(&self) -> &ControlHeader {
+    fn header(&self) -> &DoorbellHeader {
         self.header.get()
     }
 
@@ -126,7 +126,7 @@ impl Control {
 fn too_small(path: &Path) -> Error {
     Error::BadSegment {
         path: path.to_owned(),
-        problem: format!("too small for the {LEN}-byte control header"),
+        problem: format!("too small for the {LEN}-byte doorbell header"),
     }
 }
 
@@ -135,11 +135,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn control_segment_shares_bell_and_heartbeat_and_rejects_junk() {
+    fn doorbell_file_shares_bell_and_heartbeat_and_rejects_junk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub.bell");
-        let a = Control::create(&path).unwrap();
-        let b = Control::open(&path).unwrap();
+        let a = Doorbell::create(&path).unwrap();
+        let b = Doorbell::open(&path).unwrap();
         a.beat();
         assert_eq!(b.heartbeat(), 1);
         b.bell().waiters.fetch_add(1, Ordering::Relaxed);
@@ -148,12 +148,12 @@ mod tests {
         assert!(!path.exists(), "the creator removes the name");
         sys::write_private_file(&path, &[0u8; LEN]).unwrap();
         assert!(matches!(
-            Control::open(&path),
+            Doorbell::open(&path),
             Err(Error::BadSegment { .. })
         ));
         sys::write_private_file(&path, &[0u8; 10]).unwrap();
         assert!(matches!(
-            Control::open(&path),
+            Doorbell::open(&path),
             Err(Error::BadSegment { .. })
         ));
     }
