@@ -65,7 +65,7 @@ pub enum OnFull {
     /// Skip that subscriber for this message at once and count a drop; a slow subscriber
     /// never delays the others.
     DropNewest,
-    /// Skip that subscriber and make `publish` return [`Error::Full`] naming it (after every
+    /// Skip that subscriber and make `publish` return [`PublishError::Full`](crate::PublishError::Full) naming it (after every
     /// subscriber with room got the message).
     Fail,
 }
