@@ -22,6 +22,11 @@ struct Cli {
     /// Root directory of the channels (default: $XDG_RUNTIME_DIR/mmipc, else /dev/shm/mmipc-UID).
     #[arg(long, global = true, value_name = "PATH")]
     dir: Option<PathBuf>,
+    /// Share the channels with the other users of the --dir directory's group (directories
+    /// 2770, files 0660; every endpoint of a channel must use it). pub, sub and hz need it on
+    /// a group's directory; ls and clean see it by themselves.
+    #[arg(long, global = true, requires = "dir")]
+    group: bool,
     /// Machine-readable JSON output: ls, clean and bench print one document; sub prints one
     /// object per message (as --format json); hz one object per second and a summary; pub a
     /// summary on stdout at the end.
@@ -143,12 +148,14 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let root = cli.dir.clone().unwrap_or_else(mmipc::default_root);
     let result = match cli.command {
-        Command::Pub(args) => publish::run(&root, args, cli.json),
-        Command::Sub(args) => subscribe::run(&root, args, cli.json),
+        Command::Pub(args) => publish::run(&root, cli.group, args, cli.json),
+        Command::Sub(args) => subscribe::run(&root, cli.group, args, cli.json),
         Command::Ls { channel } => inspect::ls(&root, channel.as_deref(), cli.json),
         Command::Clean { dry_run } => inspect::clean(&root, dry_run, cli.json),
         Command::Bench(args) => bench::run(&root, args, cli.json),
-        Command::Hz { channel, duration } => subscribe::hz(&root, &channel, duration, cli.json),
+        Command::Hz { channel, duration } => {
+            subscribe::hz(&root, cli.group, &channel, duration, cli.json)
+        }
         Command::BenchPeer(args) => bench::peer(args),
     };
     match result {

@@ -55,7 +55,7 @@ pub(crate) struct PubArgs {
     quiet: bool,
 }
 
-pub(crate) fn run(root: &Path, args: PubArgs, json: bool) -> CliResult {
+pub(crate) fn run(root: &Path, group: bool, args: PubArgs, json: bool) -> CliResult {
     let from_stdin = args.messages.is_empty() && args.file.is_none() && args.count.is_none();
     let wait = args
         .wait_subscribers
@@ -77,6 +77,7 @@ pub(crate) fn run(root: &Path, args: PubArgs, json: bool) -> CliResult {
         .max(file_len);
     let publisher = mmipc::Publisher::builder(&args.channel)
         .dir(root)
+        .group_shared(group)
         .max_message_size(largest)
         .build()?;
     let mut tally = Tally::new(

@@ -63,7 +63,7 @@ enum Format {
     Raw,
 }
 
-pub(crate) fn run(root: &Path, args: SubArgs, json: bool) -> CliResult {
+pub(crate) fn run(root: &Path, group: bool, args: SubArgs, json: bool) -> CliResult {
     let format = match (args.format, json) {
         (None, false) => Format::Text,
         (None, true) | (Some(Format::Json), _) => Format::Json,
@@ -74,7 +74,9 @@ pub(crate) fn run(root: &Path, args: SubArgs, json: bool) -> CliResult {
             ));
         }
     };
-    let mut builder = mmipc::Subscriber::builder(&args.channel).dir(root);
+    let mut builder = mmipc::Subscriber::builder(&args.channel)
+        .dir(root)
+        .group_shared(group);
     if let Some(max) = args.max_message_size {
         builder = builder.max_message_size(max);
     }
@@ -363,8 +365,17 @@ fn escape_text(payload: &[u8], line: &mut Vec<u8>) {
 }
 
 /// `mmipc hz`: messages and bytes per second, each second, and a summary at the end.
-pub(crate) fn hz(root: &Path, channel: &str, run_for: Option<Duration>, json: bool) -> CliResult {
-    let mut sub = mmipc::Subscriber::builder(channel).dir(root).build()?;
+pub(crate) fn hz(
+    root: &Path,
+    group: bool,
+    channel: &str,
+    run_for: Option<Duration>,
+    json: bool,
+) -> CliResult {
+    let mut sub = mmipc::Subscriber::builder(channel)
+        .dir(root)
+        .group_shared(group)
+        .build()?;
     let stop = interrupted();
     let start = Instant::now();
     let mut window = Instant::now();

@@ -829,3 +829,42 @@ fn pub_fails_when_a_message_is_too_large_for_a_subscriber() {
     let out = run(mmipc(root.path()).args(["sub", "big", "--max-message-size", "lots"]));
     assert_eq!(code(out.status), Some(2));
 }
+
+/// Item 12 of the usability issue: `--group` shares a channel directory with the directory's
+/// group (2770); without it the group's directory is refused with a hint; `ls` reads a group
+/// channel by itself, rings included.
+#[test]
+fn group_flag_shares_the_directory_with_its_group() {
+    use std::os::unix::fs::PermissionsExt;
+    let base = root();
+    let shared = base.path().join("shared");
+    let sub = spawn(
+        mmipc(&shared)
+            .args(["--group", "sub", "g", "--count", "2"])
+            .stderr(Stdio::null()),
+    );
+    eventually("the subscriber registers", || {
+        endpoints(&shared, "g").contains(&("subscriber".to_owned(), true))
+    });
+    let mode = std::fs::metadata(&shared)
+        .expect("stat")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o7777, 0o2770);
+    let out = run(mmipc(&shared).args(["--group", "pub", "g", "one", "two"]));
+    assert!(out.status.success(), "pub: {}", text(&out.stderr));
+    let out = finish(sub);
+    assert!(out.status.success(), "sub: {}", text(&out.stderr));
+    assert_eq!(text(&out.stdout), "one\ntwo\n");
+    // Without --group, the group's directory is refused, saying what to do.
+    let out = run(mmipc(&shared).args(["sub", "g", "--count", "1", "--timeout", "1s"]));
+    assert_eq!(code(out.status), Some(1));
+    assert!(
+        text(&out.stderr).contains("--group"),
+        "{}",
+        text(&out.stderr)
+    );
+    // --group needs --dir: the default root is private to each user.
+    let out = run(Command::new(env!("CARGO_BIN_EXE_mmipc")).args(["--group", "ls"]));
+    assert_eq!(code(out.status), Some(2), "{}", text(&out.stderr));
+}

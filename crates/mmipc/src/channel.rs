@@ -143,7 +143,7 @@ fn is_ours_or_free(dir: &Path, uid: u32) -> bool {
 fn root_secret(home: &Path) -> Option<String> {
     let path = home.join(".mmipc-root");
     let valid = |s: &str| s.len() == 32 && s.bytes().all(|b| b.is_ascii_hexdigit());
-    if let Ok(buf) = sys::read_small_file(&path, 64) {
+    if let Ok(buf) = sys::read_small_file(&path, 64, sys::Access::Private) {
         let text = String::from_utf8_lossy(&buf).trim().to_owned();
         return valid(&text).then_some(text);
     }
@@ -161,27 +161,40 @@ fn root_secret(home: &Path) -> Option<String> {
             Some(secret)
         }
         Err(_) => {
-            let buf = sys::read_small_file(&path, 64).ok()?;
+            let buf = sys::read_small_file(&path, 64, sys::Access::Private).ok()?;
             let text = String::from_utf8_lossy(&buf).trim().to_owned();
             valid(&text).then_some(text)
         }
     }
 }
 
-/// The two directories of one channel, both created private (0700) and checked.
+/// The two directories of one channel, both created private (0700) and checked, or, for a
+/// group-shared channel, one directory (2770) holding records and segments alike.
 #[derive(Debug, Clone)]
 pub(crate) struct ChannelDirs {
     pub records: PathBuf,
     pub segments: PathBuf,
+    /// Who may use the channel's files: the mode of every file made, the check of every file
+    /// opened.
+    pub access: sys::Access,
 }
 
 impl ChannelDirs {
     /// Where an existing channel's files are, creating nothing (for inspection tools). The
-    /// segment directory may not exist.
+    /// segment directory may not exist. A channel directory with group permissions is taken
+    /// as group-shared.
     pub(crate) fn locate(root: &Path, channel: &str) -> Result<ChannelDirs> {
         validate(channel)?;
         let records = root.join(channel);
-        let segments = if sys::is_memory_fs(&records) {
+        let access = sys::dir_access(&records);
+        Self::locate_with(root, channel, access)
+    }
+
+    fn locate_with(root: &Path, channel: &str, access: sys::Access) -> Result<ChannelDirs> {
+        let records = root.join(channel);
+        // A group-shared channel keeps its segments beside its records, in the one directory
+        // every member can reach (the per-user tmpfs directory is private).
+        let segments = if sys::is_memory_fs(&records) || access != sys::Access::Private {
             records.clone()
         } else {
             let canonical = root
@@ -189,15 +202,26 @@ impl ChannelDirs {
                 .map_err(|e| Error::io("resolve", root, e))?;
             segment_dir(&canonical, channel)
         };
-        Ok(ChannelDirs { records, segments })
+        Ok(ChannelDirs {
+            records,
+            segments,
+            access,
+        })
     }
 
-    /// The channel's directories, created private (0700) where missing and checked.
-    pub(crate) fn new(root: &Path, channel: &str) -> Result<ChannelDirs> {
+    /// The channel's directories, created private (0700) where missing and checked; or, when
+    /// `group` is set, shared with the root's group (2770, see
+    /// [`sys::ensure_group_dir`]).
+    pub(crate) fn new(root: &Path, channel: &str, group: bool) -> Result<ChannelDirs> {
         validate(channel)?;
+        if group {
+            let gid = sys::ensure_group_dir(root, None)?;
+            sys::ensure_group_dir(&root.join(channel), Some(gid))?;
+            return ChannelDirs::locate_with(root, channel, sys::Access::Group { gid });
+        }
         sys::ensure_private_dir(root)?;
         sys::ensure_private_dir(&root.join(channel))?;
-        let dirs = ChannelDirs::locate(root, channel)?;
+        let dirs = ChannelDirs::locate_with(root, channel, sys::Access::Private)?;
         if dirs.segments != dirs.records {
             sys::ensure_private_dir(&shm_base())?;
             // The per-root directory, then the channel's inside it.
@@ -230,12 +254,14 @@ impl ChannelDirs {
     pub(crate) fn new_with_lock(
         root: &Path,
         channel: &str,
+        group: bool,
         lock_path: impl Fn(&ChannelDirs) -> PathBuf,
     ) -> Result<(ChannelDirs, sys::LockFile)> {
         let mut attempts = 0;
         loop {
-            let made = ChannelDirs::new(root, channel)
-                .and_then(|dirs| Ok((sys::LockFile::acquire(&lock_path(&dirs))?, dirs)));
+            let made = ChannelDirs::new(root, channel, group).and_then(|dirs| {
+                Ok((sys::LockFile::acquire(&lock_path(&dirs), dirs.access)?, dirs))
+            });
             match made {
                 Ok((lock, dirs)) => return Ok((dirs, lock)),
                 Err(Error::Io { source, .. })
@@ -340,7 +366,7 @@ mod tests {
     #[test]
     fn disk_roots_get_their_segments_on_tmpfs() {
         let root = tempfile::tempdir_in(env!("CARGO_MANIFEST_DIR")).unwrap();
-        let dirs = ChannelDirs::new(root.path(), "chan").unwrap();
+        let dirs = ChannelDirs::new(root.path(), "chan", false).unwrap();
         assert_eq!(dirs.records, root.path().join("chan"));
         if sys::is_memory_fs(root.path()) {
             assert_eq!(dirs.segments, dirs.records);

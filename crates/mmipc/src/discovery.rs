@@ -201,7 +201,7 @@ pub(crate) fn write_record(dirs: &ChannelDirs, record: &Record, id: EndpointId) 
     let json = serde_json::to_vec_pretty(record)
         .map_err(|e| Error::io("encode record", &path, e.into()))?;
     let write = || -> std::io::Result<()> {
-        sys::write_private_file(&tmp, &json)?;
+        sys::write_file(&tmp, &json, dirs.access)?;
         std::fs::rename(&tmp, &path)
     };
     write().map_err(|e| {
@@ -226,7 +226,7 @@ pub(crate) fn scan(dirs: &ChannelDirs, kind: EndpointKind) -> Vec<Found> {
         if k != kind {
             continue;
         }
-        if let Some(record) = read_record(&entry.path())
+        if let Some(record) = read_record(&entry.path(), dirs.access)
             && record.kind == kind
             && record.id == id.to_string()
             && record.protocol == PROTOCOL
@@ -237,8 +237,8 @@ pub(crate) fn scan(dirs: &ChannelDirs, kind: EndpointKind) -> Vec<Found> {
     found
 }
 
-fn read_record(path: &Path) -> Option<Record> {
-    let buf = sys::read_small_file(path, MAX_RECORD_LEN).ok()?;
+fn read_record(path: &Path, access: sys::Access) -> Option<Record> {
+    let buf = sys::read_small_file(path, MAX_RECORD_LEN, access).ok()?;
     serde_json::from_slice(&buf).ok()
 }
 
@@ -547,7 +547,7 @@ pub(crate) fn read_record_of(
     kind: EndpointKind,
     id: EndpointId,
 ) -> Option<Record> {
-    read_record(&record_path(dirs, kind, id)).filter(|record| {
+    read_record(&record_path(dirs, kind, id), dirs.access).filter(|record| {
         record.kind == kind && record.id == id.to_string() && record.protocol == PROTOCOL
     })
 }
@@ -568,6 +568,7 @@ mod tests {
         let d = ChannelDirs {
             records: root.path().to_path_buf(),
             segments: root.path().to_path_buf(),
+            access: sys::Access::Private,
         };
         (root, d)
     }
@@ -647,7 +648,7 @@ mod tests {
         let (_root, d) = dirs();
         let id = EndpointId::random();
         assert!(!is_alive(&d, EndpointKind::Publisher, id));
-        let lock = sys::LockFile::acquire(&lock_path(&d, EndpointKind::Publisher, id)).unwrap();
+        let lock = sys::LockFile::acquire(&lock_path(&d, EndpointKind::Publisher, id), d.access).unwrap();
         assert!(is_alive(&d, EndpointKind::Publisher, id));
         drop(lock);
         assert!(!is_alive(&d, EndpointKind::Publisher, id));

@@ -103,7 +103,7 @@ impl Registration {
         prepare: impl FnOnce(&ChannelDirs, EndpointId) -> Result<T, Error>,
     ) -> Result<(Registered, T), Error> {
         let id = EndpointId::random();
-        let (dirs, lock_file) = ChannelDirs::new_with_lock(&common.root(), channel, |d| {
+        let (dirs, lock_file) = ChannelDirs::new_with_lock(&common.root(), channel, common.group_shared, |d| {
             discovery::lock_path(d, kind, id)
         })?;
         let record = Record {

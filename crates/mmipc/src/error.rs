@@ -49,6 +49,23 @@ pub enum Error {
         /// What is wrong with it ("is owned by uid 0", "is writable by other users", ...).
         problem: String,
     },
+    /// A directory of a group-shared channel
+    /// ([`group_shared`](crate::PublisherBuilder::group_shared)) is not one the group alone
+    /// can use: a symbolic link, of a group you are not in, of another group than the root,
+    /// open to other users, or not writable by the group.
+    #[error(
+        "directory {} {problem}; a group-shared channel needs a directory of one of your \
+         groups, mode 2770, closed to other users: make it with `install -d -m 2770 -g GROUP \
+         '{}'` (or fix it with chgrp and chmod 2770), or choose another directory",
+        path.display(),
+        path.display()
+    )]
+    GroupDirectory {
+        /// The directory concerned.
+        path: PathBuf,
+        /// What is wrong with it ("belongs to group 100, which you are not a member of", ...).
+        problem: String,
+    },
     /// A shared segment exists but is not what we expect (too small, not a regular file, not
     /// ours, or its header does not match).
     #[error("segment {} is unusable: {problem}; remove it or let the peer recreate it", path.display())]

@@ -216,7 +216,7 @@ fn rings(dirs: &ChannelDirs) -> Vec<RingInfo> {
             let (publisher, subscriber, generation) =
                 crate::connection::segment::parse_ring_name(name.to_str()?)?;
             // A ring that cannot be opened (being removed, corrupt, not ours) is not shown.
-            let control = RingSegment::open(entry.path()).ok()?.control();
+            let control = RingSegment::open_in(&entry.path(), dirs.access).ok()?.control();
             Some(RingInfo {
                 publisher,
                 subscriber,

@@ -95,6 +95,8 @@ pub(crate) fn deadline_after(timeout: Duration) -> Option<std::time::Instant> {
 #[derive(Debug, Clone)]
 pub(crate) struct Common {
     pub dir: Option<PathBuf>,
+    /// The channel is shared with the root directory's group (see `group_shared`).
+    pub group_shared: bool,
     pub max_message_size: usize,
     pub wait: WaitStrategy,
     pub heartbeat_interval: Duration,
@@ -105,6 +107,7 @@ impl Default for Common {
     fn default() -> Self {
         Common {
             dir: None,
+            group_shared: false,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             wait: WaitStrategy::default(),
             heartbeat_interval: DEFAULT_HEARTBEAT_INTERVAL,
@@ -122,6 +125,14 @@ impl Common {
             return bad(
                 "max_message_size",
                 format!("{} exceeds the limit of 1 TiB", self.max_message_size),
+            );
+        }
+        if self.group_shared && self.dir.is_none() {
+            return bad(
+                "group_shared",
+                "needs an explicit directory, .dir(..), that every member of the group uses \
+                 (the default root is private to each user)"
+                    .into(),
             );
         }
         if self.heartbeat_interval < Duration::from_millis(1) {
@@ -182,6 +193,45 @@ macro_rules! common_builder_options {
         /// ```
         pub fn dir(mut self, dir: impl Into<std::path::PathBuf>) -> Self {
             self.common.dir = Some(dir.into());
+            self
+        }
+
+        /// Shares the channel with the other users of the root directory's group (default:
+        /// off, the channel is private to this user). Needs an explicit [`dir`](Self::dir)
+        /// that every member uses, ideally on a memory file system such as `/dev/shm`
+        /// (shared memory then never touches a disk).
+        ///
+        /// With sharing on, directories are made with mode 2770 (setgid: files take the
+        /// directory's group) and files with mode 0660, whatever the umask; an existing root
+        /// must belong to a group this process is a member of, and every directory and file
+        /// used must belong to that group and give no access to other users, or the endpoint
+        /// refuses it ([`Error::InsecureDirectory`](crate::Error::InsecureDirectory),
+        /// [`Error::BadSegment`](crate::Error::BadSegment)); a file owned by another
+        /// member is fine. Every member of the group can then read, publish and disturb the
+        /// channel as you can: share only with accounts you trust (see the threat model in
+        /// `docs/PROTOCOL.md`). Every endpoint of the channel must use the same setting: an
+        /// endpoint without it refuses the group's directory as not private.
+        ///
+        /// Create the root for the group once, e.g. `install -d -m 2770 -g svc /dev/shm/svc`
+        /// (or let the first endpoint create it with your effective group).
+        ///
+        /// # Examples
+        ///
+        /// ```
+        /// # let dir = tempfile::tempdir()?;
+        /// # let root = dir.path().join("shared");
+        #[doc = concat!("let ep = mmipc::", $ty, "::builder(\"docs\")")]
+        ///     .dir(&root)
+        ///     .group_shared(true)
+        ///     .build()?;
+        /// # #[cfg(unix)] {
+        /// use std::os::unix::fs::PermissionsExt;
+        /// assert_eq!(std::fs::metadata(&root)?.permissions().mode() & 0o7777, 0o2770);
+        /// # }
+        /// # Ok::<(), Box<dyn std::error::Error>>(())
+        /// ```
+        pub fn group_shared(mut self, shared: bool) -> Self {
+            self.common.group_shared = shared;
             self
         }
 

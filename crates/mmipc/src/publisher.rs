@@ -525,11 +525,11 @@ impl Sending {
         m: &mut Maint<Sending>,
         sub: &discovery::Found,
     ) -> Result<()> {
-        let doorbell = Doorbell::open(&segment::bell_path(&core.dirs, sub.id))?;
+        let doorbell = Doorbell::open(&segment::bell_path(&core.dirs, sub.id), core.dirs.access)?;
         m.state.generation += 1;
         let ring_path = segment::ring_path(&core.dirs, core.id, sub.id, m.state.generation);
         let mut producer =
-            RingSegment::create_kept(&ring_path, self.ring_capacity)?.into_producer();
+            RingSegment::create_kept(&ring_path, self.ring_capacity, core.dirs.access)?.into_producer();
         producer.set_doorbell(doorbell.shared_bell());
         producer.set_wait_strategy(core.common.wait);
         let peer = Peer {

@@ -51,13 +51,13 @@ pub(crate) struct Doorbell {
 impl Doorbell {
     /// Creates the segment under a temporary name, initialises it, renames it to `path`.
     /// The creator removes the name on drop.
-    pub(crate) fn create(path: &Path) -> Result<Doorbell> {
+    pub(crate) fn create(path: &Path, access: sys::Access) -> Result<Doorbell> {
         let name = path
             .file_name()
             .map(|n| n.to_string_lossy())
             .unwrap_or_default();
         let tmp = path.with_file_name(format!(".{name}.tmp"));
-        let mut segment = sys::Segment::create(&tmp, LEN)?;
+        let mut segment = sys::Segment::create(&tmp, LEN, access)?;
         // A fresh, zero-filled mapping that no one else has opened (temporary name).
         let h = header_of::<DoorbellHeader>(&segment).ok_or_else(|| too_small(&tmp))?;
         h.magic.store(MAGIC, Ordering::Relaxed);
@@ -70,8 +70,8 @@ impl Doorbell {
     }
 
     /// Opens a subscriber's doorbell file and checks its header.
-    pub(crate) fn open(path: &Path) -> Result<Doorbell> {
-        let segment = sys::Segment::open(path, LEN, LEN)?;
+    pub(crate) fn open(path: &Path, access: sys::Access) -> Result<Doorbell> {
+        let segment = sys::Segment::open(path, LEN, LEN, access)?;
         let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
         let doorbell = Doorbell { header };
         let h = doorbell.header();
@@ -138,22 +138,22 @@ mod tests {
     fn doorbell_file_shares_bell_and_heartbeat_and_rejects_junk() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("sub.bell");
-        let a = Doorbell::create(&path).unwrap();
-        let b = Doorbell::open(&path).unwrap();
+        let a = Doorbell::create(&path, sys::Access::Private).unwrap();
+        let b = Doorbell::open(&path, sys::Access::Private).unwrap();
         a.beat();
         assert_eq!(b.heartbeat(), 1);
         b.bell().waiters.fetch_add(1, Ordering::Relaxed);
         assert_eq!(a.shared_bell().bell().waiters.load(Ordering::Relaxed), 1);
         drop((a, b));
         assert!(!path.exists(), "the creator removes the name");
-        sys::write_private_file(&path, &[0u8; LEN]).unwrap();
+        sys::write_file(&path, &[0u8; LEN], sys::Access::Private).unwrap();
         assert!(matches!(
-            Doorbell::open(&path),
+            Doorbell::open(&path, sys::Access::Private),
             Err(Error::BadSegment { .. })
         ));
-        sys::write_private_file(&path, &[0u8; 10]).unwrap();
+        sys::write_file(&path, &[0u8; 10], sys::Access::Private).unwrap();
         assert!(matches!(
-            Doorbell::open(&path),
+            Doorbell::open(&path, sys::Access::Private),
             Err(Error::BadSegment { .. })
         ));
     }

@@ -64,16 +64,26 @@ impl RingSegment {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn create(path: impl AsRef<Path>, capacity: usize) -> Result<RingSegment> {
-        Self::create_with(path.as_ref(), capacity, true)
+        Self::create_with(path.as_ref(), capacity, true, sys::Access::Private)
     }
 
     /// As [`RingSegment::create`], but the name stays when the ring is dropped: the caller
     /// removes it (a publisher leaves a ring holding unread messages for its subscriber).
-    pub(crate) fn create_kept(path: &Path, capacity: usize) -> Result<RingSegment> {
-        Self::create_with(path, capacity, false)
+    /// Files are made for `access` (0660 of the group for a group-shared channel).
+    pub(crate) fn create_kept(
+        path: &Path,
+        capacity: usize,
+        access: sys::Access,
+    ) -> Result<RingSegment> {
+        Self::create_with(path, capacity, false, access)
     }
 
-    fn create_with(path: &Path, capacity: usize, unlink_on_drop: bool) -> Result<RingSegment> {
+    fn create_with(
+        path: &Path,
+        capacity: usize,
+        unlink_on_drop: bool,
+        access: sys::Access,
+    ) -> Result<RingSegment> {
         if !valid_capacity(capacity as u64) {
             return Err(Error::InvalidOption {
                 option: "capacity",
@@ -86,7 +96,7 @@ impl RingSegment {
         // Built under a hidden temporary name and renamed into place once initialised, so a
         // peer never opens a half-made ring.
         let tmp = temp_name(path);
-        let mut segment = sys::Segment::create(&tmp, HEADER_LEN + capacity)?;
+        let mut segment = sys::Segment::create(&tmp, HEADER_LEN + capacity, access)?;
         // SAFETY: a fresh mapping is page-aligned and `HEADER_LEN + capacity` bytes long;
         // `segment` outlives this temporary region (dropped at once, with a dummy owner), and
         // no peer can open the temporary name.
@@ -136,11 +146,17 @@ impl RingSegment {
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn open(path: impl AsRef<Path>) -> Result<RingSegment> {
-        let path = path.as_ref();
+        Self::open_in(path.as_ref(), sys::Access::Private)
+    }
+
+    /// As [`RingSegment::open`], checking the file against `access` (a group-shared
+    /// channel's rings belong to the group, not to us).
+    pub(crate) fn open_in(path: &Path, access: sys::Access) -> Result<RingSegment> {
         let segment = sys::Segment::open(
             path,
             HEADER_LEN + super::MIN_CAPACITY,
             HEADER_LEN + MAX_CAPACITY,
+            access,
         )?;
         let (base, len) = (segment.as_ptr(), segment.len());
         let owner = Arc::new(segment);

@@ -72,7 +72,7 @@ impl Receiving {
         generation: u64,
     ) -> Result<()> {
         let s = &core.role;
-        let mut consumer = RingSegment::open(&path)?.into_consumer();
+        let mut consumer = RingSegment::open_in(&path, core.dirs.access)?.into_consumer();
         consumer.set_max_message_len(core.common.max_message_size.saturating_add(FRAME_HEADER));
         consumer.set_budget(Arc::clone(&s.budget));
         consumer.set_wait_strategy(core.common.wait);

@@ -147,7 +147,7 @@ impl SubscriberBuilder {
             &self.common,
             &self.channel,
             EndpointKind::Subscriber,
-            |dirs, id| Doorbell::create(&segment::bell_path(dirs, id)),
+            |dirs, id| Doorbell::create(&segment::bell_path(dirs, id), dirs.access),
         )?;
         let role = Receiving {
             doorbell,

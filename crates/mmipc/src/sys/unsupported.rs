@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Duration;
 
-use super::{FutexWait, LockState};
+use super::{Access, FutexWait, LockState};
 use crate::error::{Error, Result};
 use crate::sync::FutexWord;
 
@@ -16,13 +16,18 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
-    pub(crate) fn create(_path: &Path, _len: usize) -> Result<Segment> {
+    pub(crate) fn create(_path: &Path, _len: usize, _access: Access) -> Result<Segment> {
         Err(Error::Unsupported {
             what: "shared-memory segments",
         })
     }
 
-    pub(crate) fn open(_path: &Path, _min_len: usize, _max_len: usize) -> Result<Segment> {
+    pub(crate) fn open(
+        _path: &Path,
+        _min_len: usize,
+        _max_len: usize,
+        _access: Access,
+    ) -> Result<Segment> {
         Err(Error::Unsupported {
             what: "shared-memory segments",
         })
@@ -77,7 +82,7 @@ pub(crate) struct LockFile {
 }
 
 impl LockFile {
-    pub(crate) fn acquire(_path: &Path) -> Result<LockFile> {
+    pub(crate) fn acquire(_path: &Path, _access: Access) -> Result<LockFile> {
         Err(Error::Unsupported { what: "lock files" })
     }
 
@@ -96,6 +101,16 @@ pub(crate) fn ensure_private_dir(_dir: &Path) -> Result<()> {
     })
 }
 
+pub(crate) fn ensure_group_dir(_dir: &Path, _gid: Option<u32>) -> Result<u32> {
+    Err(Error::Unsupported {
+        what: "group-shared directories",
+    })
+}
+
+pub(crate) fn dir_access(_dir: &Path) -> Access {
+    Access::Private
+}
+
 pub(crate) fn current_uid() -> u32 {
     0
 }
@@ -104,11 +119,11 @@ pub(crate) fn is_memory_fs(_path: &Path) -> bool {
     false
 }
 
-pub(crate) fn write_private_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_file(path: &Path, bytes: &[u8], _access: Access) -> std::io::Result<()> {
     std::fs::write(path, bytes)
 }
 
-pub(crate) fn read_small_file(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+pub(crate) fn read_small_file(path: &Path, max: u64, _access: Access) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut buf = Vec::new();
     std::fs::File::open(path)?.take(max).read_to_end(&mut buf)?;
