@@ -610,7 +610,7 @@ impl Role for Sending {
         // connection is over.
         conn.info.control.close_consumer_side();
         conn.info.control.close_producer_side();
-        crate::ring::notify(&crate::ring::OsFutex, conn.extra.doorbell.bell());
+        crate::ring::notify(conn.extra.doorbell.futex(), conn.extra.doorbell.bell());
         let _ = sys::unlink_segment(&conn.ring_path);
         if reason == DisconnectReason::TimedOut {
             let heartbeat = conn.extra.doorbell.heartbeat();

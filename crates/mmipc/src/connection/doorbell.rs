@@ -18,7 +18,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::ring::{AtomicHeader, MappedHeader, RingBell, SharedBell, header_of};
+use crate::ring::{AtomicHeader, MappedHeader, OsFutex, RingBell, SharedBell, header_of};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys;
 
@@ -46,6 +46,8 @@ unsafe impl AtomicHeader for DoorbellHeader {}
 pub(crate) struct Doorbell {
     /// Keeps the mapping; the creator's copy removes the name when the last clone drops.
     header: MappedHeader<DoorbellHeader>,
+    /// Wakes sleepers on the bell (the OS's wake-up for this mapping).
+    futex: OsFutex,
 }
 
 impl Doorbell {
@@ -66,14 +68,16 @@ impl Doorbell {
         // On failure, dropping `segment` removes the temporary name.
         segment.rename(path)?;
         let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
-        Ok(Doorbell { header })
+        let futex = header.futex();
+        Ok(Doorbell { header, futex })
     }
 
     /// Opens a subscriber's doorbell file and checks its header.
     pub(crate) fn open(path: &Path, access: sys::Access) -> Result<Doorbell> {
         let segment = sys::Segment::open(path, LEN, LEN, access)?;
         let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
-        let doorbell = Doorbell { header };
+        let futex = header.futex();
+        let doorbell = Doorbell { header, futex };
         let h = doorbell.header();
         // SYNC POINT doorbell-header: pairs with the Release store in `create`.
         let version = h.version.load(Ordering::Acquire);
@@ -94,6 +98,11 @@ impl Doorbell {
 
     pub(crate) fn bell(&self) -> &RingBell {
         &self.header().bell
+    }
+
+    /// What sleeps on and wakes [`bell`](Self::bell).
+    pub(crate) fn futex(&self) -> &OsFutex {
+        &self.futex
     }
 
     /// The doorbell, for a producer to ring.

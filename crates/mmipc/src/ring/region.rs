@@ -121,6 +121,7 @@ impl Region {
 
     /// Validates a header that another process wrote at `base` and returns the region.
     /// `len` is the size of the mapping; the capacity the header claims must fit in it.
+    /// `futex` wakes sleepers on the header's bells (the segment's, see [`RingFutex::of`]).
     ///
     /// # Safety
     /// `base` must be 64-aligned and valid for `len` bytes of reads and writes for as long as
@@ -129,6 +130,7 @@ impl Region {
         base: *mut u8,
         len: usize,
         owner: Arc<dyn Send + Sync>,
+        futex: RingFutex,
     ) -> Result<Region, String> {
         if len < HEADER_LEN {
             return Err(format!(
@@ -163,13 +165,12 @@ impl Region {
             header,
             // SAFETY: `HEADER_LEN + capacity <= len`, checked above.
             data: Data::new(unsafe { base.add(HEADER_LEN) }, capacity),
-            futex: RingFutex::default(),
+            futex,
             _owner: owner,
         })
     }
 
     /// A second handle on the same memory (the peer's, in same-process use).
-    #[allow(clippy::clone_on_copy)] // the futex is Copy in production, an Arc under loom
     pub(crate) fn share(&self) -> Region {
         Region {
             header: self.header,
@@ -271,9 +272,14 @@ impl<T: AtomicHeader> MappedHeader<T> {
         // mapping it points into is the one `_owner` keeps.
         SharedBell {
             bell: bell(self.get()),
-            futex: RingFutex::default(),
+            futex: RingFutex::of(&self.map),
             _owner: self.map.clone(),
         }
+    }
+
+    /// The wake-up for the words of this header (the mapping's).
+    pub(crate) fn futex(&self) -> RingFutex {
+        RingFutex::of(&self.map)
     }
 }
 

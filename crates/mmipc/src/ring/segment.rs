@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use super::layout::{HEADER_LEN, MAX_CAPACITY, valid_capacity};
 use super::region::Region;
+use super::wait::RingFutex;
 use super::{Consumer, Producer};
 use crate::error::{Error, Result};
 use crate::sys;
@@ -116,13 +117,15 @@ impl RingSegment {
             segment.keep_name();
         }
         let (base, len) = (segment.as_ptr(), segment.len());
+        let futex = RingFutex::of(&segment);
         let owner = Arc::new(segment); // removes the name when the last end drops
         // SAFETY: the mapping is page-aligned and `len` bytes long, kept alive by `owner`.
-        let region =
-            unsafe { Region::attach(base, len, owner) }.map_err(|problem| Error::BadSegment {
+        let region = unsafe { Region::attach(base, len, owner, futex) }.map_err(|problem| {
+            Error::BadSegment {
                 path: path.to_owned(),
                 problem,
-            })?;
+            }
+        })?;
         Ok(RingSegment {
             region,
             path: path.to_owned(),
@@ -159,14 +162,16 @@ impl RingSegment {
             access,
         )?;
         let (base, len) = (segment.as_ptr(), segment.len());
+        let futex = RingFutex::of(&segment);
         let owner = Arc::new(segment);
         // SAFETY: the mapping is page-aligned and `len` bytes long (checked with fstat before
         // mapping), kept alive by `owner`.
-        let region =
-            unsafe { Region::attach(base, len, owner) }.map_err(|problem| Error::BadSegment {
+        let region = unsafe { Region::attach(base, len, owner, futex) }.map_err(|problem| {
+            Error::BadSegment {
                 path: path.to_owned(),
                 problem,
-            })?;
+            }
+        })?;
         Ok(RingSegment {
             region,
             path: path.to_owned(),

@@ -68,18 +68,31 @@ pub(crate) trait Futex {
     fn wake(&self, word: &AtomicU32);
 }
 
-/// The operating system's futex (`sys::futex_wait` / `sys::futex_wake`).
+/// The operating system's wake-up for the words of one piece of memory ([`sys::Waker`]:
+/// the futex itself on Linux, zero-sized; a named event per word on Windows).
+///
+/// [`sys::Waker`]: crate::sys::Waker
 #[cfg(not(loom))]
-#[derive(Debug, Default, Clone, Copy)]
-pub(crate) struct OsFutex;
+#[derive(Debug, Default, Clone)]
+pub(crate) struct OsFutex(crate::sys::Waker);
+
+#[cfg(not(loom))]
+impl OsFutex {
+    /// The wake-up for words inside `segment` (peers in other processes reach the same one).
+    pub(crate) fn of(segment: &crate::sys::Segment) -> OsFutex {
+        OsFutex(segment.waker())
+    }
+}
 
 #[cfg(not(loom))]
 impl Futex for OsFutex {
+    #[inline]
     fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        crate::sys::futex_wait(word, expected, timeout);
+        self.0.wait(word, expected, timeout);
     }
+    #[inline]
     fn wake(&self, word: &AtomicU32) {
-        crate::sys::futex_wake(word, u32::MAX);
+        self.0.wake(word);
     }
 }
 
@@ -88,6 +101,14 @@ impl Futex for OsFutex {
 #[cfg(loom)]
 #[derive(Clone, Default)]
 pub(crate) struct LoomFutex(std::sync::Arc<(loom::sync::Mutex<()>, loom::sync::Condvar)>);
+
+#[cfg(loom)]
+impl LoomFutex {
+    /// Loom models use heap memory only; a segment's words get a fresh model futex.
+    pub(crate) fn of(_segment: &crate::sys::Segment) -> LoomFutex {
+        LoomFutex::default()
+    }
+}
 
 #[cfg(loom)]
 impl Futex for LoomFutex {

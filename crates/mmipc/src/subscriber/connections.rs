@@ -18,7 +18,7 @@ use crate::discovery::{self, EndpointId, EndpointKind, Listing};
 use crate::endpoint::{Conn, Core, Maint, Role};
 use crate::error::Result;
 use crate::event::{DisconnectReason, Peer};
-use crate::ring::{OsFutex, RingSegment, notify};
+use crate::ring::{RingSegment, notify};
 use crate::runtime;
 use crate::sys;
 
@@ -54,7 +54,7 @@ impl Receiving {
 
     /// Wakes the receive path (or the callback thread).
     pub(crate) fn ring_doorbell(&self) {
-        notify(&OsFutex, self.doorbell.bell());
+        notify(self.doorbell.futex(), self.doorbell.bell());
     }
 
     /// Requests a stop of the callback thread and wakes it.

@@ -18,7 +18,7 @@ use crate::error::{Error, RecvTimeoutError, Result, WaitError};
 use crate::event::{DisconnectReason, EventHub, Events};
 use crate::message::{Message, MessageRef};
 use crate::options::{Common, DEFAULT_REASSEMBLY_BUDGET};
-use crate::ring::{Budget, Consumer, OsFutex, RingError, WaitError as RingWaitError, wait_until};
+use crate::ring::{Budget, Consumer, RingError, WaitError as RingWaitError, wait_until};
 
 /// The receiving end of a channel. `Send`, not `Sync`: one thread receives at a time (move
 /// it into a thread, or use [`Subscriber::on_message`]).
@@ -434,7 +434,7 @@ impl Subscriber {
     ) -> Result<(), RingWaitError<()>> {
         let doorbell = self.core.role.doorbell.clone();
         let strategy = self.core.common.wait;
-        wait_until(&OsFutex, doorbell.bell(), strategy, deadline, || {
+        wait_until(doorbell.futex(), doorbell.bell(), strategy, deadline, || {
             Ok::<bool, ()>(self.ready() || also())
         })
         .map(|_| ())

@@ -144,6 +144,12 @@ impl Segment {
         })
     }
 
+    /// The wake-up for words inside this mapping: on Linux the futex needs nothing but the
+    /// word's address, whatever the mapping.
+    pub(crate) fn waker(&self) -> Waker {
+        Waker
+    }
+
     /// Start of the mapping. Valid for [`len`](Self::len) bytes while `self` lives.
     pub(crate) fn as_ptr(&self) -> *mut u8 {
         self.map.as_mut_ptr()
@@ -259,6 +265,30 @@ pub(crate) fn unlink_segment(path: &Path) -> Result<bool> {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("remove segment", path, e)),
+    }
+}
+
+/// Sleeps on and wakes 32-bit words of shared memory: the futex, which needs no object of
+/// its own (zero-sized, so the ring's hot path pays nothing for it).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Waker;
+
+impl Waker {
+    /// Sleeps while `word` holds `expected`, at most `timeout`; may return spuriously.
+    #[inline]
+    pub(crate) fn wait(
+        &self,
+        word: &FutexWord,
+        expected: u32,
+        timeout: Option<Duration>,
+    ) -> FutexWait {
+        futex_wait(word, expected, timeout)
+    }
+
+    /// Wakes every sleeper on `word`.
+    #[inline]
+    pub(crate) fn wake(&self, word: &FutexWord) {
+        futex_wake(word, u32::MAX);
     }
 }
 

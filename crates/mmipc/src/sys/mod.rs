@@ -36,8 +36,8 @@ use unsupported as imp;
 // Lock files and private directories are used by the discovery layer built on top of the ring.
 #[allow(unused_imports)]
 pub(crate) use imp::{
-    LockFile, Segment, current_uid, dir_access, ensure_group_dir, ensure_private_dir, futex_wait,
-    futex_wake, is_memory_fs, probe_lock, read_small_file, unlink_segment, write_file,
+    LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
+    futex_wait, futex_wake, is_memory_fs, probe_lock, read_small_file, unlink_segment, write_file,
 };
 
 /// Who may use a channel's files. Every file is created with the mode this implies (set

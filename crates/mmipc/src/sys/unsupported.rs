@@ -37,6 +37,10 @@ impl Segment {
         match self.never {}
     }
 
+    pub(crate) fn waker(&self) -> Waker {
+        match self.never {}
+    }
+
     pub(crate) fn len(&self) -> usize {
         match self.never {}
     }
@@ -58,6 +62,23 @@ pub(crate) fn unlink_segment(_path: &Path) -> Result<bool> {
     Err(Error::Unsupported {
         what: "shared-memory segments",
     })
+}
+
+/// Without a wake-up object: sleeps briefly, callers re-check.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Waker;
+
+impl Waker {
+    pub(crate) fn wait(
+        &self,
+        word: &FutexWord,
+        expected: u32,
+        timeout: Option<Duration>,
+    ) -> FutexWait {
+        futex_wait(word, expected, timeout)
+    }
+
+    pub(crate) fn wake(&self, _word: &FutexWord) {}
 }
 
 /// Without a futex, sleep briefly; callers re-check their condition after every return.
