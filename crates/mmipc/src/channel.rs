@@ -85,6 +85,9 @@ pub(crate) fn validate(name: &str) -> Result<()> {
 /// assert!(root.is_absolute());
 /// ```
 pub fn default_root() -> PathBuf {
+    if let Some(root) = sys::platform_root() {
+        return root;
+    }
     if let Some(xdg) = std::env::var_os("XDG_RUNTIME_DIR") {
         let xdg = PathBuf::from(xdg);
         if xdg.is_absolute() && xdg.is_dir() {
@@ -323,6 +326,7 @@ mod tests {
 
     /// Defect: any local user could deny the default root by creating
     /// `/dev/shm/mmipc-<uid>` (or a symbolic link there) first.
+    #[cfg(unix)]
     #[test]
     fn a_squatted_default_root_falls_back_to_a_secret_name() {
         let base = tempfile::tempdir().unwrap();

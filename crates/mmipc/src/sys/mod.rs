@@ -27,18 +27,37 @@ mod linux;
 #[cfg(target_os = "linux")]
 use linux as imp;
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(windows)]
+#[allow(dead_code)]
+mod windows;
+#[cfg(windows)]
+use windows as imp;
+
+#[cfg(not(any(target_os = "linux", windows)))]
 #[allow(dead_code)]
 mod unsupported;
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", windows)))]
 use unsupported as imp;
 
-// Lock files and private directories are used by the discovery layer built on top of the ring.
 #[allow(unused_imports)]
 pub(crate) use imp::{
     LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
-    futex_wait, futex_wake, is_memory_fs, probe_lock, read_small_file, unlink_segment, write_file,
+    is_memory_fs, probe_lock, read_small_file, unlink_segment, write_file,
 };
+
+/// The platform's default root directory, where it has one of its own (Windows:
+/// `%LOCALAPPDATA%\mmipc`); `None` where the root is chosen under `/dev/shm` or
+/// `$XDG_RUNTIME_DIR`.
+pub(crate) fn platform_root() -> Option<std::path::PathBuf> {
+    #[cfg(windows)]
+    {
+        imp::platform_root()
+    }
+    #[cfg(not(windows))]
+    {
+        None
+    }
+}
 
 /// Who may use a channel's files. Every file is created with the mode this implies (set
 /// explicitly, whatever the umask) and checked against it when opened.

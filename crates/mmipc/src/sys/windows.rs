@@ -1,0 +1,467 @@
+//! Windows backend: segments are files under the per-user root mapped shared (`memmap2`, i.e.
+//! `CreateFileMapping`/`MapViewOfFile`), the wake-up for a shared word is a named kernel event
+//! (`WaitOnAddress` only wakes threads of its own process), lock files are held with
+//! `LockFileEx` (std's `File::try_lock`), which the OS releases when a process dies.
+//!
+//! The per-user root lives under `%LOCALAPPDATA%`, whose access control list already keeps
+//! other users out; directories are checked not to be symbolic links or junctions.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::os::windows::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT};
+use windows_sys::Win32::Storage::FileSystem::{
+    FILE_ATTRIBUTE_TEMPORARY, FILE_FLAG_OPEN_REPARSE_POINT,
+};
+use windows_sys::Win32::System::Threading::{
+    CreateEventW, INFINITE, ResetEvent, SetEvent, WaitForSingleObject, WaitOnAddress,
+    WakeByAddressAll,
+};
+
+use super::{Access, FutexWait, LockState};
+use crate::error::{Error, Result};
+use crate::sync::{FutexWord, Ordering};
+
+/// A named shared segment (a file) mapped read-write into this process.
+#[derive(Debug)]
+pub(crate) struct Segment {
+    map: memmap2::MmapRaw,
+    path: PathBuf,
+    unlink_on_drop: bool,
+}
+
+impl Drop for Segment {
+    fn drop(&mut self) {
+        if self.unlink_on_drop {
+            // Best effort: a peer or a cleaner may have removed it already.
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Windows has no user id to name a directory by: the per-user root is under the user's
+/// local application data instead ([`platform_root`]).
+pub(crate) fn current_uid() -> u32 {
+    0
+}
+
+/// The default root: `%LOCALAPPDATA%\mmipc`, private to the user by the ACL it inherits.
+pub(crate) fn platform_root() -> Option<PathBuf> {
+    let base = PathBuf::from(std::env::var_os("LOCALAPPDATA")?);
+    base.is_absolute().then(|| base.join("mmipc"))
+}
+
+/// Segments live beside the records on Windows: a mapped file created temporary stays in
+/// the file cache (there is no tmpfs to prefer).
+pub(crate) fn is_memory_fs(_path: &Path) -> bool {
+    true
+}
+
+impl Segment {
+    /// Creates `path` exclusively, sizes it to `len` zero bytes and maps it. On failure after
+    /// creation the name is removed again; on success the segment removes it when dropped.
+    pub(crate) fn create(path: &Path, len: usize, _access: Access) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .attributes(FILE_ATTRIBUTE_TEMPORARY)
+            .open(path)
+            .map_err(|e| Error::io("create segment", path, e))?;
+        let mapped = file
+            .set_len(len as u64)
+            .map_err(|e| Error::io("size segment", path, e))
+            .and_then(|()| {
+                memmap2::MmapOptions::new()
+                    .len(len)
+                    .map_raw(&file)
+                    .map_err(|e| Error::io("map segment", path, e))
+            });
+        match mapped {
+            Ok(map) => Ok(Segment {
+                map,
+                path: path.to_path_buf(),
+                unlink_on_drop: true,
+            }),
+            Err(e) => {
+                drop(file);
+                let _ = std::fs::remove_file(path);
+                Err(e)
+            }
+        }
+    }
+
+    /// Opens an existing segment (not through a symbolic link), checks that it is a regular
+    /// file of `min_len..=max_len` bytes, and maps all of it.
+    pub(crate) fn open(
+        path: &Path,
+        min_len: usize,
+        max_len: usize,
+        _access: Access,
+    ) -> Result<Segment> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path)
+            .map_err(|e| Error::io("open segment", path, e))?;
+        let meta = file
+            .metadata()
+            .map_err(|e| Error::io("stat segment", path, e))?;
+        let bad = |problem: String| Error::BadSegment {
+            path: path.to_path_buf(),
+            problem,
+        };
+        if !meta.file_type().is_file() || meta.file_type().is_symlink() {
+            return Err(bad("it is not a regular file".into()));
+        }
+        let size = meta.len();
+        if size < min_len as u64 || size > max_len as u64 {
+            return Err(bad(format!(
+                "its size {size} is outside {min_len}..={max_len} bytes"
+            )));
+        }
+        let map = memmap2::MmapOptions::new()
+            .len(size as usize)
+            .map_raw(&file)
+            .map_err(|e| Error::io("map segment", path, e))?;
+        Ok(Segment {
+            map,
+            path: path.to_path_buf(),
+            unlink_on_drop: false,
+        })
+    }
+
+    /// The wake-up for words inside this mapping: named events derived from the segment's
+    /// file name (unique: it carries the endpoints' random ids) and the word's offset, which
+    /// every process mapping the file computes alike.
+    pub(crate) fn waker(&self) -> Waker {
+        let tag = self
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        Waker(Some(Arc::new(Named {
+            base: self.map.as_ptr() as usize,
+            len: self.map.len(),
+            tag,
+            events: Mutex::new(Vec::new()),
+        })))
+    }
+
+    /// Start of the mapping. Valid for [`len`](Self::len) bytes while `self` lives.
+    pub(crate) fn as_ptr(&self) -> *mut u8 {
+        self.map.as_mut_ptr()
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// The segment's file name.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Leaves the name in place when dropped: the caller removes it explicitly.
+    pub(crate) fn keep_name(&mut self) {
+        self.unlink_on_drop = false;
+    }
+
+    /// Renames the segment (replacing any file at `to`).
+    pub(crate) fn rename(&mut self, to: &Path) -> Result<()> {
+        std::fs::rename(&self.path, to).map_err(|e| Error::io("rename segment", to, e))?;
+        self.path = to.to_path_buf();
+        Ok(())
+    }
+}
+
+/// An event handle we own.
+#[derive(Debug)]
+struct Event(HANDLE);
+
+// SAFETY: an event handle may be used and closed from any thread.
+unsafe impl Send for Event {}
+// SAFETY: as above; the handle value is never changed.
+unsafe impl Sync for Event {}
+
+impl Drop for Event {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle and close it once.
+        unsafe { CloseHandle(self.0) };
+    }
+}
+
+/// The named events of one mapping, opened on first use.
+#[derive(Debug)]
+struct Named {
+    base: usize,
+    len: usize,
+    tag: String,
+    /// `(offset of the word, its event)`; a mapping has two or three words at most.
+    events: Mutex<Vec<(usize, Arc<Event>)>>,
+}
+
+impl Named {
+    /// The manual-reset event of the word at `word` (created by whichever process needs it
+    /// first; `CreateEventW` opens it when it exists). `None` if it cannot be made: callers
+    /// then sleep briefly and re-check.
+    fn event(&self, word: &FutexWord) -> Option<Arc<Event>> {
+        let offset = (word as *const FutexWord as usize).checked_sub(self.base)?;
+        if offset >= self.len {
+            return None;
+        }
+        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((_, e)) = events.iter().find(|(o, _)| *o == offset) {
+            return Some(Arc::clone(e));
+        }
+        let name: Vec<u16> = format!("Local\\mmipc-{}-{offset}", self.tag)
+            .encode_utf16()
+            .chain(Some(0))
+            .collect();
+        // SAFETY: `name` is NUL-terminated UTF-16 that outlives the call; default security.
+        let handle = unsafe { CreateEventW(std::ptr::null(), 1, 0, name.as_ptr()) };
+        if handle.is_null() {
+            return None;
+        }
+        let event = Arc::new(Event(handle));
+        events.push((offset, Arc::clone(&event)));
+        Some(event)
+    }
+}
+
+/// Sleeps on and wakes 32-bit words of shared memory.
+///
+/// For a mapped segment, each word has a named manual-reset event. A sleeper resets the
+/// event, re-checks the word, then waits on the event; a waker bumps the word (the caller
+/// does) and sets the event. A set between the re-check and the wait is kept by the event, a
+/// set before the reset is seen by the re-check: no wake-up is lost with one sleeper per word
+/// (mmipc's case: a subscriber's receiving thread, a publisher waiting for room). Two
+/// sleepers on one word could each reset the other's signal; the caller's sleep is capped
+/// (500 ms) and re-checks. For heap memory (one process), `WaitOnAddress`.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Waker(Option<Arc<Named>>);
+
+impl Waker {
+    /// Sleeps while `word` holds `expected`, at most `timeout`; may return spuriously.
+    pub(crate) fn wait(
+        &self,
+        word: &FutexWord,
+        expected: u32,
+        timeout: Option<Duration>,
+    ) -> FutexWait {
+        let ms = timeout.map_or(INFINITE, |t| {
+            u32::try_from(t.as_millis().max(u128::from(!t.is_zero())))
+                .unwrap_or(INFINITE - 1)
+                .min(INFINITE - 1)
+        });
+        let Some(named) = &self.0 else {
+            return wait_on_address(word, expected, ms);
+        };
+        let Some(event) = named.event(word) else {
+            std::thread::sleep(Duration::from_millis(1).min(timeout.unwrap_or(Duration::MAX)));
+            return FutexWait::Woken;
+        };
+        // SAFETY: `event.0` is a live event handle we own.
+        unsafe { ResetEvent(event.0) };
+        if word.load(Ordering::Acquire) != expected {
+            return FutexWait::ValueChanged;
+        }
+        // SAFETY: as above.
+        match unsafe { WaitForSingleObject(event.0, ms) } {
+            WAIT_OBJECT_0 => FutexWait::Woken,
+            WAIT_TIMEOUT => FutexWait::TimedOut,
+            _ => FutexWait::Woken,
+        }
+    }
+
+    /// Wakes every sleeper on `word`.
+    pub(crate) fn wake(&self, word: &FutexWord) {
+        match &self.0 {
+            None => {
+                // SAFETY: `word` is a live atomic; WakeByAddressAll only uses its address.
+                unsafe { WakeByAddressAll(word.as_ptr().cast()) }
+            }
+            Some(named) => {
+                if let Some(event) = named.event(word) {
+                    // SAFETY: a live event handle we own.
+                    unsafe { SetEvent(event.0) };
+                }
+            }
+        }
+    }
+}
+
+/// `WaitOnAddress` (threads of this process only).
+fn wait_on_address(word: &FutexWord, expected: u32, ms: u32) -> FutexWait {
+    if word.load(Ordering::Acquire) != expected {
+        return FutexWait::ValueChanged;
+    }
+    // SAFETY: `word` is a live 4-byte atomic and `expected` a 4-byte value on our stack; the
+    // call only compares and sleeps.
+    let woken = unsafe {
+        WaitOnAddress(
+            word.as_ptr().cast(),
+            (&expected as *const u32).cast(),
+            4,
+            ms,
+        )
+    };
+    if woken != 0 {
+        FutexWait::Woken
+    } else {
+        FutexWait::TimedOut
+    }
+}
+
+/// Writes `bytes` to `path` (created or truncated).
+pub(crate) fn write_file(path: &Path, bytes: &[u8], _access: Access) -> io::Result<()> {
+    std::fs::write(path, bytes)
+}
+
+/// Reads a regular file of at most `max` bytes, not through a symbolic link.
+pub(crate) fn read_small_file(path: &Path, max: u64, _access: Access) -> io::Result<Vec<u8>> {
+    use std::io::Read;
+    let f = OpenOptions::new()
+        .read(true)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)?;
+    let meta = f.metadata()?;
+    if !meta.is_file() || meta.file_type().is_symlink() || meta.len() > max {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            "not a small regular file",
+        ));
+    }
+    let mut buf = Vec::with_capacity(meta.len() as usize);
+    f.take(max).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+/// Removes a segment's name; existing mappings stay valid. Returns whether it existed.
+pub(crate) fn unlink_segment(path: &Path) -> Result<bool> {
+    match std::fs::remove_file(path) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(e) => Err(Error::io("remove segment", path, e)),
+    }
+}
+
+/// An exclusive `LockFileEx` lock on a file, held until drop or process death.
+#[derive(Debug)]
+pub(crate) struct LockFile {
+    _file: File,
+    path: PathBuf,
+}
+
+impl LockFile {
+    /// Creates or opens `path` and locks it exclusively without blocking (retrying for
+    /// ~20 ms: a process probing the lock holds it for a moment).
+    pub(crate) fn acquire(path: &Path, _access: Access) -> Result<LockFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path)
+            .map_err(|e| Error::io("create lock file", path, e))?;
+        let mut locked = file.try_lock();
+        for _ in 0..200 {
+            if !matches!(locked, Err(TryLockError::WouldBlock)) {
+                break;
+            }
+            std::thread::sleep(Duration::from_micros(100));
+            locked = file.try_lock();
+        }
+        match locked {
+            Ok(()) => Ok(LockFile {
+                _file: file,
+                path: path.to_path_buf(),
+            }),
+            Err(TryLockError::WouldBlock) => Err(Error::io(
+                "lock",
+                path,
+                io::Error::new(
+                    io::ErrorKind::WouldBlock,
+                    "another live process holds this lock",
+                ),
+            )),
+            Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+        }
+    }
+
+    /// The lock file's path.
+    pub(crate) fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+/// Tests, without blocking and without creating anything, whether someone holds the lock on
+/// `path`.
+pub(crate) fn probe_lock(path: &Path) -> Result<LockState> {
+    let file = match OpenOptions::new()
+        .read(true)
+        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+        .open(path)
+    {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
+        Err(e) => return Err(Error::io("open lock file", path, e)),
+    };
+    let regular = file
+        .metadata()
+        .is_ok_and(|m| m.file_type().is_file() && !m.file_type().is_symlink());
+    if !regular {
+        return Err(Error::io(
+            "probe lock",
+            path,
+            io::Error::new(io::ErrorKind::InvalidData, "not a regular file"),
+        ));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(LockState::Free),
+        Err(TryLockError::WouldBlock) => Ok(LockState::Held),
+        Err(TryLockError::Error(e)) => Err(Error::io("probe lock", path, e)),
+    }
+}
+
+/// Creates `dir` (with parents) and checks that it is a real directory (not a symbolic link
+/// or junction). Privacy comes from the access control list inherited from the user's
+/// profile (the default root is under `%LOCALAPPDATA%`).
+pub(crate) fn ensure_private_dir(dir: &Path) -> Result<()> {
+    match std::fs::create_dir_all(dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+        Err(e) => return Err(Error::io("create directory", dir, e)),
+    }
+    let meta = std::fs::symlink_metadata(dir).map_err(|e| Error::io("stat directory", dir, e))?;
+    let insecure = |problem: String| Error::InsecureDirectory {
+        path: dir.to_path_buf(),
+        problem,
+    };
+    if meta.file_type().is_symlink() {
+        return Err(insecure("is a symbolic link or junction".into()));
+    }
+    if !meta.is_dir() {
+        return Err(insecure("is not a directory".into()));
+    }
+    Ok(())
+}
+
+/// Group sharing is a Unix permission scheme; not on Windows.
+pub(crate) fn ensure_group_dir(_dir: &Path, _gid: Option<u32>) -> Result<u32> {
+    Err(Error::Unsupported {
+        what: "group-shared directories (Unix groups)",
+    })
+}
+
+/// Every channel is private on Windows.
+pub(crate) fn dir_access(_dir: &Path) -> Access {
+    Access::Private
+}
