@@ -3,10 +3,10 @@
  *
  * Why: since Rust 1.78 the standard library of the *-pc-windows-* targets takes its random
  * bytes (HashMap seeds, among others) from ProcessPrng() in bcryptprimitives.dll. Wine 8.0
- * (Debian 12) ships no such DLL, so the Windows loader fails before main() and every Rust
- * program exits with status 53 (STATUS_DLL_NOT_FOUND is not what is reported: the Rust
- * binary's import is simply missing and Wine exits with 53). Wine 9 has its own copy; this
- * file is only needed on older Wine.
+ * (Debian 12) ships no such DLL, so the loader fails before main() and every Rust program
+ * exits with status 53 -- silently under WINEDEBUG=-all; with WINEDEBUG=err+module Wine says
+ * "err:module:import_dll Library bcryptprimitives.dll (which is needed by ...) not found".
+ * Wine 9 has its own bcryptprimitives; this stand-in is only needed on older Wine.
  *
  * What: one export, ProcessPrng, implemented on top of RtlGenRandom (exported from
  * advapi32 as SystemFunction036), which Wine 8.0 does implement. Build with
