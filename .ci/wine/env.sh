@@ -3,7 +3,7 @@
 # runs the Windows test binaries under Wine, in the prefix prepared by setup.sh.
 # Safe to source more than once; an existing WINEPREFIX is kept.
 _mmipc_wine_dir="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-export WINEPREFIX="${WINEPREFIX:-$HOME/.wine-mmipc}"
+export WINEPREFIX="${WINEPREFIX:-${HOME:-/root}/.wine-mmipc}"
 # Wine prints hundreds of fixme:/err: lines otherwise; set WINEDEBUG=+... by hand to debug.
 export WINEDEBUG="${WINEDEBUG:--all}"
 # No Mono / Gecko install prompts (they would want a display and the network).

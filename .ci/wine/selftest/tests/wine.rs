@@ -511,6 +511,9 @@ fn b1_file_mapping_shared() {
     round_trips("b1 (memmap2 file mapping)", w, 20_000);
     k.finish();
     println!("RESULT b1: file mapping (memmap2) shared both ways between two processes: ok");
+    drop(m);
+    drop(f);
+    let _ = fs::remove_file(&path);
 }
 
 /// b. a named pagefile-backed section: shared, and gone when the last handle closes.
@@ -634,6 +637,8 @@ fn d_lock_released_when_holder_killed() {
         ms(pct(&mut reaped, 0.5)),
         unlock_results[0],
     );
+    drop(mine);
+    let _ = fs::remove_file(&path);
 }
 
 /// e. Deleting / recreating / renaming a file that another process has mapped.
@@ -822,6 +827,8 @@ fn f_notify_sees_other_process() {
     println!(
         "RESULT f: notify (ReadDirectoryChangesW) saw create, modify and remove from another process: ok"
     );
+    drop(watcher);
+    let _ = fs::remove_dir_all(&dir);
 }
 
 /// g. WaitOnAddress on shared memory does not see WakeByAddressAll from another process.
