@@ -1,0 +1,1 @@
+//! Empty: the self-tests are in `tests/wine.rs`.
