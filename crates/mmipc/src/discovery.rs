@@ -483,7 +483,7 @@ impl Listing {
     ) -> Vec<PathBuf> {
         self.leftovers(dirs, kind, id)
             .into_iter()
-            .filter(|p| std::fs::remove_file(p).is_ok())
+            .filter(|p| sys::remove_file(p).is_ok())
             .collect()
     }
 }

@@ -133,7 +133,7 @@ impl Registration {
                 ))
             }
             Err(e) => {
-                let _ = std::fs::remove_file(lock_file.path());
+                let _ = sys::remove_file(lock_file.path());
                 Err(e)
             }
         }
@@ -141,13 +141,13 @@ impl Registration {
 
     /// Removes the record: peers now see us gone.
     pub(crate) fn remove_record(&self) {
-        let _ = std::fs::remove_file(&self.record_path);
+        let _ = sys::remove_file(&self.record_path);
     }
 
     /// Removes the lock file and releases the lock: the last step of closing.
     fn release(&self) {
         if let Some(l) = lock(&self.lock_file).take() {
-            let _ = std::fs::remove_file(l.path());
+            let _ = sys::remove_file(l.path());
         }
     }
 }
@@ -226,6 +226,7 @@ impl<R: Role> Core<R> {
         self.registration.release();
         self.dirs.remove_if_empty();
         self.changed.notify_all();
+        runtime::forget();
     }
 
     /// Adds a connection; announces it and wakes waiters.

@@ -61,6 +61,8 @@ enum Msg {
     Add(Weak<dyn Endpoint>),
     Fs(PathBuf),
     Rescan,
+    /// An endpoint closed: forget it and stop watching directories no one uses any more.
+    Forget,
 }
 
 fn sender() -> &'static mpsc::Sender<Msg> {
@@ -84,6 +86,12 @@ pub(crate) fn register(endpoint: Weak<dyn Endpoint>) {
 /// Asks for an immediate rescan of every endpoint.
 pub(crate) fn rescan() {
     let _ = sender().send(Msg::Rescan);
+}
+
+/// Tells the runtime an endpoint closed, so that it stops watching the directories no one
+/// uses at once (on Windows a watched directory cannot be removed).
+pub(crate) fn forget() {
+    let _ = sender().send(Msg::Forget);
 }
 
 /// Whether a file event can change what a scan finds. Our own segment opens (read-write, so
@@ -171,6 +179,7 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
         };
         let mut dirty: HashSet<PathBuf> = std::mem::take(&mut again);
         let mut all = false;
+        let mut forget = false;
         let mut added = Vec::new();
         for msg in first
             .into_iter()
@@ -184,6 +193,7 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                     }
                 }
                 Msg::Rescan => all = true,
+                Msg::Forget => forget = true,
             }
         }
         for ep in added {
@@ -230,8 +240,10 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                     dirty.insert(dir.clone());
                 }
             }
-            // Forget endpoints that are gone (once per interval: a closed endpoint's tick and
-            // scan return at once meanwhile).
+        }
+        if fallback || forget {
+            // Forget endpoints that are gone (when one closes, and once per interval: a
+            // closed endpoint's tick and scan return at once meanwhile).
             entries.retain(|e| {
                 let alive = e.endpoint.upgrade().is_some_and(|ep| !ep.is_closed());
                 if !alive {
@@ -243,6 +255,9 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                                     && let Some(n) = watcher.as_mut()
                                 {
                                     let _ = n.unwatch(dir);
+                                    // Its last endpoint could not remove it while it was
+                                    // watched (Windows); only an empty one goes.
+                                    let _ = std::fs::remove_dir(dir);
                                 }
                                 watched.remove(dir);
                             }

@@ -259,6 +259,11 @@ pub(crate) fn read_small_file(path: &Path, max: u64, access: Access) -> io::Resu
     Ok(buf)
 }
 
+/// Removes a file's name (mappings and open descriptors stay valid).
+pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+    std::fs::remove_file(path)
+}
+
 /// Removes a segment's name; existing mappings stay valid. Returns whether it existed.
 pub(crate) fn unlink_segment(path: &Path) -> Result<bool> {
     match std::fs::remove_file(path) {

@@ -7,7 +7,7 @@
 //! |---|---|---|---|
 //! | [`Segment::create`]: create a named shared segment exclusively (mode 0600, or 0660 for [`Access::Group`]; `O_EXCL`, `O_NOFOLLOW`), size it, map it | yes | `Unsupported` | `Unsupported` |
 //! | [`Segment::open`]: open an existing segment without following symlinks, check with `fstat` that it is a regular file owned by us (for [`Access::Group`]: of the channel's group), closed to other users, and at least `min_len` bytes (so a short file cannot `SIGBUS` us), map it | yes | `Unsupported` | `Unsupported` |
-//! | [`unlink_segment`]: remove a segment's name (mappings stay valid) | yes | `Unsupported` | `Unsupported` |
+//! | [`unlink_segment`] / [`remove_file`]: remove a segment's (a file's) name at once; mappings stay valid | yes | `Unsupported` / std | yes (renamed to a hidden tombstone, then deleted: Windows keeps a deleted file's name while it is mapped) |
 //! | [`futex_wait`] / [`futex_wake`]: sleep on / wake sleepers of a 32-bit word in shared memory, across processes (no `FUTEX_PRIVATE_FLAG`) | yes | sleeps 1 ms and reports a wake-up (callers re-check); wake is a no-op | same |
 //! | [`LockFile::acquire`]: an exclusive lock held for a process's lifetime and released by the kernel when it dies; [`probe_lock`]: non-blocking test of someone else's | yes | `Unsupported` | `Unsupported` |
 //! | [`is_memory_fs`]: whether a directory is on tmpfs/ramfs (where segments may live) | yes | `false` | `false` |
@@ -42,7 +42,7 @@ use unsupported as imp;
 #[allow(unused_imports)]
 pub(crate) use imp::{
     LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
-    is_memory_fs, probe_lock, read_small_file, unlink_segment, write_file,
+    is_memory_fs, probe_lock, read_small_file, remove_file, unlink_segment, write_file,
 };
 
 /// The platform's default root directory, where it has one of its own (Windows:
@@ -107,4 +107,125 @@ pub(crate) enum LockState {
     Free,
     /// The file does not exist.
     Missing,
+}
+
+/// The contract every backend keeps, as tests that run on each (Linux natively, Windows under
+/// Wine): two mappings of one segment share memory, a sleeper on a word is woken through
+/// another mapping's waker, lock files are exclusive and probed, files are removed at once.
+#[cfg(all(test, any(target_os = "linux", windows)))]
+mod contract_tests {
+    use super::*;
+    use crate::sync::{FutexWord, Ordering};
+    use std::time::{Duration, Instant};
+
+    #[test]
+    fn two_mappings_of_a_segment_share_memory_and_its_name_goes_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("seg");
+        let a = Segment::create(&path, 4096, Access::Private).unwrap();
+        let b = Segment::open(&path, 4096, 4096, Access::Private).unwrap();
+        // SAFETY: both mappings are 4096 bytes long and alive; single-threaded test.
+        unsafe {
+            a.as_ptr().add(100).write_volatile(42);
+            assert_eq!(b.as_ptr().add(100).read_volatile(), 42);
+        }
+        assert!(
+            Segment::create(&path, 4096, Access::Private).is_err(),
+            "create is exclusive"
+        );
+        assert!(Segment::open(&path, 8192, 1 << 20, Access::Private).is_err());
+        // Removed while both mappings live: the name is free at once (Windows keeps a
+        // deleted file's name while it is mapped unless it is renamed away first).
+        assert!(unlink_segment(&path).unwrap());
+        assert!(!path.exists());
+        let c = Segment::create(&path, 4096, Access::Private).unwrap();
+        // SAFETY: as above.
+        unsafe { assert_eq!(c.as_ptr().add(100).read_volatile(), 0, "a new file") };
+        drop((a, b, c));
+    }
+
+    #[test]
+    fn a_sleeper_is_woken_through_another_mapping_of_the_word() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bell");
+        let a = Segment::create(&path, 4096, Access::Private).unwrap();
+        let b = Segment::open(&path, 4096, 4096, Access::Private).unwrap();
+        // SAFETY: offset 64 is inside both 4096-byte, page-aligned mappings, which outlive
+        // the references (joined below); the word is only accessed atomically.
+        let (wa, wb): (&'static FutexWord, &'static FutexWord) = unsafe {
+            (
+                &*a.as_ptr().add(64).cast::<FutexWord>(),
+                &*b.as_ptr().add(64).cast::<FutexWord>(),
+            )
+        };
+        let (waker_a, waker_b) = (a.waker(), b.waker());
+        assert_eq!(waker_a.wait(wa, 1, None), FutexWait::ValueChanged);
+        let t = Instant::now();
+        assert_eq!(
+            waker_a.wait(wa, 0, Some(Duration::from_millis(20))),
+            FutexWait::TimedOut
+        );
+        assert!(
+            t.elapsed() >= Duration::from_millis(15),
+            "{:?}",
+            t.elapsed()
+        );
+        let sleeper = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            let mut sleeps = 0;
+            while wa.load(Ordering::Acquire) == 0 && Instant::now() < deadline {
+                waker_a.wait(wa, 0, Some(Duration::from_secs(10)));
+                sleeps += 1;
+            }
+            (wa.load(Ordering::Acquire), sleeps)
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        let t = Instant::now();
+        wb.store(7, Ordering::Release);
+        waker_b.wake(wb);
+        let (value, sleeps) = sleeper.join().unwrap();
+        assert_eq!(value, 7);
+        assert!(sleeps <= 2, "woken, not timed out ({sleeps} sleeps)");
+        assert!(
+            t.elapsed() < Duration::from_secs(5),
+            "woken promptly: {:?}",
+            t.elapsed()
+        );
+        drop((a, b));
+    }
+
+    #[test]
+    fn lock_files_are_exclusive_probed_and_free_once_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.lock");
+        assert_eq!(probe_lock(&path).unwrap(), LockState::Missing);
+        let held = LockFile::acquire(&path, Access::Private).unwrap();
+        assert_eq!(probe_lock(&path).unwrap(), LockState::Held);
+        assert!(LockFile::acquire(&path, Access::Private).is_err());
+        drop(held);
+        assert_eq!(probe_lock(&path).unwrap(), LockState::Free);
+        remove_file(&path).unwrap();
+        assert_eq!(probe_lock(&path).unwrap(), LockState::Missing);
+    }
+
+    #[test]
+    fn private_directories_are_made_and_small_files_round_trip() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = root.path().join("a").join("b");
+        ensure_private_dir(&dir).unwrap();
+        ensure_private_dir(&dir).unwrap();
+        let f = dir.join("rec.json");
+        write_file(&f, b"{\"x\":1}", Access::Private).unwrap();
+        assert_eq!(
+            read_small_file(&f, 64, Access::Private).unwrap(),
+            b"{\"x\":1}"
+        );
+        assert!(
+            read_small_file(&f, 3, Access::Private).is_err(),
+            "too large"
+        );
+        let not_dir = root.path().join("file");
+        std::fs::write(&not_dir, b"x").unwrap();
+        assert!(ensure_private_dir(&not_dir).is_err());
+    }
 }

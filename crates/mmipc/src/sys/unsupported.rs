@@ -58,6 +58,10 @@ impl Segment {
     }
 }
 
+pub(crate) fn remove_file(path: &Path) -> std::io::Result<()> {
+    std::fs::remove_file(path)
+}
+
 pub(crate) fn unlink_segment(_path: &Path) -> Result<bool> {
     Err(Error::Unsupported {
         what: "shared-memory segments",

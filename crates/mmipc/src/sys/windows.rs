@@ -38,8 +38,38 @@ impl Drop for Segment {
     fn drop(&mut self) {
         if self.unlink_on_drop {
             // Best effort: a peer or a cleaner may have removed it already.
-            let _ = std::fs::remove_file(&self.path);
+            let _ = remove_now(&self.path);
         }
+    }
+}
+
+/// Removes the name `path` at once, even while the file is mapped somewhere. Windows keeps
+/// the name of a deleted file until its last handle and mapping close (so the directory
+/// still lists it, and nothing can be created under it); a rename frees the name at once.
+/// The file is therefore renamed to a hidden tombstone name first (which no mmipc reader
+/// parses) and deleted there: the tombstone vanishes when the last mapping closes.
+fn remove_now(path: &Path) -> io::Result<()> {
+    static NEXT: crate::sync::ProcessLocalAtomicU64 = crate::sync::ProcessLocalAtomicU64::new(0);
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let unique = NEXT.fetch_add(1, Ordering::Relaxed);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    let tomb = path.with_file_name(format!(
+        ".{name}.{}-{unique}-{nanos}.gone",
+        std::process::id()
+    ));
+    match std::fs::rename(path, &tomb) {
+        Ok(()) => {
+            // The name is free now; the content goes when the last mapping closes.
+            let _ = std::fs::remove_file(&tomb);
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Err(e),
+        Err(_) => std::fs::remove_file(path),
     }
 }
 
@@ -343,9 +373,14 @@ pub(crate) fn read_small_file(path: &Path, max: u64, _access: Access) -> io::Res
     Ok(buf)
 }
 
+/// Removes a file's name at once (see [`remove_now`]).
+pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
+    remove_now(path)
+}
+
 /// Removes a segment's name; existing mappings stay valid. Returns whether it existed.
 pub(crate) fn unlink_segment(path: &Path) -> Result<bool> {
-    match std::fs::remove_file(path) {
+    match remove_now(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
         Err(e) => Err(Error::io("remove segment", path, e)),
