@@ -3,19 +3,24 @@
 //!
 //! # Contract each backend provides
 //!
-//! | function | Linux | macOS | Windows |
+//! | function | Linux | Windows | macOS (not yet) |
 //! |---|---|---|---|
-//! | [`Segment::create`]: create a named shared segment exclusively (mode 0600, or 0660 for [`Access::Group`]; `O_EXCL`, `O_NOFOLLOW`), size it, map it | yes | `Unsupported` | `Unsupported` |
-//! | [`Segment::open`]: open an existing segment without following symlinks, check with `fstat` that it is a regular file owned by us (for [`Access::Group`]: of the channel's group), closed to other users, and at least `min_len` bytes (so a short file cannot `SIGBUS` us), map it | yes | `Unsupported` | `Unsupported` |
-//! | [`unlink_segment`] / [`remove_file`]: remove a segment's (a file's) name at once; mappings stay valid | yes | `Unsupported` / std | yes (renamed to a hidden tombstone, then deleted: Windows keeps a deleted file's name while it is mapped) |
-//! | [`futex_wait`] / [`futex_wake`]: sleep on / wake sleepers of a 32-bit word in shared memory, across processes (no `FUTEX_PRIVATE_FLAG`) | yes | sleeps 1 ms and reports a wake-up (callers re-check); wake is a no-op | same |
-//! | [`LockFile::acquire`]: an exclusive lock held for a process's lifetime and released by the kernel when it dies; [`probe_lock`]: non-blocking test of someone else's | yes | `Unsupported` | `Unsupported` |
-//! | [`is_memory_fs`]: whether a directory is on tmpfs/ramfs (where segments may live) | yes | `false` | `false` |
-//! | [`write_file`] / [`read_small_file`]: small files (records) written 0600 (0660 for a group) and read without following symlinks (for a group: only of the group, not writable by others) | yes | plain std | plain std |
-//! | [`current_uid`]: the effective user id (names the per-user directory) | yes | 0 | 0 |
-//! | [`ensure_private_dir`]: create a directory 0700 (with parents) and refuse one owned by another user, writable by others, or a symlink | yes | `Unsupported` | `Unsupported` |
+//! | [`Segment::create`]: create a named shared segment exclusively (mode 0600, or 0660 for [`Access::Group`]; never through a symlink), size it, map it | file on tmpfs, `O_EXCL`, `O_NOFOLLOW` | file under the per-user root (temporary attribute), file mapping | `Unsupported` |
+//! | [`Segment::open`]: open an existing segment without following symlinks, check that it is a regular file (Linux: owned by us, or of the channel's group, closed to other users) of `min_len..=max_len` bytes (so a short file cannot fault us), map it | yes | yes (privacy from the root's ACL) | `Unsupported` |
+//! | [`Segment::waker`] → [`Waker`] `wait(word, expected, timeout)` / `wake(word)`: sleep on / wake sleepers of a 32-bit word of the mapping, across processes; the sleeper resets or re-checks so that a wake between its check and its sleep is not lost | futex without `FUTEX_PRIVATE_FLAG` (zero-sized) | a named manual-reset event per word (`Local\mmipc-<file name>-<offset>`), opened lazily: reset, re-check, wait | sleeps 1 ms, reports a wake-up |
+//! | [`unlink_segment`] / [`remove_file`]: remove a segment's (a file's) name at once; mappings stay valid | unlink | renamed to a hidden tombstone, then deleted (Windows keeps a deleted file's name while it is mapped) | `Unsupported` / std |
+//! | [`LockFile::acquire`]: an exclusive lock held for a process's lifetime and released by the OS when it dies; [`probe_lock`]: non-blocking test of someone else's | `flock` | `LockFileEx` | `Unsupported` |
+//! | [`is_memory_fs`]: whether segments may live in a directory (else they go to a per-user tmpfs directory) | tmpfs/ramfs | always | `false` |
+//! | [`write_file`] / [`read_small_file`]: small files (records) written 0600 (0660 for a group) and read without following symlinks (for a group: only of the group, not writable by others) | yes | std, no reparse points | std |
+//! | [`current_uid`]: the effective user id (names the per-user directory) | yes | 0 (the root is per-user by location) | 0 |
+//! | [`platform_root`]: a default root of the platform's own | none | `%LOCALAPPDATA%\mmipc` | none |
+//! | [`ensure_private_dir`]: create a directory 0700 (with parents) and refuse one owned by another user, writable by others, or a symlink | yes | create; refuse a symlink or junction | `Unsupported` |
 //! | [`ensure_group_dir`]: create a directory 2770 of a group (with parents) and refuse one of another group, open to others, not writable by the group, or a symlink | yes | `Unsupported` | `Unsupported` |
 //! | [`dir_access`]: whether an existing channel directory is private or shared with a group (for inspection tools) | yes | private | private |
+//!
+//! The module `contract_tests` below checks the contract on every backend that implements it
+//! (Linux natively, Windows under Wine in CI); the loom model of the ring uses a fake with the
+//! same `wait`/`wake` shape (`ring::wait::LoomFutex`).
 //!
 //! Mappings are exposed only as raw pointers ([`Segment::as_ptr`]), never as `&mut [u8]`:
 //! another process writes the same memory concurrently, so Rust references to it would be
@@ -85,11 +90,11 @@ impl Access {
     }
 }
 
-/// What [`futex_wait`] observed.
+/// What a [`Waker::wait`] observed.
 #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
-    /// Woken by [`futex_wake`], by a signal, or spuriously; the caller re-checks its condition.
+    /// Woken by [`Waker::wake`], by a signal, or spuriously; the caller re-checks its condition.
     Woken,
     /// The word did not hold the expected value, so the call returned at once.
     ValueChanged,
