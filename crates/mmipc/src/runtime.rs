@@ -33,6 +33,11 @@ use crate::channel::ChannelDirs;
 /// watched ones are checked for a changed modification time.
 pub(crate) const RESCAN_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a directory no endpoint uses is tried again for removal.
+const UNUSED_RETRY: Duration = Duration::from_millis(5);
+/// How long it is tried (an endpoint of another process may be using it: then it stays).
+const UNUSED_PATIENCE: Duration = Duration::from_secs(2);
+
 /// Every watched directory is rescanned this often whatever inotify said (a lost event, a
 /// queue overflow we did not see).
 pub(crate) const SAFETY_RESCAN: Duration = Duration::from_secs(60);
@@ -153,21 +158,37 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
     let mut last_safety = Instant::now();
     // Directories whose scan left work for later: scanned again on the next turn.
     let mut again: HashSet<PathBuf> = HashSet::new();
+    // Directories no endpoint uses any more, to remove once empty: on Windows a directory
+    // cannot go while a watch or a mapping of a file in it lives, and both go a moment after
+    // the endpoint closes. Retried every few milliseconds until the deadline.
+    let mut unused: Vec<(PathBuf, Instant)> = Vec::new();
     loop {
+        unused.retain(|(dir, deadline)| {
+            let gone = match std::fs::remove_dir(dir) {
+                Ok(()) => true,
+                Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+            };
+            !gone && Instant::now() < *deadline
+        });
         let now = Instant::now();
-        let first = if entries.is_empty() {
+        let first = if entries.is_empty() && unused.is_empty() {
             match rx.recv() {
                 Ok(m) => Some(m),
                 Err(_) => return,
             }
         } else {
             let wake = if again.is_empty() {
-                entries
+                let wake = entries
                     .iter()
                     .map(|e| e.next_tick)
                     .min()
-                    .unwrap_or(now)
-                    .min(last_fallback + RESCAN_INTERVAL)
+                    .unwrap_or(now + RESCAN_INTERVAL)
+                    .min(last_fallback + RESCAN_INTERVAL);
+                if unused.is_empty() {
+                    wake
+                } else {
+                    wake.min(now + UNUSED_RETRY)
+                }
             } else {
                 now
             };
@@ -211,9 +232,15 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                 // Watched again even if already watched: the last endpoint of a channel removes
                 // its directory, and a new endpoint may have made it anew (a new inode) before
                 // we forgot the old one.
-                w.watching = watcher
-                    .as_mut()
-                    .is_some_and(|n| n.watch(dir, RecursiveMode::NonRecursive).is_ok());
+                w.watching = watcher.as_mut().is_some_and(|n| {
+                    // Stop the old watch first: notify's Windows backend replaces it without
+                    // closing its directory handle, which then keeps the directory from ever
+                    // being removed.
+                    if w.watching {
+                        let _ = n.unwatch(dir);
+                    }
+                    n.watch(dir, RecursiveMode::NonRecursive).is_ok()
+                });
                 w.users += 1;
             }
             if strong.scan() {
@@ -255,10 +282,10 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                                     && let Some(n) = watcher.as_mut()
                                 {
                                     let _ = n.unwatch(dir);
-                                    // Its last endpoint could not remove it while it was
-                                    // watched (Windows); only an empty one goes.
-                                    let _ = std::fs::remove_dir(dir);
                                 }
+                                // Its last endpoint may not have removed it (Windows: still
+                                // watched or mapped); only an empty one goes.
+                                unused.push((dir.clone(), now + UNUSED_PATIENCE));
                                 watched.remove(dir);
                             }
                         }

@@ -620,3 +620,36 @@ mod tests {
         }
     }
 }
+#[cfg(test)]
+mod directory_tests {
+    use std::time::{Duration, Instant};
+
+    /// Defect (Windows): every endpoint watched its channel directory anew, and notify's
+    /// Windows backend dropped the old watch without closing its directory handle; after many
+    /// endpoints came and went the directory could never be removed (the channel's last
+    /// endpoint left it behind, and removing the root hung `remove_dir_all` under Wine).
+    #[test]
+    fn a_channel_directory_goes_after_many_endpoints_came_and_went() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = crate::Subscriber::builder("churn")
+            .dir(dir.path())
+            .build()
+            .unwrap();
+        for _ in 0..10 {
+            let publisher = crate::Publisher::builder("churn")
+                .dir(dir.path())
+                .deliver_to_same_process(true)
+                .build()
+                .unwrap();
+            assert_eq!(publisher.num_active_connections(), 1);
+        }
+        drop(sub);
+        let channel = dir.path().join("churn");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while channel.exists() {
+            assert!(Instant::now() < deadline, "{} stays", channel.display());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::remove_dir_all(dir.path()).unwrap();
+    }
+}
