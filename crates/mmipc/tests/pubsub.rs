@@ -260,7 +260,6 @@ fn child_process_entry() {
         // A buggy or hostile peer: writes into the ring segment RING (layout in
         // docs/PROTOCOL.md, section 1) while both real ends are idle.
         "poke" => {
-            use std::os::unix::fs::FileExt;
             let ring = env("RING");
             let file = std::fs::OpenOptions::new()
                 .read(true)
@@ -269,11 +268,11 @@ fn child_process_entry() {
                 .unwrap();
             let read_u64 = |offset: u64| {
                 let mut b = [0u8; 8];
-                file.read_exact_at(&mut b, offset).unwrap();
+                read_exact_at(&file, &mut b, offset);
                 u64::from_ne_bytes(b)
             };
             let write_u64 = |offset: u64, value: u64| {
-                file.write_all_at(&value.to_ne_bytes(), offset).unwrap();
+                write_all_at(&file, &value.to_ne_bytes(), offset);
             };
             match env("OP").as_str() {
                 // A record of an unknown kind (0x7f) at the producer's position, published.
@@ -305,6 +304,27 @@ const CONSUMER_POS: u64 = 128;
 
 /// A subscriber on `channel` with the options the environment gives: `WAIT` (a wait
 /// strategy, see [`wait_strategy_named`]) and `MAXMSG` (its `max_message_size`).
+/// Positional reads and writes of a file another process maps (the "poke" role).
+fn read_exact_at(file: &std::fs::File, buf: &mut [u8], offset: u64) {
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset).unwrap();
+    #[cfg(windows)]
+    {
+        let n = std::os::windows::fs::FileExt::seek_read(file, buf, offset).unwrap();
+        assert_eq!(n, buf.len(), "short read");
+    }
+}
+
+fn write_all_at(file: &std::fs::File, buf: &[u8], offset: u64) {
+    #[cfg(unix)]
+    std::os::unix::fs::FileExt::write_all_at(file, buf, offset).unwrap();
+    #[cfg(windows)]
+    {
+        let n = std::os::windows::fs::FileExt::seek_write(file, buf, offset).unwrap();
+        assert_eq!(n, buf.len(), "short write");
+    }
+}
+
 fn subscriber_from_env(dir: &Path, channel: &str) -> Subscriber {
     let mut builder = Subscriber::builder(channel).dir(dir);
     if let Some(ws) = std::env::var("WAIT")
@@ -411,10 +431,12 @@ impl Kid {
         }
     }
 
+    #[cfg(unix)]
     fn pid(&self) -> i32 {
         self.child.as_ref().expect("child is running").id() as i32
     }
 
+    #[cfg(unix)]
     fn signal(&self, signal: i32) {
         // SAFETY: plain kill(2) on our own, not yet reaped, child.
         let rc = unsafe { libc::kill(self.pid(), signal) };
@@ -426,7 +448,10 @@ impl Kid {
         if let Some(mut c) = self.child.take() {
             // SAFETY: as in `signal`: a stopped child dies of SIGKILL too, but resume it
             // anyway so that nothing depends on that.
-            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            #[cfg(unix)]
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGCONT)
+            };
             let _ = c.kill();
             let _ = c.wait();
         }
@@ -509,6 +534,7 @@ fn stats_of(publisher: &Publisher, id: &str) -> ConnectionStats {
         .unwrap_or_else(|| panic!("no connection to {id}: {all:?}"))
 }
 
+#[cfg(unix)] // its callers stop a subscriber with SIGSTOP
 /// Publishes on another thread and waits at most `limit` for it (a publish that should not
 /// block but does fails the test instead of hanging it; the `Kid`s are killed as the panic
 /// unwinds, which releases the publisher). Returns the result, how long it took and what
@@ -539,6 +565,16 @@ struct ThreadUsage {
 }
 
 impl ThreadUsage {
+    /// Not measured off Unix (the tests that check it are Unix-only).
+    #[cfg(not(unix))]
+    fn now() -> ThreadUsage {
+        ThreadUsage {
+            cpu: Duration::ZERO,
+            sleeps: 0,
+        }
+    }
+
+    #[cfg(unix)]
     fn now() -> ThreadUsage {
         let mut ts = libc::timespec {
             tv_sec: 0,
@@ -569,6 +605,7 @@ impl ThreadUsage {
     }
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 /// Checks that a wait of `waited` waited the way `wait` (a strategy name) says. Spinning
 /// never sleeps in the kernel (or, if something else made it sleep, it burnt the CPU all
 /// along); parking (at once, or after a spin of at most a few ms) sleeps and uses next to no
@@ -1064,6 +1101,7 @@ fn kill_9_of_a_subscriber_releases_a_publisher_blocked_on_its_full_ring() {
     });
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn stopped_subscriber_times_out_and_reconnects_after_sigcont() {
     if child_role().is_some() {
@@ -1128,6 +1166,7 @@ fn dropping_the_subscriber_inside_its_callback_does_not_deadlock() {
     });
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn hostile_directory_contents_are_skipped_and_never_deleted() {
     if child_role().is_some() {
@@ -1296,6 +1335,7 @@ fn on_full_block_holds_the_publisher_until_the_stalled_subscriber_is_killed() {
     assert!(fast.finish().success());
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 /// Runs `policy` (one that skips a subscriber whose ring is full) with a fast subscriber and
 /// one stopped with SIGSTOP (so that, resumed, it shows what it missed), and checks both
 /// sides' counters.
@@ -1408,6 +1448,7 @@ fn lossy_policy_with_a_stopped_subscriber(policy: OnFull, channel: &str) {
     assert!(fast.finish().success());
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn on_full_block_for_waits_its_time_then_drops_for_the_stalled_subscriber_only() {
     if child_role().is_some() {
@@ -1419,6 +1460,7 @@ fn on_full_block_for_waits_its_time_then_drops_for_the_stalled_subscriber_only()
     );
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn on_full_drop_newest_never_blocks_and_counts_drops_on_both_sides() {
     if child_role().is_some() {
@@ -1427,6 +1469,7 @@ fn on_full_drop_newest_never_blocks_and_counts_drops_on_both_sides() {
     lossy_policy_with_a_stopped_subscriber(OnFull::DropNewest, "dropnewest");
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn on_full_fail_names_the_stalled_subscriber_after_the_others_got_the_message() {
     if child_role().is_some() {
@@ -1536,6 +1579,7 @@ fn a_corrupt_record_is_a_protocol_violation_for_the_subscriber_and_its_publisher
     assert!(publisher.finish().success());
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 /// A process corrupts the consumer's read position in a ring's header (off the 8-byte
 /// grid) while its subscriber, in another process, is stopped; the publisher, in this one,
 /// must find the violation once the ring seems full. The subscriber, resumed, must deliver
@@ -1609,6 +1653,7 @@ fn corrupt_consumer_position(channel: &str) -> DisconnectReason {
     }
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn a_corrupt_consumer_position_is_a_protocol_violation_for_the_publisher() {
     if child_role().is_some() {
@@ -1623,6 +1668,7 @@ fn a_corrupt_consumer_position_is_a_protocol_violation_for_the_publisher() {
     eprintln!("the subscriber reported {subscriber_saw:?}");
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 /// Defect: a subscriber reported `Closed`, not `ProtocolViolation`, for a ring its
 /// publisher closed on finding a violation (the receive path and the newer-generation branch
@@ -1638,6 +1684,7 @@ fn a_corrupt_consumer_position_is_a_protocol_violation_for_the_subscriber_too() 
     assert_eq!(subscriber_saw, DisconnectReason::ProtocolViolation);
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 /// Runs the `ws-sub` child with wait strategy `wait` against a publisher in this process
 /// using the same strategy: time-outs on time, a wake-up, and a stream through a small ring
 /// (so both sides block: the subscriber for data, the publisher for space).
@@ -1710,6 +1757,7 @@ fn wait_strategy_across_processes(wait: &str, channel: &str) {
     assert!(sub.finish().success());
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn wait_strategy_spin_on_both_sides_across_processes() {
     if child_role().is_some() {
@@ -1718,6 +1766,7 @@ fn wait_strategy_spin_on_both_sides_across_processes() {
     wait_strategy_across_processes("spin", "ws-spin");
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn wait_strategy_park_on_both_sides_across_processes() {
     if child_role().is_some() {
@@ -1726,6 +1775,7 @@ fn wait_strategy_park_on_both_sides_across_processes() {
     wait_strategy_across_processes("park", "ws-park");
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn wait_strategy_spin_then_park_on_both_sides_across_processes() {
     if child_role().is_some() {
@@ -1734,6 +1784,7 @@ fn wait_strategy_spin_then_park_on_both_sides_across_processes() {
     wait_strategy_across_processes("spin-then-park-2000", "ws-spin-park");
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn wait_strategy_default_on_both_sides_across_processes() {
     if child_role().is_some() {
@@ -1742,6 +1793,7 @@ fn wait_strategy_default_on_both_sides_across_processes() {
     wait_strategy_across_processes("default", "ws-default");
 }
 
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
 #[test]
 fn block_for_keeps_its_deadline_under_every_publisher_wait_strategy() {
     if child_role().is_some() {

@@ -109,8 +109,11 @@ pub fn test_root() -> tempfile::TempDir {
         .prefix("mmipc-test-")
         .tempdir_in(base)
         .unwrap();
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+    }
     dir
 }
 
