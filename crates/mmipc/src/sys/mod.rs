@@ -28,6 +28,10 @@
 
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
+mod unix;
+
+#[cfg(target_os = "linux")]
+#[allow(dead_code)]
 mod linux;
 #[cfg(target_os = "linux")]
 use linux as imp;
@@ -44,6 +48,18 @@ mod unsupported;
 #[cfg(not(any(target_os = "linux", windows)))]
 use unsupported as imp;
 
+#[cfg(target_os = "linux")]
+pub(crate) use imp::{Waker, is_memory_fs};
+/// The POSIX parts of the Unix backends; the platform module adds its wake-up and file system
+/// test.
+#[cfg(target_os = "linux")]
+#[allow(unused_imports)]
+pub(crate) use unix::{
+    LockFile, Segment, current_uid, dir_access, ensure_group_dir, ensure_private_dir, probe_lock,
+    read_small_file, remove_file, unlink_segment, write_file,
+};
+
+#[cfg(not(target_os = "linux"))]
 #[allow(unused_imports)]
 pub(crate) use imp::{
     LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
