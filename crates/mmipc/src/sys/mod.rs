@@ -26,7 +26,7 @@
 //! another process writes the same memory concurrently, so Rust references to it would be
 //! unsound. Typed access goes through atomics.
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 #[allow(dead_code)]
 mod unix;
 
@@ -36,30 +36,36 @@ mod linux;
 #[cfg(target_os = "linux")]
 use linux as imp;
 
+#[cfg(target_os = "macos")]
+#[allow(dead_code)]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as imp;
+
 #[cfg(windows)]
 #[allow(dead_code)]
 mod windows;
 #[cfg(windows)]
 use windows as imp;
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 #[allow(dead_code)]
 mod unsupported;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 use unsupported as imp;
 
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 pub(crate) use imp::{Waker, is_memory_fs};
 /// The POSIX parts of the Unix backends; the platform module adds its wake-up and file system
 /// test.
-#[cfg(target_os = "linux")]
+#[cfg(any(target_os = "linux", target_os = "macos"))]
 #[allow(unused_imports)]
 pub(crate) use unix::{
     LockFile, Segment, current_uid, dir_access, ensure_group_dir, ensure_private_dir, probe_lock,
     read_small_file, remove_file, unlink_segment, write_file,
 };
 
-#[cfg(not(target_os = "linux"))]
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 #[allow(unused_imports)]
 pub(crate) use imp::{
     LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
@@ -67,14 +73,14 @@ pub(crate) use imp::{
 };
 
 /// The platform's default root directory, where it has one of its own (Windows:
-/// `%LOCALAPPDATA%\mmipc`); `None` where the root is chosen under `/dev/shm` or
-/// `$XDG_RUNTIME_DIR`.
+/// `%LOCALAPPDATA%\mmipc`, macOS: `$TMPDIR/mmipc`); `None` where the root is chosen under
+/// `/dev/shm` or `$XDG_RUNTIME_DIR`.
 pub(crate) fn platform_root() -> Option<std::path::PathBuf> {
-    #[cfg(windows)]
+    #[cfg(any(windows, target_os = "macos"))]
     {
         imp::platform_root()
     }
-    #[cfg(not(windows))]
+    #[cfg(not(any(windows, target_os = "macos")))]
     {
         None
     }
@@ -97,7 +103,7 @@ pub(crate) enum Access {
 
 impl Access {
     /// The permission bits of a new file.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
     pub(crate) fn file_mode(self) -> u32 {
         match self {
             Access::Private => 0o600,
@@ -107,7 +113,7 @@ impl Access {
 }
 
 /// What a [`Waker::wait`] observed.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
     /// Woken by [`Waker::wake`], by a signal, or spuriously; the caller re-checks its condition.
@@ -133,7 +139,7 @@ pub(crate) enum LockState {
 /// The contract every backend keeps, as tests that run on each (Linux natively, Windows under
 /// Wine): two mappings of one segment share memory, a sleeper on a word is woken through
 /// another mapping's waker, lock files are exclusive and probed, files are removed at once.
-#[cfg(all(test, any(target_os = "linux", windows)))]
+#[cfg(all(test, any(target_os = "linux", target_os = "macos", windows)))]
 mod contract_tests {
     use super::*;
     use crate::sync::{FutexWord, Ordering};
