@@ -67,8 +67,10 @@ pub(crate) fn validate(name: &str) -> Result<()> {
     }
 }
 
-/// The default root directory: `$XDG_RUNTIME_DIR/mmipc` when that variable names an absolute
-/// directory, else `/dev/shm/mmipc-<uid>` (or the temp directory where `/dev/shm` is missing).
+/// The default root directory: the platform's own where it has one (Windows:
+/// `%LOCALAPPDATA%\mmipc`; macOS: `$TMPDIR/mmipc`, `TMPDIR` being per-user there), else
+/// `$XDG_RUNTIME_DIR/mmipc` when that variable names an absolute directory, else
+/// `/dev/shm/mmipc-<uid>` (or the temp directory where `/dev/shm` is missing).
 ///
 /// Any local user can create `/dev/shm/mmipc-<uid>` before you do (or a symbolic link under
 /// that name), which would block or expose you. If that name is taken by anything that is not

@@ -725,6 +725,7 @@ fn the_last_endpoint_of_a_channel_removes_its_empty_directories() {
 }
 
 /// Whether `path` is on tmpfs (then the segments live beside the records).
+#[cfg(target_os = "linux")]
 fn mmipc_on_tmpfs(path: &std::path::Path) -> bool {
     // SAFETY: statfs(2) with a valid NUL-terminated path and a zeroed out-parameter.
     unsafe {
@@ -732,6 +733,12 @@ fn mmipc_on_tmpfs(path: &std::path::Path) -> bool {
         let mut st: libc::statfs = std::mem::zeroed();
         libc::statfs(c.as_ptr(), &mut st) == 0 && st.f_type == libc::TMPFS_MAGIC
     }
+}
+
+/// Elsewhere (macOS) segments always live beside the records.
+#[cfg(not(target_os = "linux"))]
+fn mmipc_on_tmpfs(_path: &std::path::Path) -> bool {
+    true
 }
 
 /// Defect (found while removing empty directories): when the last endpoint of a channel

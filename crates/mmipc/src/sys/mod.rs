@@ -3,28 +3,34 @@
 //!
 //! # Contract each backend provides
 //!
-//! | function | Linux | Windows | macOS (not yet) |
-//! |---|---|---|---|
-//! | [`Segment::create`]: create a named shared segment exclusively (mode 0600, or 0660 for [`Access::Group`]; never through a symlink), size it, map it | file on tmpfs, `O_EXCL`, `O_NOFOLLOW` | file under the per-user root (temporary attribute), file mapping | `Unsupported` |
-//! | [`Segment::open`]: open an existing segment without following symlinks, check that it is a regular file (Linux: owned by us, or of the channel's group, closed to other users) of `min_len..=max_len` bytes (so a short file cannot fault us), map it | yes | yes (privacy from the root's ACL) | `Unsupported` |
-//! | [`Segment::waker`] → [`Waker`] `wait(word, expected, timeout)` / `wake(word)`: sleep on / wake sleepers of a 32-bit word of the mapping, across processes; the sleeper resets or re-checks so that a wake between its check and its sleep is not lost | futex without `FUTEX_PRIVATE_FLAG` (zero-sized) | a named manual-reset event per word (`Local\mmipc-<file name>-<offset>`), opened lazily: reset, re-check, wait | sleeps 1 ms, reports a wake-up |
-//! | [`unlink_segment`] / [`remove_file`]: remove a segment's (a file's) name at once; mappings stay valid | unlink | renamed to a hidden tombstone, then deleted (Windows keeps a deleted file's name while it is mapped) | `Unsupported` / std |
-//! | [`LockFile::acquire`]: an exclusive lock held for a process's lifetime and released by the OS when it dies; [`probe_lock`]: non-blocking test of someone else's | `flock` | `LockFileEx` | `Unsupported` |
-//! | [`is_memory_fs`]: whether segments may live in a directory (else they go to a per-user tmpfs directory) | tmpfs/ramfs | always | `false` |
-//! | [`write_file`] / [`read_small_file`]: small files (records) written 0600 (0660 for a group) and read without following symlinks (for a group: only of the group, not writable by others) | yes | std, no reparse points | std |
-//! | [`current_uid`]: the effective user id (names the per-user directory) | yes | 0 (the root is per-user by location) | 0 |
-//! | [`platform_root`]: a default root of the platform's own | none | `%LOCALAPPDATA%\mmipc` | none |
-//! | [`ensure_private_dir`]: create a directory 0700 (with parents) and refuse one owned by another user, writable by others, or a symlink | yes | create; refuse a symlink or junction | `Unsupported` |
-//! | [`ensure_group_dir`]: create a directory 2770 of a group (with parents) and refuse one of another group, open to others, not writable by the group, or a symlink | yes | `Unsupported` | `Unsupported` |
-//! | [`dir_access`]: whether an existing channel directory is private or shared with a group (for inspection tools) | yes | private | private |
+//! | function | Linux | macOS | Windows | others |
+//! |---|---|---|---|---|
+//! | [`Segment::create`]: create a named shared segment exclusively (mode 0600, or 0660 for [`Access::Group`]; never through a symlink), size it, map it | file on tmpfs, `O_EXCL`, `O_NOFOLLOW` (`unix.rs`) | as Linux (`unix.rs`), a plain file beside the records | file under the per-user root (temporary attribute), file mapping | `Unsupported` |
+//! | [`Segment::open`]: open an existing segment without following symlinks, check that it is a regular file (Unix: owned by us, or of the channel's group, closed to other users) of `min_len..=max_len` bytes (so a short file cannot fault us), map it | yes | yes (`unix.rs`) | yes (privacy from the root's ACL) | `Unsupported` |
+//! | [`Segment::waker`] → [`Waker`] `wait(word, expected, timeout)` / `wake(word)`: sleep on / wake sleepers of a 32-bit word of the mapping, across processes; the sleeper resets or re-checks so that a wake between its check and its sleep is not lost | futex without `FUTEX_PRIVATE_FLAG` (zero-sized) | `os_sync_wait_on_address` / `os_sync_wake_by_address_all` with the `SHARED` flags (macOS 14.4+, looked up with `dlsym`), else `__ulock_wait` / `__ulock_wake` with `UL_COMPARE_AND_WAIT_SHARED` (zero-sized; the word is checked before sleeping) | a named manual-reset event per word (`Local\mmipc-<file name>-<offset>`), opened lazily: reset, re-check, wait | sleeps 1 ms, reports a wake-up |
+//! | [`unlink_segment`] / [`remove_file`]: remove a segment's (a file's) name at once; mappings stay valid | unlink | unlink | renamed to a hidden tombstone, then deleted (Windows keeps a deleted file's name while it is mapped) | `Unsupported` / std |
+//! | [`LockFile::acquire`]: an exclusive lock held for a process's lifetime and released by the OS when it dies; [`probe_lock`]: non-blocking test of someone else's | `flock` | `flock` | `LockFileEx` | `Unsupported` |
+//! | [`is_memory_fs`]: whether segments may live in a directory (else they go to a per-user tmpfs directory) | tmpfs/ramfs | always (no tmpfs; segments beside the records) | always | `false` |
+//! | [`write_file`] / [`read_small_file`]: small files (records) written 0600 (0660 for a group) and read without following symlinks (for a group: only of the group, not writable by others) | yes | yes | std, no reparse points | std |
+//! | [`current_uid`]: the effective user id (names the per-user directory) | yes | yes | 0 (the root is per-user by location) | 0 |
+//! | [`platform_root`]: a default root of the platform's own | none | `$TMPDIR/mmipc` when `TMPDIR` is an absolute directory (per-user, 0700) | `%LOCALAPPDATA%\mmipc` | none |
+//! | [`ensure_private_dir`]: create a directory 0700 (with parents) and refuse one owned by another user, writable by others, or a symlink | yes | yes | create; refuse a symlink or junction | `Unsupported` |
+//! | [`ensure_group_dir`]: create a directory 2770 of a group (with parents) and refuse one of another group, open to others, not writable by the group, or a symlink | yes | yes | `Unsupported` | `Unsupported` |
+//! | [`dir_access`]: whether an existing channel directory is private or shared with a group (for inspection tools) | yes | yes | private | private |
 //!
+//! Linux and macOS share everything but the wake-up and the file system test (`unix.rs`).
 //! The module `contract_tests` below checks the contract on every backend that implements it
-//! (Linux natively, Windows under Wine in CI); the loom model of the ring uses a fake with the
-//! same `wait`/`wake` shape (`ring::wait::LoomFutex`).
+//! (Linux natively, Windows under Wine in CI; on macOS it is compiled and linted, not yet
+//! run); the loom model of the ring uses a fake with the same `wait`/`wake` shape
+//! (`ring::wait::LoomFutex`).
 //!
 //! Mappings are exposed only as raw pointers ([`Segment::as_ptr`]), never as `&mut [u8]`:
 //! another process writes the same memory concurrently, so Rust references to it would be
 //! unsound. Typed access goes through atomics.
+
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[allow(dead_code)]
+mod unix;
 
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
@@ -32,18 +38,36 @@ mod linux;
 #[cfg(target_os = "linux")]
 use linux as imp;
 
+#[cfg(target_os = "macos")]
+#[allow(dead_code)]
+mod macos;
+#[cfg(target_os = "macos")]
+use macos as imp;
+
 #[cfg(windows)]
 #[allow(dead_code)]
 mod windows;
 #[cfg(windows)]
 use windows as imp;
 
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 #[allow(dead_code)]
 mod unsupported;
-#[cfg(not(any(target_os = "linux", windows)))]
+#[cfg(not(any(target_os = "linux", target_os = "macos", windows)))]
 use unsupported as imp;
 
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+pub(crate) use imp::{Waker, is_memory_fs};
+/// The POSIX parts of the Unix backends; the platform module adds its wake-up and file system
+/// test.
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[allow(unused_imports)]
+pub(crate) use unix::{
+    LockFile, Segment, current_uid, dir_access, ensure_group_dir, ensure_private_dir, probe_lock,
+    read_small_file, remove_file, unlink_segment, write_file,
+};
+
+#[cfg(not(any(target_os = "linux", target_os = "macos")))]
 #[allow(unused_imports)]
 pub(crate) use imp::{
     LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
@@ -51,14 +75,14 @@ pub(crate) use imp::{
 };
 
 /// The platform's default root directory, where it has one of its own (Windows:
-/// `%LOCALAPPDATA%\mmipc`); `None` where the root is chosen under `/dev/shm` or
-/// `$XDG_RUNTIME_DIR`.
+/// `%LOCALAPPDATA%\mmipc`, macOS: `$TMPDIR/mmipc`); `None` where the root is chosen under
+/// `/dev/shm` or `$XDG_RUNTIME_DIR`.
 pub(crate) fn platform_root() -> Option<std::path::PathBuf> {
-    #[cfg(windows)]
+    #[cfg(any(windows, target_os = "macos"))]
     {
         imp::platform_root()
     }
-    #[cfg(not(windows))]
+    #[cfg(not(any(windows, target_os = "macos")))]
     {
         None
     }
@@ -81,7 +105,7 @@ pub(crate) enum Access {
 
 impl Access {
     /// The permission bits of a new file.
-    #[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+    #[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
     pub(crate) fn file_mode(self) -> u32 {
         match self {
             Access::Private => 0o600,
@@ -91,7 +115,7 @@ impl Access {
 }
 
 /// What a [`Waker::wait`] observed.
-#[cfg_attr(not(target_os = "linux"), allow(dead_code))]
+#[cfg_attr(not(any(target_os = "linux", target_os = "macos")), allow(dead_code))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum FutexWait {
     /// Woken by [`Waker::wake`], by a signal, or spuriously; the caller re-checks its condition.
@@ -115,9 +139,9 @@ pub(crate) enum LockState {
 }
 
 /// The contract every backend keeps, as tests that run on each (Linux natively, Windows under
-/// Wine): two mappings of one segment share memory, a sleeper on a word is woken through
+/// Wine; macOS compiled, not yet run): two mappings of one segment share memory, a sleeper on a word is woken through
 /// another mapping's waker, lock files are exclusive and probed, files are removed at once.
-#[cfg(all(test, any(target_os = "linux", windows)))]
+#[cfg(all(test, any(target_os = "linux", target_os = "macos", windows)))]
 mod contract_tests {
     use super::*;
     use crate::sync::{FutexWord, Ordering};

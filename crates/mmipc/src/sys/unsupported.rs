@@ -1,6 +1,7 @@
-//! Backend for platforms without an implementation yet (macOS, Windows): every operation that
-//! needs the OS returns [`Error::Unsupported`], so the crate compiles and says clearly what is
-//! missing. Heap-backed rings still work (their waiting degrades to short sleeps).
+//! Backend for platforms without an implementation (neither Linux, macOS nor Windows): every
+//! operation that needs the OS returns [`Error::Unsupported`], so the crate compiles and says
+//! clearly what is missing. Heap-backed rings still work (their waiting degrades to short
+//! sleeps).
 
 use std::path::Path;
 use std::time::Duration;
