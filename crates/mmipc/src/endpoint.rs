@@ -75,6 +75,9 @@ pub(crate) struct Conn<X> {
     pub ring_path: PathBuf,
     pub silence: Silence,
     pub extra: X,
+    /// Where the OS announces no dead process through the directory (Windows): a watch for
+    /// the peer's exit that triggers a scan. Set by [`Core::add`].
+    pub exit_watch: Option<sys::ExitWatch>,
 }
 
 /// Everything under the maintenance lock.
@@ -230,8 +233,20 @@ impl<R: Role> Core<R> {
     }
 
     /// Adds a connection; announces it and wakes waiters.
-    pub(crate) fn add(&self, m: &mut Maint<R>, id: EndpointId, conn: Conn<R::Conn>) {
+    pub(crate) fn add(&self, m: &mut Maint<R>, id: EndpointId, mut conn: Conn<R::Conn>) {
         let peer = conn.info.peer;
+        let lock = discovery::lock_path(&self.dirs, R::KIND.peer(), id);
+        conn.exit_watch = sys::watch_exit(peer.pid, move || {
+            // The OS releases a dead process's lock a moment after its exit is signalled;
+            // the scan judges the peer by its lock.
+            let deadline = Instant::now() + Duration::from_millis(200);
+            while matches!(sys::probe_lock(&lock), Ok(sys::LockState::Held))
+                && Instant::now() < deadline
+            {
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            runtime::rescan();
+        });
         m.conns.insert(id, conn);
         self.events.emit(crate::event::Event::Connected { peer });
         self.changed.notify_all();

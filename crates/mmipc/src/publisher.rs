@@ -556,6 +556,7 @@ impl Sending {
                 ring_path,
                 silence,
                 extra,
+                exit_watch: None,
             },
         );
         Ok(())

@@ -1019,6 +1019,14 @@ fn kill_9_of_a_publisher_is_reported_as_crashed_and_what_arrived_is_an_intact_pr
         "kill -9 -> Disconnected observed within {:?} (upper bound, includes draining)",
         killed.elapsed()
     );
+    // Seen through the kill itself (Linux: the kernel closing the dead process's lock file
+    // wakes the directory watch; Windows: the process handle), not by the runtime's 60 s
+    // safety rescan: before the exit watch, Windows took that long.
+    assert!(
+        killed.elapsed() < Duration::from_secs(30),
+        "the crash was found late: {:?}",
+        killed.elapsed()
+    );
     eventually("the dead publisher's files are removed", || {
         our_files(root.path()).iter().all(|p| {
             !p.file_name().unwrap().to_string_lossy().starts_with("pub-")

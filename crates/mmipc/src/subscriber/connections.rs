@@ -99,6 +99,7 @@ impl Receiving {
                 ring_path: path,
                 silence,
                 extra: (),
+                exit_watch: None,
             },
         );
         s.pending.push(Incoming {

@@ -63,15 +63,16 @@ pub(crate) use imp::{Waker, is_memory_fs};
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 #[allow(unused_imports)]
 pub(crate) use unix::{
-    LockFile, Segment, current_uid, dir_access, ensure_group_dir, ensure_private_dir, probe_lock,
-    read_small_file, remove_file, unlink_segment, write_file,
+    ExitWatch, LockFile, Segment, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
+    probe_lock, read_small_file, remove_file, unlink_segment, watch_exit, write_file,
 };
 
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 #[allow(unused_imports)]
 pub(crate) use imp::{
-    LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
-    is_memory_fs, probe_lock, read_small_file, remove_file, unlink_segment, write_file,
+    ExitWatch, LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir,
+    ensure_private_dir, is_memory_fs, probe_lock, read_small_file, remove_file, unlink_segment,
+    watch_exit, write_file,
 };
 
 /// The platform's default root directory, where it has one of its own (Windows:

@@ -696,3 +696,16 @@ mod tests {
         }
     }
 }
+
+/// A watch for another process's exit: not needed here (the directory watch learns of a
+/// dead process when the kernel closes its lock file), so there is none.
+#[derive(Debug)]
+pub(crate) struct ExitWatch;
+
+/// No watch: see [`ExitWatch`].
+pub(crate) fn watch_exit(
+    _pid: u32,
+    _on_exit: impl Fn() + Send + Sync + 'static,
+) -> Option<ExitWatch> {
+    None
+}

@@ -13,12 +13,15 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use windows_sys::Win32::Foundation::{CloseHandle, HANDLE, WAIT_OBJECT_0, WAIT_TIMEOUT};
+use windows_sys::Win32::Foundation::{
+    CloseHandle, HANDLE, INVALID_HANDLE_VALUE, WAIT_OBJECT_0, WAIT_TIMEOUT,
+};
 use windows_sys::Win32::Storage::FileSystem::{
     FILE_ATTRIBUTE_TEMPORARY, FILE_FLAG_OPEN_REPARSE_POINT,
 };
 use windows_sys::Win32::System::Threading::{
-    CreateEventW, INFINITE, ResetEvent, SetEvent, WaitForSingleObject, WaitOnAddress,
+    CreateEventW, INFINITE, OpenProcess, PROCESS_SYNCHRONIZE, RegisterWaitForSingleObject,
+    ResetEvent, SetEvent, UnregisterWaitEx, WT_EXECUTEONLYONCE, WaitForSingleObject, WaitOnAddress,
     WakeByAddressAll,
 };
 
@@ -346,6 +349,90 @@ fn wait_on_address(word: &FutexWord, expected: u32, ms: u32) -> FutexWait {
         FutexWait::Woken
     } else {
         FutexWait::TimedOut
+    }
+}
+
+/// What to run when a watched process exits.
+type OnExit = Box<dyn Fn() + Send + Sync>;
+
+/// A wait, in the system thread pool, for another process to exit: Windows sends no
+/// directory event when a dead process's lock is released, so a peer's exit is learnt from
+/// its process handle instead. The handle pins the process object: a reused pid cannot fool
+/// it. Dropping the watch unregisters it (waiting for a running callback to finish).
+#[derive(Debug)]
+pub(crate) struct ExitWatch {
+    wait: HANDLE,
+    process: HANDLE,
+    on_exit: *mut OnExit,
+}
+
+// SAFETY: the handles may be used and closed from any thread; `on_exit` is a `Send + Sync`
+// closure owned by this value, freed only after the wait is unregistered.
+unsafe impl Send for ExitWatch {}
+// SAFETY: as above; `&ExitWatch` gives access to nothing.
+unsafe impl Sync for ExitWatch {}
+
+/// Runs `on_exit` (on a thread-pool thread) when process `pid` exits; `None` for ourselves,
+/// pid 0, or a process we cannot open (gone already: the caller's scan sees that).
+pub(crate) fn watch_exit(
+    pid: u32,
+    on_exit: impl Fn() + Send + Sync + 'static,
+) -> Option<ExitWatch> {
+    if pid == 0 || pid == std::process::id() {
+        return None;
+    }
+    // SAFETY: plain call; a null result is handled.
+    let process = unsafe { OpenProcess(PROCESS_SYNCHRONIZE, 0, pid) };
+    if process.is_null() {
+        return None;
+    }
+    let on_exit: *mut OnExit = Box::into_raw(Box::new(Box::new(on_exit)));
+    let mut wait: HANDLE = std::ptr::null_mut();
+    // SAFETY: `wait` is a valid out-parameter, `process` a live handle with SYNCHRONIZE;
+    // `on_exit` stays valid until `Drop` has unregistered the wait (which waits for a running
+    // callback), and the callback only reads it.
+    let registered = unsafe {
+        RegisterWaitForSingleObject(
+            &mut wait,
+            process,
+            Some(process_exited),
+            on_exit.cast::<std::ffi::c_void>(),
+            INFINITE,
+            WT_EXECUTEONLYONCE,
+        )
+    };
+    if registered == 0 {
+        // SAFETY: we own both; the wait was not registered, so nothing else uses them.
+        unsafe {
+            CloseHandle(process);
+            drop(Box::from_raw(on_exit));
+        }
+        return None;
+    }
+    Some(ExitWatch {
+        wait,
+        process,
+        on_exit,
+    })
+}
+
+/// The thread-pool callback of [`watch_exit`].
+unsafe extern "system" fn process_exited(context: *mut std::ffi::c_void, _timed_out: bool) {
+    // SAFETY: `context` is the `*mut OnExit` registered by `watch_exit`, alive until the
+    // wait is unregistered, which waits for this callback to return.
+    let on_exit = unsafe { &*context.cast::<OnExit>() };
+    on_exit();
+}
+
+impl Drop for ExitWatch {
+    fn drop(&mut self) {
+        // SAFETY: `wait` was registered by `watch_exit`; INVALID_HANDLE_VALUE makes the call
+        // wait for a running callback, after which nothing uses `on_exit` or `process`.
+        unsafe {
+            UnregisterWaitEx(self.wait, INVALID_HANDLE_VALUE);
+            CloseHandle(self.process);
+            drop(Box::from_raw(self.on_exit));
+        }
     }
 }
 
