@@ -9,7 +9,7 @@
 //! killed if the parent panics, and a child exits by itself if its parent disappears.
 //!
 //! Linux only: elsewhere the sys layer has no shared segments.
-#![cfg(target_os = "linux")]
+#![cfg(any(target_os = "linux", windows))]
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -176,6 +176,11 @@ fn child_role() -> Option<(String, PathBuf, String)> {
 
 /// In a child: exits the process if the parent goes away, so that no child outlives a
 /// killed test run (blocked for ever on a ring nobody reads).
+/// (Unix only: a Windows process has no parent to watch; the test's watchdogs kill children.)
+#[cfg(not(unix))]
+fn exit_with_parent() {}
+
+#[cfg(unix)]
 fn exit_with_parent() {
     use std::os::unix::process::parent_id;
     let parent = parent_id();
