@@ -234,6 +234,7 @@ fn stdin_lines_and_hex_format() {
     assert_eq!(text(&out.stdout), "4142\n01ff\n");
 }
 
+#[cfg(unix)] // signals, terminals or Unix permissions
 #[test]
 fn ls_shows_a_live_subscriber_and_forgets_it_after_it_exits() {
     let root = root();
@@ -433,6 +434,7 @@ fn lines_with<'a>(s: &'a str, needle: &str) -> Vec<&'a str> {
     s.lines().filter(|l| l.contains(needle)).collect()
 }
 
+#[cfg(unix)] // signals, terminals or Unix permissions
 /// Sends SIGINT (Ctrl-C) to a child.
 fn interrupt(child: &Child) {
     // SAFETY: kill(2) on our own child.
@@ -556,6 +558,7 @@ fn sub_events_shows_publishers_connecting_and_leaving() {
     assert!(gone[0].ends_with(&format!(" pid {pid} (closed)")), "{err}");
 }
 
+#[cfg(unix)] // signals, terminals or Unix permissions
 /// A pseudo-terminal: (master, slave).
 fn pty() -> (std::fs::File, std::fs::File) {
     use std::os::fd::FromRawFd;
@@ -581,6 +584,7 @@ fn pty() -> (std::fs::File, std::fs::File) {
     }
 }
 
+#[cfg(unix)] // signals, terminals or Unix permissions
 #[test]
 fn sub_says_it_is_waiting_when_stderr_is_a_terminal() {
     let root = root();
@@ -683,6 +687,7 @@ fn pub_repeats_its_arguments_at_a_rate() {
     assert_eq!(code(out.status), Some(2), "{}", text(&out.stderr));
 }
 
+#[cfg(unix)] // signals, terminals or Unix permissions
 #[test]
 fn pub_with_a_rate_and_no_count_repeats_until_interrupted() {
     let root = root();
@@ -830,6 +835,7 @@ fn pub_fails_when_a_message_is_too_large_for_a_subscriber() {
     assert_eq!(code(out.status), Some(2));
 }
 
+#[cfg(unix)] // signals, terminals or Unix permissions
 /// Item 12 of the usability issue: `--group` shares a channel directory with the directory's
 /// group (2770); without it the group's directory is refused with a hint; `ls` reads a group
 /// channel by itself, rings included.
