@@ -16,7 +16,6 @@
 //! `cargo run --release -p mmipc --example lifecycle [-- ROUNDS]` (default 20 rounds).
 
 use std::io::{BufRead, BufReader};
-use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -236,10 +235,8 @@ impl Peer {
 
     fn kill9(&mut self) -> Res<u128> {
         let at = wall_ns();
-        // SAFETY: kill(2) on our own child's pid; no memory is involved.
-        if unsafe { libc::kill(self.0.id() as libc::pid_t, libc::SIGKILL) } != 0 {
-            return Err(std::io::Error::last_os_error().into());
-        }
+        // SIGKILL on Unix, TerminateProcess on Windows: no chance to clean up either way.
+        self.0.kill()?;
         Ok(at)
     }
 }
@@ -293,7 +290,7 @@ fn segment_memory(dir: &Path) -> Res<Memory> {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
         let meta = entry.metadata()?;
-        let sizes = (meta.len(), meta.blocks() * 512);
+        let sizes = (meta.len(), allocated(&meta));
         if name.starts_with("ring-") {
             ring = Some(sizes);
         } else if name.ends_with(".bell") {
@@ -402,9 +399,22 @@ fn sixteen_subscribers(dir: &Path) -> Res<(usize, u64, u64)> {
         let meta = std::fs::metadata(&path)?;
         files += 1;
         size += meta.len();
-        allocated += meta.blocks() * 512;
+        allocated += self::allocated(&meta);
     }
     Ok((files, size, allocated))
+}
+
+/// Bytes the file system allocated to a file (Windows: its length, which is what a mapping
+/// of it commits).
+fn allocated(meta: &std::fs::Metadata) -> u64 {
+    #[cfg(unix)]
+    {
+        std::os::unix::fs::MetadataExt::blocks(meta) * 512
+    }
+    #[cfg(not(unix))]
+    {
+        meta.len()
+    }
 }
 
 fn segment_files(dir: &Path) -> Res<Vec<PathBuf>> {

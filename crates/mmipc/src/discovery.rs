@@ -242,13 +242,55 @@ fn read_record(path: &Path, access: sys::Access) -> Option<Record> {
     serde_json::from_slice(&buf).ok()
 }
 
-/// Whether the endpoint `(kind, id)` is alive, judged by its lock alone.
+/// Endpoints of this process that hold their lock: judged alive without probing it. A probe
+/// from the owner's own process proves nothing everywhere: Wine lets a process take a lock it
+/// already holds through another handle (locks belong to the process there, not to the
+/// handle), and closing the probe's handle then releases the owner's lock too.
+static LOCAL: std::sync::Mutex<Vec<EndpointId>> = std::sync::Mutex::new(Vec::new());
+
+/// This process's note that an endpoint lives, from when it holds its lock until dropped.
+#[derive(Debug)]
+pub(crate) struct LocalEndpoint(EndpointId);
+
+impl LocalEndpoint {
+    pub(crate) fn new(id: EndpointId) -> LocalEndpoint {
+        LOCAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(id);
+        LocalEndpoint(id)
+    }
+}
+
+impl Drop for LocalEndpoint {
+    fn drop(&mut self) {
+        let mut local = LOCAL
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(at) = local.iter().position(|&id| id == self.0) {
+            local.swap_remove(at);
+        }
+    }
+}
+
+fn is_local(id: EndpointId) -> bool {
+    LOCAL
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .contains(&id)
+}
+
+/// Whether the endpoint `(kind, id)` is alive, judged by its lock alone (or, for an endpoint
+/// of this process, by its [`LocalEndpoint`]: never by probing our own lock).
 ///
 /// A lock file exists a moment before its owner locks it: an endpoint that is starting looks
 /// dead. Cleanup therefore leaves alone an endpoint whose lock is free, whose record does not
 /// exist yet and whose lock file is younger than [`TEMP_GRACE`] (see
 /// [`Listing::leftovers`]); an endpoint that wrote its record had locked its lock first.
 pub(crate) fn is_alive(dirs: &ChannelDirs, kind: EndpointKind, id: EndpointId) -> bool {
+    if is_local(id) {
+        return true;
+    }
     // An error probing (permissions, I/O) counts as alive: never clean up what we cannot judge.
     !matches!(
         sys::probe_lock(&lock_path(dirs, kind, id)),

@@ -93,7 +93,8 @@ pub(crate) struct Maint<R: Role> {
 /// a peer never sees a record without a live lock from a clean close.
 pub(crate) struct Registration {
     record_path: PathBuf,
-    lock_file: Mutex<Option<sys::LockFile>>,
+    /// The lock, and this process's note that the endpoint lives (released together).
+    lock_file: Mutex<Option<(sys::LockFile, discovery::LocalEndpoint)>>,
 }
 
 impl Registration {
@@ -124,7 +125,7 @@ impl Registration {
             Ok((made, record_path)) => {
                 let registration = Registration {
                     record_path,
-                    lock_file: Mutex::new(Some(lock_file)),
+                    lock_file: Mutex::new(Some((lock_file, discovery::LocalEndpoint::new(id)))),
                 };
                 Ok((
                     Registered {
@@ -149,7 +150,7 @@ impl Registration {
 
     /// Removes the lock file and releases the lock: the last step of closing.
     fn release(&self) {
-        if let Some(l) = lock(&self.lock_file).take() {
+        if let Some((l, _local)) = lock(&self.lock_file).take() {
             let _ = sys::remove_file(l.path());
         }
     }
@@ -331,11 +332,25 @@ impl<R: Role> Core<R> {
     }
 
     /// Waits (at most `limit`) until every peer in `targets` is connected.
-    pub(crate) fn wait_connected(&self, targets: &[EndpointId], limit: Duration) {
-        let deadline = Instant::now() + limit;
+    /// Waits until every one of `targets` is connected, or no new one connected for
+    /// `patience`, or `cap` passed: peers that answer slowly but steadily (a loaded machine,
+    /// many peers) are all waited for; a stopped or hung one costs `patience`.
+    pub(crate) fn wait_connected(&self, targets: &[EndpointId], patience: Duration, cap: Duration) {
+        let start = Instant::now();
+        let mut progress = start;
+        let mut connected = 0;
         let mut m = self.maint();
-        while !targets.iter().all(|id| m.conns.contains_key(id)) {
-            let left = deadline.saturating_duration_since(Instant::now());
+        loop {
+            let now_connected = targets.iter().filter(|id| m.conns.contains_key(id)).count();
+            if now_connected == targets.len() {
+                return;
+            }
+            let now = Instant::now();
+            if now_connected > connected {
+                (connected, progress) = (now_connected, now);
+            }
+            let deadline = (progress + patience).min(start + cap);
+            let left = deadline.saturating_duration_since(now);
             if left.is_zero() || self.is_closed() {
                 return;
             }

@@ -28,6 +28,7 @@ use notify::event::{AccessKind, AccessMode, EventKind, ModifyKind};
 use notify::{RecursiveMode, Watcher};
 
 use crate::channel::ChannelDirs;
+use crate::sys;
 
 /// Fallback rescan period: directories without a working watch are rescanned this often, and
 /// watched ones are checked for a changed modification time.
@@ -133,6 +134,9 @@ struct Entry {
 struct Watched {
     users: usize,
     watching: bool,
+    /// The directory's modification time when last looked at on the clock (where the watch
+    /// may lose events).
+    modified: Option<std::time::SystemTime>,
 }
 
 fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
@@ -228,19 +232,20 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                 let w = watched.entry(dir.clone()).or_insert(Watched {
                     users: 0,
                     watching: false,
+                    modified: None,
                 });
                 // Watched again even if already watched: the last endpoint of a channel removes
                 // its directory, and a new endpoint may have made it anew (a new inode) before
                 // we forgot the old one.
-                w.watching = watcher.as_mut().is_some_and(|n| {
-                    // Stop the old watch first: notify's Windows backend replaces it without
-                    // closing its directory handle, which then keeps the directory from ever
-                    // being removed.
-                    if w.watching {
-                        let _ = n.unwatch(dir);
-                    }
-                    n.watch(dir, RecursiveMode::NonRecursive).is_ok()
-                });
+                // Where a watch keeps its directory from being removed (Windows), a watched
+                // directory is the same one: watching it again would only open a window for
+                // lost events (and notify's Windows backend would leak the old watch's
+                // handle, so that the directory could never be removed).
+                if !(w.watching && sys::WATCH_PINS_DIRECTORY) {
+                    w.watching = watcher
+                        .as_mut()
+                        .is_some_and(|n| n.watch(dir, RecursiveMode::NonRecursive).is_ok());
+                }
                 w.users += 1;
             }
             if strong.scan() {
@@ -261,10 +266,18 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                 last_safety = now;
                 all = true;
             }
-            // Only directories we cannot watch are rescanned on the clock.
-            for (dir, w) in &watched {
+            // Only directories we cannot watch are rescanned on the clock, and, where the
+            // watch may lose events, watched ones whose modification time changed (one
+            // `stat` per directory per interval).
+            for (dir, w) in &mut watched {
                 if !w.watching {
                     dirty.insert(dir.clone());
+                } else if sys::WATCH_MAY_LOSE_EVENTS {
+                    let modified = std::fs::metadata(dir).and_then(|m| m.modified()).ok();
+                    if modified != w.modified {
+                        w.modified = modified;
+                        dirty.insert(dir.clone());
+                    }
                 }
             }
         }

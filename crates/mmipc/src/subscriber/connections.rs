@@ -22,8 +22,16 @@ use crate::ring::{RingSegment, notify};
 use crate::runtime;
 use crate::sys;
 
-/// How long `SubscriberBuilder::build` waits at most for live publishers to connect.
-const CONNECT_WAIT: Duration = Duration::from_millis(500);
+/// How long `SubscriberBuilder::build` waits for the next live publisher to connect (a
+/// stopped or hung one costs this much) ...
+const CONNECT_WAIT: Duration = if sys::WATCH_MAY_LOSE_EVENTS {
+    // A publisher that missed our arrival finds it on the runtime's clock.
+    Duration::from_millis(500).saturating_add(crate::runtime::RESCAN_INTERVAL)
+} else {
+    Duration::from_millis(500)
+};
+/// ... and at most in all.
+const CONNECT_CAP: Duration = Duration::from_secs(5);
 
 impl Receiving {
     /// Closes the subscriber's side of everything and removes its files.
@@ -115,8 +123,8 @@ impl Receiving {
 
 /// Connects to every publisher of another process alive now, before `build` returns: they
 /// make our rings as soon as their runtime sees our record (well under a millisecond), and we
-/// open them. Waits at most [`CONNECT_WAIT`] for publishers that do not answer (stopped,
-/// hung). Publishers of this process are left to the runtime (they may not deliver to their
+/// open them. Waits [`CONNECT_WAIT`] after the last one that connected for publishers that
+/// do not answer (stopped, hung), and [`CONNECT_CAP`] in all. Publishers of this process are left to the runtime (they may not deliver to their
 /// own process).
 pub(super) fn connect_to_live_publishers(core: &Core<Receiving>) {
     runtime::Endpoint::scan(core);
@@ -131,7 +139,7 @@ pub(super) fn connect_to_live_publishers(core: &Core<Receiving>) {
         })
         .collect();
     if !targets.is_empty() {
-        core.wait_connected(&targets, CONNECT_WAIT);
+        core.wait_connected(&targets, CONNECT_WAIT, CONNECT_CAP);
     }
 }
 

@@ -110,8 +110,9 @@ impl SubscriberBuilder {
     }
 
     /// Creates the subscriber and announces it; publishers connect to it from then on. Before
-    /// returning it waits (up to half a second, normally well under a millisecond each) until
-    /// every publisher of another process that is alive at that moment has connected, so
+    /// returning it waits (normally well under a millisecond per publisher; half a second
+    /// after the last one that connected for any that does not answer, five seconds at most)
+    /// until every publisher of another process that is alive at that moment has connected, so
     /// [`Subscriber::num_active_connections`] counts them at once. Publishers that start
     /// later connect in the background.
     ///

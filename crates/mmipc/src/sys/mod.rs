@@ -75,6 +75,15 @@ pub(crate) use imp::{
     watch_exit, write_file,
 };
 
+/// Whether a directory watch keeps its directory from being removed (Windows: the watch
+/// holds a handle on it), so that a watched directory cannot have been removed and made anew.
+pub(crate) const WATCH_PINS_DIRECTORY: bool = cfg!(windows);
+
+/// Whether the directory watch may lose events (seen under Wine: `ReadDirectoryChangesW`
+/// missed a change now and then), so that watched directories are also checked on the clock
+/// for a changed modification time.
+pub(crate) const WATCH_MAY_LOSE_EVENTS: bool = cfg!(windows);
+
 /// The platform's default root directory, where it has one of its own (Windows:
 /// `%LOCALAPPDATA%\mmipc`, macOS: `$TMPDIR/mmipc`); `None` where the root is chosen under
 /// `/dev/shm` or `$XDG_RUNTIME_DIR`.
