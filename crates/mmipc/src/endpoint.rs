@@ -393,7 +393,17 @@ impl<R: Role> runtime::Endpoint for Core<R> {
             dead.push(id);
         }
         // A record that disappeared was removed by its owner closing, or by a peer cleaning
-        // up after its crash: the ring (and the role) tell which.
+        // up after its crash: the ring (and the role) tell which. A directory listing taken
+        // while other files come and go may miss an entry (seen under Wine), so a peer
+        // missing from it is looked up by name before it is judged gone.
+        for (&id, _) in m.conns.iter() {
+            if !live.contains(&id)
+                && discovery::record_path(&self.dirs, peer_kind, id).exists()
+                && discovery::is_alive(&self.dirs, peer_kind, id)
+            {
+                live.insert(id);
+            }
+        }
         let gone: Vec<(EndpointId, DisconnectReason)> = m
             .conns
             .iter()
