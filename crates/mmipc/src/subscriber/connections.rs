@@ -168,6 +168,12 @@ impl Role for Receiving {
                 continue;
             }
             if let Some(c) = m.conns.get(&p) {
+                if c.ring_path == path {
+                    // The ring we read already (its generation was forgotten after a listing
+                    // that missed it): never replace a connection by itself.
+                    m.state.seen.insert(p, generation);
+                    continue;
+                }
                 // A newer generation replaces an old connection the publisher gave up on:
                 // the old ring gets no more messages. Its reader drains it before it reads
                 // the new one (per-publisher order).
@@ -215,9 +221,9 @@ impl Role for Receiving {
         // Forget publishers that left nothing behind (bounded memory over many lifetimes):
         // no record, no ring to us, no connection.
         let known: HashSet<EndpointId> = listing.records(EndpointKind::Publisher).collect();
-        m.state
-            .seen
-            .retain(|p, _| known.contains(p) || newest.contains_key(p));
+        m.state.seen.retain(|p, _| {
+            known.contains(p) || newest.contains_key(p) || m.conns.contains_key(p)
+        });
     }
 
     fn end(

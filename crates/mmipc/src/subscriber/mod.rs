@@ -591,6 +591,40 @@ impl std::fmt::Debug for Subscriber {
 mod tests {
     use super::*;
 
+    /// Defect (seen under Wine, where a directory listing taken while files come and go can
+    /// miss entries): a listing without a connected publisher's record and ring made the
+    /// subscriber forget the ring's generation; the next scan took the same ring for a new
+    /// one, ended the connection and closed the publisher's side, and thousands of messages
+    /// of a live publisher were lost. Forgetting the generation (what such a listing did) must
+    /// change nothing.
+    #[test]
+    fn a_connection_is_never_replaced_by_its_own_ring() {
+        use crate::runtime::Endpoint as _;
+        let dir = tempfile::tempdir().unwrap();
+        let mut sub = Subscriber::builder("regen").dir(dir.path()).build().unwrap();
+        let events = sub.events();
+        let publisher = crate::Publisher::builder("regen")
+            .dir(dir.path())
+            .deliver_to_same_process(true)
+            .build()
+            .unwrap();
+        sub.wait_for_publishers(1, Duration::from_secs(60)).unwrap();
+        publisher.publish(b"one").unwrap();
+        sub.core.maint().state.seen.clear();
+        sub.core.scan();
+        publisher.publish(b"two").unwrap();
+        for want in [&b"one"[..], b"two"] {
+            let msg = sub.recv_timeout(Duration::from_secs(10)).unwrap();
+            assert_eq!(msg.payload(), want);
+        }
+        assert_eq!(sub.num_active_connections(), 1);
+        let disconnects: Vec<_> = events
+            .try_iter()
+            .filter(|e| matches!(e, crate::Event::Disconnected { .. }))
+            .collect();
+        assert!(disconnects.is_empty(), "{disconnects:?}");
+    }
+
     /// Defect: the set of publishers a subscriber had seen grew with every publisher
     /// lifetime (RSS +1.1 MB over 4,000 of them). Publishers that left nothing behind are
     /// forgotten.
