@@ -207,6 +207,7 @@ fn next_disconnect(events: &mmipc::Events) -> mmipc::DisconnectReason {
     }
 }
 
+#[cfg(unix)] // SIGSTOP or /proc
 /// CPU time (user + system) a process has used so far, from /proc.
 fn cpu_time(pid: u32) -> Duration {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
@@ -227,13 +228,17 @@ impl Drop for Reaper {
     fn drop(&mut self) {
         for c in &mut self.0 {
             // SAFETY: plain kill(2) on our own child (SIGCONT first in case it is stopped).
-            unsafe { libc::kill(c.id() as i32, libc::SIGCONT) };
+            #[cfg(unix)]
+            unsafe {
+                libc::kill(c.id() as i32, libc::SIGCONT)
+            };
             let _ = c.kill();
             let _ = c.wait();
         }
     }
 }
 
+#[cfg(unix)] // SIGSTOP or /proc
 /// Defect: opening a segment read-write and closing it raised an inotify close-after-write
 /// event, which the runtime took for a directory change; the rescan opened the segment
 /// again, forever. A subscriber stopped past the peer timeout made its publisher and every
@@ -328,6 +333,7 @@ fn huge_durations_saturate_instead_of_panicking() {
     assert_eq!(sub.recv_ref_timeout(max).unwrap().payload(), b"two");
 }
 
+#[cfg(unix)] // SIGSTOP or /proc
 /// Defect: after a subscriber was timed out and reconnected with a new ring generation, it
 /// read the old ring and the new one in turn, delivering e.g. sequence 395 after 882. The
 /// old ring must be drained before anything of the new one is delivered.
@@ -793,7 +799,6 @@ fn never_finished_messages_are_held_within_the_reassembly_budget() {
     if child_role().is_some() {
         return;
     }
-    use std::os::unix::fs::OpenOptionsExt;
     let root = test_root();
     let ch = root.path().join("attack");
     let budget: usize = 24 << 20;
@@ -813,14 +818,11 @@ fn never_finished_messages_are_held_within_the_reassembly_budget() {
     let mut writers = Vec::new();
     for k in 0..8u32 {
         let id = format!("{:032x}", 0xa77ac_u128 << 64 | u128::from(k));
-        let lock = std::fs::OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .mode(0o600)
-            .open(ch.join(format!("pub-{id}.lock")))
-            .unwrap();
+        let mut options = std::fs::OpenOptions::new();
+        options.read(true).write(true).create(true).truncate(false);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let lock = options.open(ch.join(format!("pub-{id}.lock"))).unwrap();
         lock.try_lock().unwrap();
         locks.push(lock);
         let json = format!(
