@@ -132,12 +132,24 @@ fn finish(mut child: Proc) -> Output {
 }
 
 fn spawn(cmd: &mut Command) -> Proc {
-    Proc(
-        cmd.stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("spawn mmipc"),
-    )
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    Proc(spawn_retrying(cmd).expect("spawn mmipc"))
+}
+
+/// Spawns `cmd`, trying again a few times when Wine's `CreateProcess` fails with
+/// ERROR_INTERNAL_ERROR (1359), which it does now and then under load (seen in CI); any other
+/// error, or that one five times, is returned.
+pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 fn text(b: &[u8]) -> String {

@@ -207,14 +207,13 @@ impl ChildProcess {
         let exe = std::env::current_exe().expect("path of the test binary");
         let out = File::create(&log).expect("create the child's log file");
         let err = out.try_clone().expect("duplicate the log file");
-        let child = Command::new(exe)
-            .args(["--exact", test, "--nocapture", "--test-threads=1"])
+        let mut cmd = Command::new(exe);
+        cmd.args(["--exact", test, "--nocapture", "--test-threads=1"])
             .env(CHILD_ENV, format!("{role}:{}:{arg}", segment.display()))
             .stdin(Stdio::null())
             .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn the child process");
+            .stderr(err);
+        let child = spawn_retrying(&mut cmd).expect("spawn the child process");
         ChildProcess {
             what: format!("{role} child {} ({arg})", child.id()),
             child,
@@ -722,4 +721,20 @@ fn scribbling_child_causes_violation_not_crash() {
         violations > 0,
         "no scribbling run ended in a violation: {outcomes:?}"
     );
+}
+
+/// Spawns `cmd`, trying again a few times when Wine's `CreateProcess` fails with
+/// ERROR_INTERNAL_ERROR (1359), which it does now and then under load (seen in CI); any other
+/// error, or that one five times, is returned.
+pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }

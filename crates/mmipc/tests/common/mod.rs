@@ -25,7 +25,23 @@ pub fn spawn_child(test_name: &str, role: &str, env: &[(&str, String)]) -> Child
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn child")
+    spawn_retrying(&mut cmd).expect("spawn child")
+}
+
+/// Spawns `cmd`, trying again a few times when Wine's `CreateProcess` fails with
+/// ERROR_INTERNAL_ERROR (1359), which it does now and then under load (seen in CI); any other
+/// error, or that one five times, is returned.
+pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
+    let mut tries = 0;
+    loop {
+        match cmd.spawn() {
+            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && tries < 5 => {
+                tries += 1;
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Waits for a child with the watchdog; kills it and panics on a hang. Returns its stdout.
