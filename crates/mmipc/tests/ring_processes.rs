@@ -11,6 +11,8 @@
 //! Linux only: elsewhere the sys layer has no shared segments.
 #![cfg(any(target_os = "linux", windows))]
 
+mod common;
+
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -213,7 +215,7 @@ impl ChildProcess {
             .stdin(Stdio::null())
             .stdout(out)
             .stderr(err);
-        let child = spawn_retrying(&mut cmd).expect("spawn the child process");
+        let child = common::spawn_retrying(&mut cmd).expect("spawn the child process");
         ChildProcess {
             what: format!("{role} child {} ({arg})", child.id()),
             child,
@@ -721,20 +723,4 @@ fn scribbling_child_causes_violation_not_crash() {
         violations > 0,
         "no scribbling run ended in a violation: {outcomes:?}"
     );
-}
-
-/// Spawns `cmd`, trying again a few times when Wine's `CreateProcess` fails with
-/// ERROR_INTERNAL_ERROR (1359), which it does now and then under load (seen in CI); any other
-/// error, or that one five times, is returned.
-pub fn spawn_retrying(cmd: &mut Command) -> std::io::Result<Child> {
-    let mut tries = 0;
-    loop {
-        match cmd.spawn() {
-            Err(e) if cfg!(windows) && e.raw_os_error() == Some(1359) && tries < 5 => {
-                tries += 1;
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            other => return other,
-        }
-    }
 }

@@ -183,6 +183,7 @@ impl Named {
                 n.as_ptr(),
             )
         };
+        // SAFETY: GetLastError reads this thread's last error code; no memory is involved.
         assert!(!handle.is_null(), "CreateFileMappingW: {}", unsafe {
             GetLastError()
         });
@@ -241,6 +242,7 @@ impl Event {
                 n.as_ptr(),
             )
         };
+        // SAFETY: GetLastError reads this thread's last error code; no memory is involved.
         assert!(!h.is_null(), "OpenEventW: {}", unsafe { GetLastError() });
         Event(h)
     }
@@ -394,6 +396,7 @@ fn child_entry() {
                     3000,
                 )
             };
+            // SAFETY: GetLastError reads this thread's last error code; no memory is involved.
             let err = unsafe { GetLastError() };
             say(
                 "woa",

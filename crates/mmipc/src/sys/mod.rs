@@ -32,6 +32,8 @@
 #[allow(dead_code)]
 mod unix;
 
+use crate::error::{Error, Result};
+
 #[cfg(target_os = "linux")]
 #[allow(dead_code)]
 mod linux;
@@ -74,6 +76,66 @@ pub(crate) use imp::{
     ensure_private_dir, is_memory_fs, probe_lock, read_small_file, remove_file, unlink_segment,
     watch_exit, write_file,
 };
+
+/// Locks a freshly opened lock file exclusively without blocking, for the backends whose
+/// lock is std's `File::try_lock` (`flock`, `LockFileEx`). Another process probing whether the
+/// lock is held takes it for a moment: a new lock file that is "held" is being probed, so it
+/// retries for ~20 ms before giving up.
+#[allow(dead_code)]
+fn take_lock(file: std::fs::File, path: &std::path::Path) -> Result<std::fs::File> {
+    use std::fs::TryLockError;
+    let mut locked = file.try_lock();
+    for _ in 0..200 {
+        if !matches!(locked, Err(TryLockError::WouldBlock)) {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(100));
+        locked = file.try_lock();
+    }
+    match locked {
+        Ok(()) => Ok(file),
+        Err(TryLockError::WouldBlock) => Err(Error::io(
+            "lock",
+            path,
+            std::io::Error::new(
+                std::io::ErrorKind::WouldBlock,
+                "another live process holds this lock",
+            ),
+        )),
+        Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
+    }
+}
+
+/// Whether someone holds the lock of `opened` (the backend's non-blocking, no-follow open of
+/// `path`): refuses anything but a regular file, and takes the lock for a moment at most
+/// (dropping the file releases it).
+#[allow(dead_code)]
+fn probe_opened_lock(
+    opened: std::io::Result<std::fs::File>,
+    path: &std::path::Path,
+) -> Result<LockState> {
+    use std::fs::TryLockError;
+    let file = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(LockState::Missing),
+        Err(e) => return Err(Error::io("open lock file", path, e)),
+    };
+    let regular = file
+        .metadata()
+        .is_ok_and(|m| m.file_type().is_file() && !m.file_type().is_symlink());
+    if !regular {
+        return Err(Error::io(
+            "probe lock",
+            path,
+            std::io::Error::new(std::io::ErrorKind::InvalidData, "not a regular file"),
+        ));
+    }
+    match file.try_lock() {
+        Ok(()) => Ok(LockState::Free),
+        Err(TryLockError::WouldBlock) => Ok(LockState::Held),
+        Err(TryLockError::Error(e)) => Err(Error::io("probe lock", path, e)),
+    }
+}
 
 /// Whether a directory watch keeps its directory from being removed (Windows: the watch
 /// holds a handle on it), so that a watched directory cannot have been removed and made anew.

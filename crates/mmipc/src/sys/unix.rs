@@ -3,11 +3,10 @@
 //! private and group directories; small files. The wake-up of shared words and the choice of
 //! file system for segments are each platform's own (`linux.rs`, `macos.rs`).
 
-use std::fs::{DirBuilder, File, OpenOptions, TryLockError};
+use std::fs::{DirBuilder, File, OpenOptions};
 use std::io;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use super::{Access, LockState, Waker};
 use crate::error::{Error, Result};
@@ -280,31 +279,10 @@ impl LockFile {
         if file.metadata().is_ok_and(|m| m.uid() == euid()) {
             apply_access(&file, access).map_err(|e| Error::io("create lock file", path, e))?;
         }
-        // Another process probing whether this lock is held takes it for a moment: a new
-        // lock file that is "held" is being probed. Retry for a while before giving up.
-        let mut locked = file.try_lock();
-        for _ in 0..200 {
-            if !matches!(locked, Err(TryLockError::WouldBlock)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(100));
-            locked = file.try_lock();
-        }
-        match locked {
-            Ok(()) => Ok(LockFile {
-                _file: file,
-                path: path.to_path_buf(),
-            }),
-            Err(TryLockError::WouldBlock) => Err(Error::io(
-                "lock",
-                path,
-                io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "another live process holds this lock",
-                ),
-            )),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
-        }
+        Ok(LockFile {
+            _file: super::take_lock(file, path)?,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The lock file's path.
@@ -316,30 +294,14 @@ impl LockFile {
 /// Tests, without blocking and without creating anything, whether someone holds the lock on
 /// `path`.
 pub(crate) fn probe_lock(path: &Path) -> Result<LockState> {
-    let file = match OpenOptions::new()
-        .read(true)
-        // Non-blocking: a FIFO planted under a lock file's name must not hang us.
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
-        Err(e) => return Err(Error::io("open lock file", path, e)),
-    };
-    let regular = file.metadata().is_ok_and(|m| m.file_type().is_file());
-    if !regular {
-        return Err(Error::io(
-            "probe lock",
-            path,
-            io::Error::new(io::ErrorKind::InvalidData, "not a regular file"),
-        ));
-    }
-    match file.try_lock() {
-        // Dropping `file` releases our probe lock at once.
-        Ok(()) => Ok(LockState::Free),
-        Err(TryLockError::WouldBlock) => Ok(LockState::Held),
-        Err(TryLockError::Error(e)) => Err(Error::io("probe lock", path, e)),
-    }
+    super::probe_opened_lock(
+        OpenOptions::new()
+            .read(true)
+            // Non-blocking: a FIFO planted under a lock file's name must not hang us.
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+            .open(path),
+        path,
+    )
 }
 
 /// Creates `dir` (and missing parents) with mode 0700 and checks that it is a real directory

@@ -6,7 +6,7 @@
 //! The per-user root lives under `%LOCALAPPDATA%`, whose access control list already keeps
 //! other users out; directories are checked not to be symbolic links or junctions.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::windows::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
@@ -493,29 +493,10 @@ impl LockFile {
             .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
             .open(path)
             .map_err(|e| Error::io("create lock file", path, e))?;
-        let mut locked = file.try_lock();
-        for _ in 0..200 {
-            if !matches!(locked, Err(TryLockError::WouldBlock)) {
-                break;
-            }
-            std::thread::sleep(Duration::from_micros(100));
-            locked = file.try_lock();
-        }
-        match locked {
-            Ok(()) => Ok(LockFile {
-                _file: file,
-                path: path.to_path_buf(),
-            }),
-            Err(TryLockError::WouldBlock) => Err(Error::io(
-                "lock",
-                path,
-                io::Error::new(
-                    io::ErrorKind::WouldBlock,
-                    "another live process holds this lock",
-                ),
-            )),
-            Err(TryLockError::Error(e)) => Err(Error::io("lock", path, e)),
-        }
+        Ok(LockFile {
+            _file: super::take_lock(file, path)?,
+            path: path.to_path_buf(),
+        })
     }
 
     /// The lock file's path.
@@ -527,30 +508,13 @@ impl LockFile {
 /// Tests, without blocking and without creating anything, whether someone holds the lock on
 /// `path`.
 pub(crate) fn probe_lock(path: &Path) -> Result<LockState> {
-    let file = match OpenOptions::new()
-        .read(true)
-        .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
-        .open(path)
-    {
-        Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LockState::Missing),
-        Err(e) => return Err(Error::io("open lock file", path, e)),
-    };
-    let regular = file
-        .metadata()
-        .is_ok_and(|m| m.file_type().is_file() && !m.file_type().is_symlink());
-    if !regular {
-        return Err(Error::io(
-            "probe lock",
-            path,
-            io::Error::new(io::ErrorKind::InvalidData, "not a regular file"),
-        ));
-    }
-    match file.try_lock() {
-        Ok(()) => Ok(LockState::Free),
-        Err(TryLockError::WouldBlock) => Ok(LockState::Held),
-        Err(TryLockError::Error(e)) => Err(Error::io("probe lock", path, e)),
-    }
+    super::probe_opened_lock(
+        OpenOptions::new()
+            .read(true)
+            .custom_flags(FILE_FLAG_OPEN_REPARSE_POINT)
+            .open(path),
+        path,
+    )
 }
 
 /// Creates `dir` (with parents) and checks that it is a real directory (not a symbolic link
