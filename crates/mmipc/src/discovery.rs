@@ -548,10 +548,11 @@ pub(crate) fn is_our_name(name: &str) -> bool {
     parse_endpoint_file(name).is_some() || parse_ring_name(name).is_some()
 }
 
-/// Parses `pub-<id>.json`, `pub-<id>.lock`, `sub-<id>.bell` and the like.
+/// Parses `pub-<id>.json`, `pub-<id>.lock`, `sub-<id>.bell`, `sub-<id>.wake` (a wake-up
+/// pipe) and the like.
 fn parse_endpoint_file(name: &str) -> Option<(EndpointKind, EndpointId, &str)> {
     let (stem, ext) = name.rsplit_once('.')?;
-    if !matches!(ext, "json" | "lock" | "bell") {
+    if !matches!(ext, "json" | "lock" | "bell" | "wake") {
         return None;
     }
     let (kind, id) = if let Some(id) = stem.strip_prefix("pub-") {

@@ -331,6 +331,49 @@ impl<R: Role> Core<R> {
         }
     }
 
+    /// As [`Core::wait_for_peers`], without blocking the thread: woken by the endpoint's
+    /// connection events.
+    #[cfg(all(unix, feature = "tokio"))]
+    pub(crate) async fn wait_for_peers_async(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<usize, WaitError> {
+        // Subscribe before counting: a connection made in between is an event we get.
+        let mut events = self.subscribe();
+        let deadline = crate::options::deadline_after(timeout);
+        runtime::rescan();
+        loop {
+            let left = deadline.map_or(Duration::from_secs(3600), |d| {
+                d.saturating_duration_since(Instant::now())
+            });
+            match self.wait_for_peers_now(n) {
+                Err(WaitError::Timeout { .. }) if !left.is_zero() => {}
+                done => return done,
+            }
+            // An event, the end of the endpoint, or the deadline: count again.
+            let _ = tokio::time::timeout(left, events.recv_async()).await;
+        }
+    }
+
+    /// The peer count if at least `n`, else the error a wait that ran out would give.
+    #[cfg(all(unix, feature = "tokio"))]
+    fn wait_for_peers_now(&self, n: usize) -> Result<usize, WaitError> {
+        let have = self.maint().conns.len();
+        if have >= n {
+            Ok(have)
+        } else if self.is_closed() {
+            Err(WaitError::Closed)
+        } else {
+            Err(WaitError::Timeout {
+                wanted: n,
+                have,
+                peers: R::KIND.peer(),
+                same_process: 0,
+            })
+        }
+    }
+
     /// Waits (at most `limit`) until every peer in `targets` is connected.
     /// Waits until every one of `targets` is connected, or no new one connected for
     /// `patience`, or `cap` passed: peers that answer slowly but steadily (a loaded machine,

@@ -3,7 +3,8 @@
 //! Owns the public vocabulary of connection life; must not judge liveness (that is
 //! `connection::liveness`).
 
-use std::sync::{Mutex, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
+use std::task::Waker;
 use std::time::Duration;
 
 use crate::discovery::EndpointId;
@@ -182,6 +183,76 @@ pub struct ConnectionStats {
 /// ```
 pub struct Events {
     rx: mpsc::Receiver<Event>,
+    /// The task waiting in [`Events::recv_async`] (woken by each event and by the end).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    waker: WakerSlot,
+}
+
+#[cfg(feature = "tokio")]
+impl Events {
+    /// The next event, waiting without blocking the thread; `None` once the endpoint is
+    /// closed and every event was taken. Cancellation-safe. Works on any executor.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), mmipc::Error> {
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// let mut events = publisher.events();
+    /// while let Some(event) = events.recv_async().await {
+    ///     println!("{event:?}");
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv_async(&mut self) -> Option<Event> {
+        std::future::poll_fn(|cx| self.poll_event(cx)).await
+    }
+
+    fn poll_event(&self, cx: &mut std::task::Context<'_>) -> std::task::Poll<Option<Event>> {
+        use std::task::Poll;
+        let take = |rx: &mpsc::Receiver<Event>| match rx.try_recv() {
+            Ok(e) => Some(Some(e)),
+            Err(mpsc::TryRecvError::Disconnected) => Some(None),
+            Err(mpsc::TryRecvError::Empty) => None,
+        };
+        if let Some(e) = take(&self.rx) {
+            return Poll::Ready(e);
+        }
+        // Register, then look again: an event sent in between wakes the waker just set.
+        *lock(&self.waker) = Some(cx.waker().clone());
+        match take(&self.rx) {
+            Some(e) => Poll::Ready(e),
+            None => Poll::Pending,
+        }
+    }
+}
+
+/// The events as a stream (it ends when the endpoint is closed).
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), mmipc::Error> {
+/// use tokio_stream::StreamExt;
+/// let subscriber = mmipc::Subscriber::new("telemetry")?;
+/// let mut events = subscriber.events();
+/// while let Some(event) = events.next().await {
+///     println!("{event:?}");
+/// }
+/// # Ok(())
+/// # }
+/// ```
+#[cfg(feature = "tokio")]
+impl futures_core::Stream for Events {
+    type Item = Event;
+
+    fn poll_next(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Event>> {
+        self.poll_event(cx)
+    }
 }
 
 impl Events {
@@ -288,10 +359,13 @@ impl std::fmt::Debug for Events {
     }
 }
 
+/// Where a task waiting for the next event of one receiver leaves its waker.
+type WakerSlot = Arc<Mutex<Option<Waker>>>;
+
 /// Fans events out to every receiver handed out by `events()`.
 #[derive(Default)]
 pub(crate) struct EventHub {
-    senders: Mutex<Vec<mpsc::Sender<Event>>>,
+    senders: Mutex<Vec<(mpsc::Sender<Event>, WakerSlot)>>,
     /// Events emitted so far (a waiter compares it to see that something happened).
     emitted: AtomicU64,
 }
@@ -299,18 +373,40 @@ pub(crate) struct EventHub {
 impl EventHub {
     pub(crate) fn subscribe(&self) -> Events {
         let (tx, rx) = mpsc::channel();
-        lock(&self.senders).push(tx);
-        Events { rx }
+        let waker = Arc::new(Mutex::new(None));
+        lock(&self.senders).push((tx, Arc::clone(&waker)));
+        Events { rx, waker }
     }
 
     pub(crate) fn emit(&self, event: Event) {
-        lock(&self.senders).retain(|tx| tx.send(event.clone()).is_ok());
+        lock(&self.senders).retain(|(tx, waker)| {
+            let sent = tx.send(event.clone()).is_ok();
+            wake(waker);
+            sent
+        });
         self.emitted.fetch_add(1, Ordering::Release);
     }
 
     /// How many events were emitted so far.
     pub(crate) fn emitted(&self) -> u64 {
         self.emitted.load(Ordering::Acquire)
+    }
+}
+
+impl Drop for EventHub {
+    fn drop(&mut self) {
+        // The senders go with us: a task waiting for the next event learns of the end.
+        for (tx, waker) in std::mem::take(&mut *lock(&self.senders)) {
+            drop(tx);
+            wake(&waker);
+        }
+    }
+}
+
+/// Wakes the task waiting for an event of one receiver, if any.
+fn wake(waker: &Mutex<Option<Waker>>) {
+    if let Some(w) = lock(waker).take() {
+        w.wake();
     }
 }
 

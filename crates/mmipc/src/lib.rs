@@ -91,6 +91,8 @@ cfg_not_loom! {
     };
     pub use publisher::{Publisher, PublisherBuilder};
     pub use subscriber::{Subscriber, SubscriberBuilder};
+    #[cfg(all(unix, feature = "tokio"))]
+    pub use subscriber::Messages;
 }
 
 pub use error::{Error, RecvTimeoutError, Result};

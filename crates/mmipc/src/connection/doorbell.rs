@@ -11,14 +11,18 @@
 //! 16      8     heartbeat  bumped by the subscriber's runtime thread
 //! 24      4     bell.seq   futex word
 //! 28      4     bell.waiters
-//! 32      32    reserved (file is 64 bytes)
+//! 32      4     listen     1 once the subscriber has a wake-up pipe (`sub-<id>.wake`) that
+//!                          a ringer also writes to (an async receive waits on it); was
+//!                          reserved (zero): older peers ignore it
+//! 36      28    reserved (file is 64 bytes)
 //! ```
 
 use std::path::Path;
 use std::sync::Arc;
 
+use super::wake::{PeerPipe, pipe_path};
 use crate::error::{Error, Result};
-use crate::ring::{AtomicHeader, MappedHeader, OsFutex, RingBell, SharedBell, header_of};
+use crate::ring::{AtomicHeader, MappedHeader, OsFutex, RingBell, SharedBell, header_of, notify};
 use crate::sync::{AtomicU32, AtomicU64, Ordering};
 use crate::sys;
 
@@ -33,12 +37,14 @@ struct DoorbellHeader {
     closed: AtomicU32,
     heartbeat: AtomicU64,
     bell: RingBell,
+    listen: AtomicU32,
+    _reserved: AtomicU32,
 }
 
 const _: () = assert!(size_of::<DoorbellHeader>() <= LEN);
 
 // SAFETY: `#[repr(C)]`, made only of atomics (the bell is two `AtomicU32`s) with no padding
-// (8 + 4 + 4 + 8 + 8 bytes, 8-aligned); zero is a valid value of every field.
+// (8 + 4 + 4 + 8 + 8 + 4 + 4 bytes, 8-aligned); zero is a valid value of every field.
 unsafe impl AtomicHeader for DoorbellHeader {}
 
 /// A mapped doorbell file.
@@ -48,6 +54,8 @@ pub(crate) struct Doorbell {
     header: MappedHeader<DoorbellHeader>,
     /// Wakes sleepers on the bell (the OS's wake-up for this mapping).
     futex: OsFutex,
+    /// The subscriber's wake-up pipe, written after a ring if it listens.
+    pipe: Arc<PeerPipe>,
 }
 
 impl Doorbell {
@@ -68,16 +76,22 @@ impl Doorbell {
         // On failure, dropping `segment` removes the temporary name.
         segment.rename(path)?;
         let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
-        let futex = header.futex();
-        Ok(Doorbell { header, futex })
+        Ok(Doorbell::new(header, path, access))
+    }
+
+    fn new(header: MappedHeader<DoorbellHeader>, path: &Path, access: sys::Access) -> Doorbell {
+        Doorbell {
+            futex: header.futex(),
+            header,
+            pipe: Arc::new(PeerPipe::new(pipe_path(path), access)),
+        }
     }
 
     /// Opens a subscriber's doorbell file and checks its header.
     pub(crate) fn open(path: &Path, access: sys::Access) -> Result<Doorbell> {
         let segment = sys::Segment::open(path, LEN, LEN, access)?;
         let header = MappedHeader::new(Arc::new(segment)).ok_or_else(|| too_small(path))?;
-        let futex = header.futex();
-        let doorbell = Doorbell { header, futex };
+        let doorbell = Doorbell::new(header, path, access);
         let h = doorbell.header();
         // SYNC POINT doorbell-header: pairs with the Release store in `create`.
         let version = h.version.load(Ordering::Acquire);
@@ -105,9 +119,41 @@ impl Doorbell {
         &self.futex
     }
 
-    /// The doorbell, for a producer to ring.
+    /// The doorbell, for a producer to ring: after a ring that found a sleeper it also
+    /// writes the subscriber's wake-up pipe if the subscriber listens.
     pub(crate) fn shared_bell(&self) -> SharedBell {
-        self.header.shared_bell(|h| &h.bell)
+        let me = self.clone();
+        self.header
+            .shared_bell(|h| &h.bell)
+            .after_ring(Arc::new(move || me.rang()))
+    }
+
+    /// Wakes the subscriber if it waits: on the futex, and on its wake-up pipe if it
+    /// listens there.
+    pub(crate) fn ring(&self) {
+        if notify(&self.futex, self.bell()) {
+            self.rang();
+        }
+    }
+
+    /// The bell was rung for a registered waiter: tell an event loop too.
+    fn rang(&self) {
+        // SYNC POINT wake: `listen` is stored before the subscriber registers as a waiter
+        // and fences, and loaded after the ringer's fence and its load of `waiters`, so a
+        // ringer that saw the registration sees `listen` too (else the waiter's re-check
+        // saw the ringer's data).
+        if self.header().listen.load(Ordering::Relaxed) != 0 {
+            self.pipe.notify();
+        }
+    }
+
+    /// Makes the subscriber's wake-up pipe and announces it: from then on every ring that
+    /// finds a registered waiter also makes the returned listener readable.
+    #[cfg(unix)]
+    pub(crate) fn listen(&self, path: &Path, access: sys::Access) -> Result<sys::Listener> {
+        let listener = sys::Listener::create(&pipe_path(path), access)?;
+        self.header().listen.store(1, Ordering::SeqCst);
+        Ok(listener)
     }
 
     /// Marks the subscriber closed (a clean exit), before its record is removed: a publisher

@@ -14,6 +14,12 @@ pub(crate) fn bell_path(dirs: &ChannelDirs, sub: EndpointId) -> PathBuf {
     dirs.segments.join(format!("sub-{sub}.bell"))
 }
 
+/// The wake-up pipe of publisher `publisher` (made by it when an async publish first waits
+/// for room). A subscriber's is beside its doorbell (`sub-<id>.wake`).
+pub(crate) fn publisher_pipe_path(dirs: &ChannelDirs, publisher: EndpointId) -> PathBuf {
+    dirs.segments.join(format!("pub-{publisher}.wake"))
+}
+
 /// The ring of connection `generation` from `publisher` to `sub`.
 pub(crate) fn ring_path(
     dirs: &ChannelDirs,

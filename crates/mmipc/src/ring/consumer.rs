@@ -138,6 +138,9 @@ pub struct Consumer {
     failed: Option<RingError>,
     /// A complete message located by `prepare` and not yet handed out.
     staged: Option<Place>,
+    /// Run after a ring of the space bell when the producer listens on a pipe
+    /// (`space_listen`): writes the publisher's wake-up pipe.
+    space_hook: Option<std::sync::Arc<dyn Fn() + Send + Sync>>,
 }
 
 /// One record located and validated by [`Consumer::next_record`].
@@ -163,6 +166,7 @@ impl Consumer {
             charged: 0,
             failed: None,
             staged: None,
+            space_hook: None,
         }
     }
 
@@ -455,7 +459,7 @@ impl Consumer {
         let h = self.region.header();
         if let RingError::Violation(_) | RingError::Rejected = err {
             h.consumer.closed.store(VIOLATED, Ordering::Release);
-            notify(self.region.futex(), &h.space_bell);
+            self.wake_producer();
         }
         self.failed = Some(err.clone());
         err
@@ -519,7 +523,27 @@ impl Consumer {
         // SYNC POINT space: pairs with the Acquire load in `Producer::refresh`.
         h.consumer.pos.store(self.read, Ordering::Release);
         self.released = self.read;
-        notify(self.region.futex(), &h.space_bell);
+        self.wake_producer();
+    }
+
+    /// Wakes a producer waiting for space: on the futex, and through the space hook if it
+    /// listens on a pipe.
+    #[inline]
+    fn wake_producer(&self) {
+        let h = self.region.header();
+        // SYNC POINT wake: `space_listen` is stored before the producer registers and
+        // fences; loaded here after `notify`'s fence saw the registration.
+        if notify(self.region.futex(), &h.space_bell)
+            && h.space_listen.load(Ordering::Relaxed) != 0
+            && let Some(hook) = &self.space_hook
+        {
+            hook();
+        }
+    }
+
+    /// Sets what to run after a ring of the space bell when the producer listens on a pipe.
+    pub(crate) fn set_space_hook(&mut self, hook: std::sync::Arc<dyn Fn() + Send + Sync>) {
+        self.space_hook = Some(hook);
     }
 
     /// Publishes our read position once an eighth of the ring has been read since the last
@@ -715,7 +739,7 @@ impl Drop for Consumer {
         if h.consumer.closed.load(Ordering::Relaxed) == OPEN {
             h.consumer.closed.store(CLOSED, Ordering::Release);
         }
-        notify(self.region.futex(), &h.space_bell);
+        self.wake_producer();
     }
 }
 

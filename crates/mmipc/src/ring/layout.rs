@@ -91,6 +91,10 @@ pub(crate) struct Header {
     pub data_bell: Bell,
     /// Producer parks here waiting for space; the consumer rings it.
     pub space_bell: Bell,
+    /// Non-zero once the producer also waits on a wake-up pipe: after a ring of
+    /// `space_bell` the consumer runs its space hook (writes the publisher's pipe). Was
+    /// reserved (zero) space: older consumers ignore it.
+    pub space_listen: AtomicU32,
 }
 
 #[cfg(not(loom))]
@@ -101,6 +105,7 @@ const _: () = {
     assert!(core::mem::offset_of!(Header, consumer) == 128);
     assert!(core::mem::offset_of!(Header, data_bell) == 192);
     assert!(core::mem::offset_of!(Header, space_bell) == 200);
+    assert!(core::mem::offset_of!(Header, space_listen) == 208);
     assert!(core::mem::align_of::<Header>() == 64);
 };
 
@@ -130,6 +135,7 @@ impl Header {
             consumer: side(),
             data_bell: bell(),
             space_bell: bell(),
+            space_listen: AtomicU32::new(0),
         }
     }
 }

@@ -71,6 +71,20 @@ impl Gather<'_> {
         }
     }
 
+    /// Moves past the first `n` bytes.
+    fn skip(&mut self, mut n: usize) {
+        while n > 0 && self.part < self.parts.len() {
+            let take = (self.parts[self.part].len() - self.offset).min(n);
+            self.offset += take;
+            n -= take;
+            if self.offset == self.parts[self.part].len() {
+                self.part += 1;
+                self.offset = 0;
+            }
+        }
+        self.skip_empty();
+    }
+
     fn skip_empty(&mut self) {
         while self.part < self.parts.len() && self.parts[self.part].len() == self.offset {
             self.part += 1;
@@ -80,8 +94,12 @@ impl Gather<'_> {
 }
 
 enum Blocking {
+    /// All or nothing: the whole message fits now, or `Full` and nothing is written.
     No,
     Until(Option<Instant>),
+    /// Write what fits now, never wait (a message written over several calls).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    Partial,
 }
 
 impl Producer {
@@ -108,11 +126,16 @@ impl Producer {
     /// on the ring's own data bell.
     #[inline]
     fn wake_consumer(&self) {
-        let (futex, bell) = match &self.doorbell {
-            Some(b) => (b.futex(), b.bell()),
-            None => (self.region.futex(), &self.region.header().data_bell),
-        };
-        notify(futex, bell);
+        match &self.doorbell {
+            Some(b) => {
+                if notify(b.futex(), b.bell()) {
+                    b.rang();
+                }
+            }
+            None => {
+                notify(self.region.futex(), &self.region.header().data_bell);
+            }
+        }
     }
 
     /// A handle on the shared header for a supervising thread (heartbeats, liveness).
@@ -252,6 +275,57 @@ impl Producer {
         self.send(parts, Blocking::No)
     }
 
+    /// Writes what fits now of the message `parts`, of which `*done` bytes were written by
+    /// earlier calls, and never waits: for a writer that waits for room elsewhere (an async
+    /// publish). `Ok` once the message is complete; [`RingError::Full`] when it needs room,
+    /// with `*done` advanced past what was written (a message whose record fits in half the
+    /// ring is written whole or not at all; larger ones go in fragments). A caller that gives
+    /// up on a message with `*done > 0` must call [`Producer::abandon`].
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn write_some(&mut self, parts: &[&[u8]], done: &mut u64) -> Result<(), RingError> {
+        self.send_from(parts, Blocking::Partial, done)
+    }
+
+    /// Writes the rest of a message that [`Producer::write_some`] began (`*done` bytes
+    /// written), waiting for room until `deadline` (`None`: for ever).
+    pub(crate) fn write_rest(
+        &mut self,
+        parts: &[&[u8]],
+        done: &mut u64,
+        deadline: Option<Instant>,
+    ) -> Result<(), RingError> {
+        self.send_from(parts, Blocking::Until(deadline), done)
+    }
+
+    /// Gives up a message that [`Producer::write_some`] left half written: the consumer
+    /// drops its fragments (an abort record precedes the next message).
+    pub(crate) fn abandon(&mut self, done: u64) {
+        if done > 0 {
+            self.abort_pending = true;
+        }
+    }
+
+    /// Registers (or unregisters) a waiter for room on the space bell, for a writer that
+    /// waits elsewhere (an async publish): while registered, the consumer rings the bell and
+    /// runs its space hook whenever it frees room (the caller re-checks after registering).
+    pub(crate) fn register_space_waiter(&self, on: bool) {
+        let bell = &self.region.header().space_bell;
+        if on {
+            bell.waiters.fetch_add(1, Ordering::Relaxed);
+            // SYNC POINT wake: pairs with the fence in `notify` (the caller re-checks next).
+            crate::sync::fence(Ordering::SeqCst);
+        } else {
+            bell.waiters.fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Asks the consumer to run its space hook after every ring of the space bell (set
+    /// once by a writer that waits on a wake-up pipe).
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    pub(crate) fn listen_for_space(&self) {
+        self.region.header().space_listen.store(1, Ordering::SeqCst);
+    }
+
     /// Reserves room for a `len`-byte message to be filled in place, waiting for space until
     /// `deadline` (`None`: for ever). Dropping the guard without [`WriteGuard::commit`]
     /// publishes nothing.
@@ -344,7 +418,7 @@ impl Producer {
         let whole = record_len(len as u64);
         if whole > cap / 2 {
             let deadline = match blocking {
-                Blocking::No => None,
+                Blocking::No | Blocking::Partial => None,
                 Blocking::Until(d) => Some(d),
             };
             self.staging.clear();
@@ -390,6 +464,17 @@ impl Producer {
     }
 
     fn send(&mut self, parts: &[&[u8]], blocking: Blocking) -> Result<(), RingError> {
+        self.send_from(parts, blocking, &mut 0)
+    }
+
+    /// Writes the message `parts` from byte `*done` on (what earlier calls wrote),
+    /// advancing `*done` as records are written.
+    fn send_from(
+        &mut self,
+        parts: &[&[u8]],
+        blocking: Blocking,
+        done: &mut u64,
+    ) -> Result<(), RingError> {
         self.check_usable()?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
         if let Blocking::No = blocking
@@ -398,7 +483,12 @@ impl Producer {
         {
             return Err(RingError::Full);
         }
-        self.flush_abort(&blocking)?;
+        debug_assert!(*done <= total as u64);
+        let mut first = *done == 0;
+        if first {
+            // Never between the fragments of a message being resumed.
+            self.flush_abort(&blocking)?;
+        }
         let cap = self.region.capacity();
         let mask = cap - 1;
         let mut src = Gather {
@@ -406,8 +496,8 @@ impl Producer {
             part: 0,
             offset: 0,
         };
-        let mut remaining = total as u64;
-        let mut first = true;
+        src.skip(*done as usize);
+        let mut remaining = total as u64 - *done;
         loop {
             let free = cap - (self.write - self.read_cache);
             let off = self.write & mask;
@@ -427,6 +517,7 @@ impl Producer {
                     src.skip_empty();
                     self.write += record_len(chunk + lead);
                     remaining -= chunk;
+                    *done += chunk;
                     first = false;
                     self.commit();
                     if matches!(kind, Kind::Whole | Kind::Last) {
@@ -435,7 +526,7 @@ impl Producer {
                 }
                 Step::Pad => self.pad(),
                 Step::Wait => {
-                    debug_assert!(matches!(blocking, Blocking::Until(_)), "fits_now was wrong");
+                    debug_assert!(!matches!(blocking, Blocking::No), "fits_now was wrong");
                     if let Err(e) = self.wait_for_space(&blocking) {
                         if !first && e == RingError::Timeout {
                             self.abort_pending = true;
@@ -487,7 +578,7 @@ impl Producer {
                 self.write += RECORD_HEADER;
                 self.commit();
                 self.abort_pending = false;
-            } else if let Blocking::No = blocking {
+            } else if let Blocking::No | Blocking::Partial = blocking {
                 return Err(RingError::Full);
             } else {
                 self.wait_for_space(blocking)?;
@@ -543,6 +634,11 @@ impl Producer {
         }
         let deadline = match blocking {
             Blocking::No => return Err(RingError::Full),
+            Blocking::Partial => {
+                // The consumer must be able to pass padding written before the wait.
+                self.commit();
+                return Err(RingError::Full);
+            }
             Blocking::Until(d) => *d,
         };
         // Publish pending padding before sleeping: the consumer must be able to pass it.

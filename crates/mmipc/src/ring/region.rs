@@ -189,6 +189,8 @@ pub(crate) struct SharedBell {
     bell: *const Bell,
     futex: RingFutex,
     _owner: Arc<dyn Send + Sync>,
+    /// Called after a ring that found a registered waiter (the owner's other wake-ups).
+    after_ring: Option<Arc<dyn Fn() + Send + Sync>>,
 }
 
 // SAFETY: the bell is made of atomics in memory that `_owner` (`Send + Sync`) keeps alive.
@@ -209,6 +211,20 @@ impl SharedBell {
             bell: &*bell,
             futex: RingFutex::default(),
             _owner: bell,
+            after_ring: None,
+        }
+    }
+
+    /// Calls `hook` after every ring of this bell that found a registered waiter.
+    pub(crate) fn after_ring(mut self, hook: Arc<dyn Fn() + Send + Sync>) -> SharedBell {
+        self.after_ring = Some(hook);
+        self
+    }
+
+    /// The bell was rung for a registered waiter: runs the hook, if any.
+    pub(crate) fn rang(&self) {
+        if let Some(hook) = &self.after_ring {
+            hook();
         }
     }
 
@@ -274,6 +290,7 @@ impl<T: AtomicHeader> MappedHeader<T> {
             bell: bell(self.get()),
             futex: RingFutex::of(&self.map),
             _owner: self.map.clone(),
+            after_ring: None,
         }
     }
 

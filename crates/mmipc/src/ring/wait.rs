@@ -134,16 +134,19 @@ pub(crate) type RingFutex = OsFutex;
 #[cfg(loom)]
 pub(crate) type RingFutex = LoomFutex;
 
-/// Rings `bell` if anyone is parked on it. Call after publishing the change the waiter
-/// waits for (a position store).
+/// Rings `bell` if anyone is parked on it; returns whether it rang. Call after publishing
+/// the change the waiter waits for (a position store).
 #[inline]
-pub(crate) fn notify(futex: &impl Futex, bell: &Bell) {
+pub(crate) fn notify(futex: &impl Futex, bell: &Bell) -> bool {
     // SYNC POINT wake: this fence orders our position store before the `waiters` load; it
     // pairs with the fence in `wait_until` (Dekker: one side must see the other's write).
     fence(Ordering::SeqCst);
     if bell.waiters.load(Ordering::Relaxed) != 0 {
         bell.seq.fetch_add(1, Ordering::Release);
         futex.wake(&bell.seq);
+        true
+    } else {
+        false
     }
 }
 
@@ -165,6 +168,17 @@ static RESCUED: ProcessLocalAtomicU64 = ProcessLocalAtomicU64::new(0);
 pub fn rescued_wakeups() -> u64 {
     RESCUED.load(Ordering::Relaxed)
 }
+
+#[cfg(all(unix, feature = "tokio"))]
+/// Counts a wait of another kind (an async receive) that its safety timer, not a ring,
+/// ended and that found its condition true: a lost wake-up.
+pub(crate) fn count_rescued() {
+    RESCUED.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The longest a waiter sleeps before checking again by itself (the safety net).
+#[cfg(all(unix, feature = "tokio"))]
+pub(crate) const SAFETY_RECHECK: Duration = MAX_SLEEP;
 
 /// Why a wait ended without its condition becoming true.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -18,7 +18,8 @@ use crate::discovery::{self, EndpointId, EndpointKind, Listing};
 use crate::endpoint::{Conn, Core, Maint, Role};
 use crate::error::Result;
 use crate::event::{DisconnectReason, Peer};
-use crate::ring::{RingSegment, notify};
+use crate::connection::wake::PeerPipe;
+use crate::ring::RingSegment;
 use crate::runtime;
 use crate::sys;
 
@@ -62,7 +63,7 @@ impl Receiving {
 
     /// Wakes the receive path (or the callback thread).
     pub(crate) fn ring_doorbell(&self) {
-        notify(self.doorbell.futex(), self.doorbell.bell());
+        self.doorbell.ring();
     }
 
     /// Requests a stop of the callback thread and wakes it.
@@ -84,6 +85,12 @@ impl Receiving {
         consumer.set_max_message_len(core.common.max_message_size.saturating_add(FRAME_HEADER));
         consumer.set_budget(Arc::clone(&s.budget));
         consumer.set_wait_strategy(core.common.wait);
+        // A publisher waiting for room in an async publish listens on its wake-up pipe.
+        let pipe = Arc::new(PeerPipe::new(
+            segment::publisher_pipe_path(&core.dirs, publisher.id),
+            core.dirs.access,
+        ));
+        consumer.set_space_hook(Arc::new(move || pipe.notify()));
         let control = consumer.control();
         let peer = Peer {
             id: publisher.id,

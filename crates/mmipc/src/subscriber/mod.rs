@@ -1,6 +1,12 @@
 //! [`Subscriber`]: receives every message of every publisher on its channel.
 
+#[cfg(all(unix, feature = "tokio"))]
+mod aio;
 mod connections;
+#[cfg(unix)]
+mod poll;
+#[cfg(all(unix, feature = "tokio"))]
+pub use aio::Messages;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -47,6 +53,16 @@ pub struct Subscriber {
     /// messages arrive in order.
     waiting: Vec<Incoming>,
     next: usize,
+    /// Registered as a waiter on the doorbell by [`Subscriber::arm`] (or an async receive);
+    /// the next receive call unregisters.
+    armed: bool,
+    /// The async receive's registration of the wake-up pipe with the tokio reactor (dropped
+    /// before the pipe).
+    #[cfg(all(unix, feature = "tokio"))]
+    reactor: Option<aio::Reactor>,
+    /// The wake-up pipe, made on first use by an event loop.
+    #[cfg(unix)]
+    listener: Option<crate::sys::Listener>,
 }
 
 /// Configures a [`Subscriber`]; from [`Subscriber::builder`].
@@ -168,6 +184,11 @@ impl SubscriberBuilder {
             active: Vec::new(),
             waiting: Vec::new(),
             next: 0,
+            armed: false,
+            #[cfg(all(unix, feature = "tokio"))]
+            reactor: None,
+            #[cfg(unix)]
+            listener: None,
         })
     }
 }
@@ -450,6 +471,14 @@ impl Subscriber {
         self.core.role.stop.load(Ordering::Acquire)
     }
 
+    /// Ends the registration as a waiter that [`Subscriber::arm`] made.
+    #[cold]
+    fn disarm(&mut self) {
+        self.armed = false;
+        let bell = self.core.role.doorbell.bell();
+        bell.waiters.fetch_sub(1, Ordering::Relaxed);
+    }
+
     fn ready(&mut self) -> bool {
         self.core.role.stop.load(Ordering::Relaxed)
             || self.core.role.pending.maybe_waiting()
@@ -460,6 +489,9 @@ impl Subscriber {
     /// ring; returns which ring and its sequence number. Finding and taking are two steps so
     /// that no borrow of a ring is held across the search.
     pub(crate) fn find(&mut self) -> Option<(usize, u64)> {
+        if self.armed {
+            self.disarm();
+        }
         let core = &*self.core;
         if let Some(pending) = core.role.pending.take() {
             for c in pending {
@@ -573,6 +605,11 @@ fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
 
 impl Drop for Subscriber {
     fn drop(&mut self) {
+        // The wake-up pipe goes before the record and the lock (the order of `close`).
+        #[cfg(all(unix, feature = "tokio"))]
+        drop(self.reactor.take());
+        #[cfg(unix)]
+        drop(self.listener.take());
         self.core.role.stop.store(true, Ordering::Release);
         self.core.role.close(&self.core);
         // Dropping our consumers marks the rings closed and wakes blocked publishers.

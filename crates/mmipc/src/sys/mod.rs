@@ -60,6 +60,12 @@ use unsupported as imp;
 
 #[cfg(any(target_os = "linux", target_os = "macos"))]
 pub(crate) use imp::{Waker, is_memory_fs};
+/// Wake-up pipes for event loops (a FIFO beside the doorbell).
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+mod pipe;
+#[cfg(any(target_os = "linux", target_os = "macos"))]
+#[cfg_attr(not(feature = "tokio"), allow(unused_imports))]
+pub(crate) use pipe::{Listener, Notifier, drain};
 /// The POSIX parts of the Unix backends; the platform module adds its wake-up and file system
 /// test.
 #[cfg(any(target_os = "linux", target_os = "macos"))]

@@ -162,7 +162,7 @@ impl Segment {
 /// Why a file with this metadata may not be trusted under `access`, if it may not: for
 /// [`Access::Private`], owned by someone else or open to other users; for [`Access::Group`],
 /// of another group or open to users outside it.
-fn foreign(meta: &std::fs::Metadata, access: Access) -> Option<String> {
+pub(super) fn foreign(meta: &std::fs::Metadata, access: Access) -> Option<String> {
     let mode = meta.mode() & 0o7777;
     match access {
         Access::Private if meta.uid() != euid() => {
@@ -184,7 +184,7 @@ fn foreign(meta: &std::fs::Metadata, access: Access) -> Option<String> {
 
 /// Gives a file we just created the mode and group of `access`, whatever the umask and the
 /// directory's group (a no-op for [`Access::Private`]: the umask can only narrow 0600).
-fn apply_access(file: &File, access: Access) -> io::Result<()> {
+pub(super) fn apply_access(file: &File, access: Access) -> io::Result<()> {
     let Access::Group { gid } = access else {
         return Ok(());
     };

@@ -1,8 +1,11 @@
 //! [`Publisher`]: sends every message to every subscriber of its channel.
 
+#[cfg(all(unix, feature = "tokio"))]
+mod aio;
+
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::connection::framing;
 use crate::connection::liveness::{ConnInfo, PeerEnd, departure};
@@ -30,7 +33,7 @@ use crate::sys;
 /// # Examples
 ///
 /// ```
-/// use std::time::Duration;
+/// use std::time::{Duration, Instant};
 /// use mmipc::{Publisher, Subscriber};
 ///
 /// # let dir = tempfile::tempdir()?;
@@ -111,7 +114,7 @@ impl PublisherBuilder {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
+    /// # use std::time::{Duration, Instant};
     /// # let dir = tempfile::tempdir()?;
     /// // Never wait more than 10 ms for a slow subscriber; count a drop instead.
     /// let publisher = mmipc::Publisher::builder("docs")
@@ -131,7 +134,7 @@ impl PublisherBuilder {
     /// # Examples
     ///
     /// ```
-    /// # use std::time::Duration;
+    /// # use std::time::{Duration, Instant};
     /// # let dir = tempfile::tempdir()?;
     /// let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
     /// let publisher = mmipc::Publisher::builder("docs")
@@ -181,8 +184,11 @@ impl PublisherBuilder {
             out: Mutex::new(Out {
                 conns: Vec::new(),
                 seq: 0,
+                backlog: None,
             }),
             pending: Handoff::default(),
+            #[cfg(all(unix, feature = "tokio"))]
+            aio: aio::AsyncState::default(),
         };
         let state = Reconnects {
             timed_out: HashMap::new(),
@@ -206,11 +212,30 @@ struct Sending {
     out: Mutex<Out>,
     /// Connections made by the runtime, picked up by the next `publish`.
     pending: Handoff<Outgoing>,
+    /// Async publishes: the wake-up pipe they wait on.
+    #[cfg(all(unix, feature = "tokio"))]
+    aio: aio::AsyncState,
 }
 
 struct Out {
     conns: Vec<Outgoing>,
     seq: u64,
+    /// A message that an async publish could not write to every ring at once.
+    backlog: Option<Backlog>,
+}
+
+/// A message an async publish left owed to some connections (their rings were full): every
+/// publish, sync or async, delivers it to them first, so that each ring keeps publish order;
+/// it survives the cancellation of the publish that made it.
+struct Backlog {
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    seq: u64,
+    /// The framed message (header and payload), copied.
+    frame: Vec<u8>,
+    /// Payload bytes (for the counters).
+    len: usize,
+    /// Under [`OnFull::BlockFor`]: when the connections still owed it drop it.
+    deadline: Option<Instant>,
 }
 
 struct Outgoing {
@@ -220,6 +245,55 @@ struct Outgoing {
     max_len: u64,
     /// A message above `max_len` was reported (once per connection).
     told_too_large: bool,
+    /// Owed the backlog message, of which this many bytes are written.
+    owed: Option<u64>,
+    /// Registered as a waiter for room on this ring's space bell (an async publish).
+    space_armed: bool,
+}
+
+impl Outgoing {
+    /// Ends the registration for room, if any.
+    fn disarm(&mut self) {
+        if self.space_armed {
+            self.space_armed = false;
+            self.producer.register_space_waiter(false);
+        }
+    }
+
+    /// Counts what one write of a message of `len` bytes did; whether the connection stays.
+    fn settle(
+        &mut self,
+        result: std::result::Result<(), RingError>,
+        len: usize,
+        events: &crate::event::EventHub,
+    ) -> Delivery {
+        match result {
+            Ok(()) => {
+                self.info.messages.add(1);
+                self.info.bytes.add(len as u64);
+                Delivery::Done
+            }
+            Err(RingError::Full | RingError::Timeout) => Delivery::NoRoom,
+            Err(RingError::Violation(_)) => {
+                self.info.end(DisconnectReason::ProtocolViolation, events);
+                Delivery::Ended
+            }
+            Err(_) => {
+                self.info.end(DisconnectReason::Closed, events);
+                Delivery::Ended
+            }
+        }
+    }
+}
+
+/// What a write to one connection came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    Done,
+    /// No room (in time): a drop, or (async) owed.
+    NoRoom,
+    /// The connection ended (closed, or a protocol violation).
+    Ended,
 }
 
 /// The publisher's part of the maintenance state.
@@ -253,7 +327,7 @@ impl Publisher {
     /// # Examples
     ///
     /// ```no_run
-    /// use std::time::Duration;
+    /// use std::time::{Duration, Instant};
     /// let publisher = mmipc::Publisher::builder("telemetry")
     ///     .ring_capacity(1 << 20)
     ///     .on_full(mmipc::OnFull::DropNewest)
@@ -324,6 +398,9 @@ impl Publisher {
         if let Some(mut new) = s.pending.take() {
             out.conns.append(&mut new);
         }
+        if out.backlog.is_some() {
+            s.finish_backlog(core, &mut out);
+        }
         out.seq += 1;
         let mut full = Vec::new();
         let mut too_large = Vec::new();
@@ -352,28 +429,16 @@ impl Publisher {
                         .write_parts(frame, crate::options::deadline_after(d)),
                     OnFull::DropNewest | OnFull::Fail => c.producer.try_write_parts(frame),
                 };
-                match result {
-                    Ok(()) => {
-                        c.info.messages.add(1);
-                        c.info.bytes.add(len as u64);
-                        true
-                    }
-                    Err(RingError::Full | RingError::Timeout) => {
+                match c.settle(result, len, &core.events) {
+                    Delivery::Done => true,
+                    Delivery::NoRoom => {
                         c.info.drops.add(1);
                         if s.on_full == OnFull::Fail {
                             full.push(c.info.peer.id);
                         }
                         true
                     }
-                    Err(RingError::Violation(_)) => {
-                        c.info
-                            .end(DisconnectReason::ProtocolViolation, &core.events);
-                        false
-                    }
-                    Err(_) => {
-                        c.info.end(DisconnectReason::Closed, &core.events);
-                        false
-                    }
+                    Delivery::Ended => false,
                 }
             });
         });
@@ -406,15 +471,20 @@ impl Publisher {
     /// # Examples
     ///
     /// ```no_run
-    /// # use std::time::Duration;
+    /// # use std::time::{Duration, Instant};
     /// let publisher = mmipc::Publisher::new("telemetry")?;
     /// publisher.wait_for_subscribers(1, Duration::from_secs(5))?;
     /// publisher.publish(b"nobody misses this")?;
     /// # Ok::<(), mmipc::Error>(())
     /// ```
     pub fn wait_for_subscribers(&self, n: usize, timeout: Duration) -> Result<usize, WaitError> {
+        self.with_same_process_hint(self.core.wait_for_peers(n, timeout))
+    }
+
+    /// Adds to a time-out the number of subscribers of this process that were left out.
+    fn with_same_process_hint(&self, result: Result<usize, WaitError>) -> Result<usize, WaitError> {
         let core = &*self.core;
-        match core.wait_for_peers(n, timeout) {
+        match result {
             Err(WaitError::Timeout {
                 wanted,
                 have,
@@ -512,11 +582,87 @@ impl Sending {
         }
         m.conns.clear();
         drop(m);
+        // A message an async publish left owed is not delivered to those still owed it.
+        if out.backlog.take().is_some() {
+            for c in &mut out.conns {
+                if let Some(done) = c.owed.take() {
+                    c.producer.abandon(done);
+                    c.info.drops.add(1);
+                }
+            }
+        }
         // Dropping the producers marks each ring closed and rings each subscriber's doorbell.
         out.conns.clear();
         drop(out);
         self.pending.clear();
+        #[cfg(all(unix, feature = "tokio"))]
+        self.aio.close();
         core.finish_close();
+    }
+
+    /// Writes what fits now of the backlog message to the connections owed it, never
+    /// waiting; forgets the backlog once nobody is owed it, or once its deadline passed
+    /// (those still owed count a drop). Returns whether a backlog remains.
+    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    fn advance_backlog(&self, core: &Core<Sending>, out: &mut Out) -> bool {
+        let Some(b) = out.backlog.take() else {
+            return false;
+        };
+        let expired = b.deadline.is_some_and(|d| Instant::now() >= d);
+        let mut owed = false;
+        out.conns.retain_mut(|c| {
+            let Some(mut done) = c.owed else {
+                return true;
+            };
+            if !c.info.is_live() {
+                return false;
+            }
+            let result = c.producer.write_some(&[&b.frame], &mut done);
+            let delivery = c.settle(result, b.len, &core.events);
+            if delivery == Delivery::NoRoom && !expired {
+                c.owed = Some(done);
+                owed = true;
+                return true;
+            }
+            if delivery == Delivery::NoRoom {
+                c.producer.abandon(done);
+                c.info.drops.add(1);
+            }
+            c.owed = None;
+            c.disarm();
+            delivery != Delivery::Ended
+        });
+        if owed {
+            out.backlog = Some(b);
+        }
+        owed
+    }
+
+    /// Delivers the backlog message to the connections owed it, waiting for room as the
+    /// policy says (for ever under [`OnFull::Block`], until its deadline under
+    /// [`OnFull::BlockFor`]): a sync publish after an async one that left it.
+    fn finish_backlog(&self, core: &Core<Sending>, out: &mut Out) {
+        let Some(b) = out.backlog.take() else {
+            return;
+        };
+        out.conns.retain_mut(|c| {
+            let Some(mut done) = c.owed.take() else {
+                return true;
+            };
+            c.disarm();
+            if !c.info.is_live() {
+                return false;
+            }
+            let result = c.producer.write_rest(&[&b.frame], &mut done, b.deadline);
+            match c.settle(result, b.len, &core.events) {
+                Delivery::Done => true,
+                Delivery::NoRoom => {
+                    c.info.drops.add(1);
+                    true
+                }
+                Delivery::Ended => false,
+            }
+        });
     }
 
     fn connect(
@@ -542,6 +688,8 @@ impl Sending {
             info: Arc::clone(&info),
             max_len: sub.record.max_message_size,
             told_too_large: false,
+            owed: None,
+            space_armed: false,
         });
         let silence = core.silence_for(&info, &sub.record);
         let extra = Subscribed {
@@ -611,7 +759,10 @@ impl Role for Sending {
         // connection is over.
         conn.info.control.close_consumer_side();
         conn.info.control.close_producer_side();
-        crate::ring::notify(conn.extra.doorbell.futex(), conn.extra.doorbell.bell());
+        conn.extra.doorbell.ring();
+        // An async publish waiting for room in this ring looks again.
+        #[cfg(all(unix, feature = "tokio"))]
+        core.role.aio.wake_self();
         let _ = sys::unlink_segment(&conn.ring_path);
         if reason == DisconnectReason::TimedOut {
             let heartbeat = conn.extra.doorbell.heartbeat();

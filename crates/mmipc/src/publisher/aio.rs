@@ -1,0 +1,341 @@
+//! Publishing on tokio (the `tokio` feature, Unix): a publish that waits for room in a full
+//! ring without blocking the executor thread.
+//!
+//! The message is written at once to every ring with room; the rings without room are owed
+//! it (the publisher's backlog, see `Backlog`), and the publish registers on their space
+//! bells and waits on the publisher's wake-up pipe (`pub-<id>.wake`), which a subscriber
+//! writes to when it frees room while the ring's `space_listen` flag is set. Fragments of a
+//! message larger than the ring go in as room appears.
+
+use std::fs::File;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use super::{Backlog, Delivery, Out, Publisher, Sending};
+use crate::connection::{framing, segment};
+use crate::endpoint::Core;
+use crate::error::PublishError;
+use crate::event::{Event, lock};
+use crate::options::OnFull;
+use crate::ring::{SAFETY_RECHECK, count_rescued};
+use crate::runtime;
+use crate::sync::{AtomicU32, Ordering};
+use crate::sys;
+
+/// How often a publish without a wake-up pipe (it could not be made) looks for room.
+const NO_PIPE_RECHECK: Duration = Duration::from_millis(1);
+
+/// The publisher's wake-up pipe and its registration with a reactor.
+pub(super) struct Wake {
+    listener: sys::Listener,
+    fd: Arc<AsyncFd<File>>,
+}
+
+/// The async side of a publisher: its pipe, made on the first wait, and how many publishes
+/// wait on it.
+#[derive(Default)]
+pub(super) struct AsyncState {
+    wake: std::sync::Mutex<Option<Wake>>,
+    waiters: AtomicU32,
+}
+
+impl AsyncState {
+    /// Wakes the async publishes of this process (a connection ended, or a publish that
+    /// others may wait behind finished).
+    pub(super) fn wake_self(&self) {
+        if let Some(w) = &*lock(&self.wake) {
+            w.listener.notify_self();
+        }
+    }
+
+    /// Removes the pipe (the publisher closes).
+    pub(super) fn close(&self) {
+        drop(lock(&self.wake).take());
+    }
+}
+
+impl Publisher {
+    /// Sends `msg` like [`Publisher::publish`], waiting for room without blocking the
+    /// thread: under [`OnFull::Block`] it waits as long as it takes, under
+    /// [`OnFull::BlockFor`] up to that long per subscriber (then that subscriber counts a
+    /// drop); under the other policies it never waits and is `publish`. Needs a tokio
+    /// runtime with IO and time enabled.
+    ///
+    /// **Cancellation**: a future dropped after the message went to some subscribers and not
+    /// yet to others still delivers it to the others, first thing in the next publish on
+    /// this publisher (sync or async), so every subscriber sees the same order; a future
+    /// dropped before that sent nothing.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs")
+    ///     .dir(dir.path())
+    ///     .deliver_to_same_process(true)
+    ///     .on_full(mmipc::OnFull::Block)
+    ///     .build()?;
+    /// let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// publisher.wait_for_subscribers_async(1, Duration::from_secs(10)).await?;
+    /// publisher.publish_async(b"hello").await?;
+    /// assert_eq!(subscriber.recv_async().await.payload(), b"hello");
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn publish_async(&self, msg: &[u8]) -> Result<(), PublishError> {
+        self.publish_parts_async(&[msg]).await
+    }
+
+    /// As [`Publisher::publish_async`], for a message made of `parts` concatenated.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// publisher.publish_parts_async(&[b"head", b"body"]).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn publish_parts_async(&self, parts: &[&[u8]]) -> Result<(), PublishError> {
+        let core = &*self.core;
+        let s = &core.role;
+        if !matches!(s.on_full, OnFull::Block | OnFull::BlockFor(_)) {
+            return self.publish_parts(parts);
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        if len > core.common.max_message_size {
+            return Err(PublishError::MessageTooLarge {
+                len,
+                max: core.common.max_message_size,
+            });
+        }
+        let _waiting = Waiting::new(s);
+        // The sequence number of our message once it is written to some rings.
+        let mut ours: Option<u64> = None;
+        let mut timer_fired = false;
+        loop {
+            let (fd, deadline) = {
+                let mut out = lock(&s.out);
+                if runtime::Endpoint::is_closed(core) {
+                    return Err(PublishError::Closed);
+                }
+                if let Some(mut new) = s.pending.take() {
+                    out.conns.append(&mut new);
+                }
+                let before = owed_bytes(&out);
+                let rung = timer_fired && s.drain_pipe();
+                let backlog = s.advance_backlog(core, &mut out);
+                if timer_fired && !rung && owed_bytes(&out) != before {
+                    // The safety timer, not a ring, found the room.
+                    count_rescued();
+                }
+                match ours {
+                    Some(seq) if out.backlog.as_ref().is_none_or(|b| b.seq != seq) => {
+                        return Ok(());
+                    }
+                    None if !backlog => {
+                        let seq = s.enter(core, &mut out, parts, len);
+                        if out.backlog.is_none() {
+                            return Ok(());
+                        }
+                        ours = Some(seq);
+                    }
+                    _ => {}
+                }
+                // Wait for room in the rings owed the backlog: register on their space
+                // bells, then look once more (a subscriber that freed room before our
+                // registration was seen by this look).
+                let fd = s.pipe(core);
+                for c in out.conns.iter_mut().filter(|c| c.owed.is_some()) {
+                    if !c.space_armed {
+                        if fd.is_some() {
+                            c.producer.listen_for_space();
+                        }
+                        c.space_armed = true;
+                        c.producer.register_space_waiter(true);
+                    }
+                }
+                if !s.advance_backlog(core, &mut out) {
+                    timer_fired = false;
+                    continue;
+                }
+                (fd, out.backlog.as_ref().and_then(|b| b.deadline))
+            };
+            let period = if fd.is_some() {
+                SAFETY_RECHECK
+            } else {
+                NO_PIPE_RECHECK
+            };
+            let recheck = Instant::now() + period;
+            let until = deadline.map_or(recheck, |d| d.min(recheck));
+            timer_fired = match fd {
+                Some(fd) => {
+                    let readable = async {
+                        if let Ok(mut ready) = fd.readable().await {
+                            ready.clear_ready();
+                        }
+                    };
+                    let woke = tokio::time::timeout_at(until.into(), readable).await;
+                    // Empty the pipe before looking again (a later ring makes it readable).
+                    s.drain_pipe();
+                    woke.is_err() && deadline.is_none_or(|d| until < d)
+                }
+                None => {
+                    tokio::time::sleep_until(until.into()).await;
+                    false
+                }
+            };
+        }
+    }
+}
+
+impl Publisher {
+    /// As [`Publisher::wait_for_subscribers`], without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`Publisher::wait_for_subscribers`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::time::Duration;
+    /// let publisher = mmipc::Publisher::new("telemetry")?;
+    /// publisher.wait_for_subscribers_async(1, Duration::from_secs(5)).await?;
+    /// publisher.publish_async(b"nobody misses this").await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn wait_for_subscribers_async(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<usize, crate::WaitError> {
+        let result = self.core.wait_for_peers_async(n, timeout).await;
+        self.with_same_process_hint(result)
+    }
+}
+
+impl Sending {
+    /// Writes a new message to every connection, never waiting: the rings without room
+    /// are owed it (the backlog). Returns its sequence number.
+    fn enter(&self, core: &Core<Sending>, out: &mut Out, parts: &[&[u8]], len: usize) -> u64 {
+        out.seq += 1;
+        let seq = out.seq;
+        let mut owed = false;
+        framing::with_frame(seq, parts, |frame| {
+            out.conns.retain_mut(|c| {
+                if !c.info.is_live() {
+                    return false;
+                }
+                if len as u64 > c.max_len {
+                    c.info.drops.add(1);
+                    if !c.told_too_large {
+                        c.told_too_large = true;
+                        core.events.emit(Event::MessageTooLarge {
+                            peer: c.info.peer,
+                            len,
+                            max: c.max_len,
+                        });
+                    }
+                    return true;
+                }
+                let mut done = 0;
+                let result = c.producer.write_some(frame, &mut done);
+                match c.settle(result, len, &core.events) {
+                    Delivery::Done => true,
+                    Delivery::NoRoom => {
+                        c.owed = Some(done);
+                        owed = true;
+                        true
+                    }
+                    Delivery::Ended => false,
+                }
+            });
+            if owed {
+                let deadline = match self.on_full {
+                    OnFull::BlockFor(d) => crate::options::deadline_after(d),
+                    _ => None,
+                };
+                out.backlog = Some(Backlog {
+                    seq,
+                    frame: frame.concat(),
+                    len,
+                    deadline,
+                });
+            }
+        });
+        seq
+    }
+
+    /// The publisher's wake-up pipe registered with the current runtime, made on first use;
+    /// `None` if it cannot be made (publishes then look for room every millisecond).
+    fn pipe(&self, core: &Core<Sending>) -> Option<Arc<AsyncFd<File>>> {
+        let mut wake = lock(&self.aio.wake);
+        if wake.is_none() {
+            let path = segment::publisher_pipe_path(&core.dirs, core.id);
+            let listener = sys::Listener::create(&path, core.dirs.access).ok()?;
+            let file = listener.duplicate().ok()?;
+            // SAFETY: `file` is a `File` the `AsyncFd` owns: open, and the same descriptor,
+            // until the `AsyncFd` drops.
+            let fd = unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.ok()?;
+            *wake = Some(Wake {
+                listener,
+                fd: Arc::new(fd),
+            });
+        }
+        wake.as_ref().map(|w| Arc::clone(&w.fd))
+    }
+
+    /// Empties the publisher's pipe; whether it held a wake-up.
+    fn drain_pipe(&self) -> bool {
+        lock(&self.aio.wake)
+            .as_ref()
+            .is_some_and(|w| sys::drain(w.fd.get_ref()))
+    }
+}
+
+/// Bytes of the backlog message written so far, over all connections owed it (progress).
+fn owed_bytes(out: &Out) -> (usize, u64) {
+    out.conns
+        .iter()
+        .filter_map(|c| c.owed)
+        .fold((0, 0), |(n, sum), done| (n + 1, sum + done))
+}
+
+/// One async publish in progress; when it ends (or is dropped) the space registrations go
+/// if no other publish waits, and the others are woken to look again.
+struct Waiting<'a>(&'a Sending);
+
+impl<'a> Waiting<'a> {
+    fn new(s: &'a Sending) -> Waiting<'a> {
+        s.aio.waiters.fetch_add(1, Ordering::Relaxed);
+        Waiting(s)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        let s = self.0;
+        if s.aio.waiters.fetch_sub(1, Ordering::Relaxed) == 1 {
+            for c in &mut lock(&s.out).conns {
+                c.disarm();
+            }
+        } else {
+            s.aio.wake_self();
+        }
+    }
+}

@@ -1,0 +1,296 @@
+//! Receiving on tokio (the `tokio` feature, Unix): futures and a stream that wait on the
+//! subscriber's wake-up pipe through the reactor, so that any number of subscribers wait
+//! in one task set without a thread each.
+//!
+//! A receive first looks for a message like [`Subscriber::try_recv`] (no system call when
+//! one is there), then, under [`WaitStrategy::SpinThenPark`](crate::WaitStrategy), gives the
+//! executor back and looks again for the spin window (the task wakes itself: other tasks
+//! run meanwhile, and a peer that answers within microseconds is seen at once), then arms
+//! ([`Subscriber::arm`]) and waits for the pipe to become readable. A timer re-checks every
+//! 500 ms as a safety net (a re-check that finds a message nobody rang for is counted by
+//! [`ring::rescued_wakeups`](crate::ring::rescued_wakeups)).
+
+use std::future::Future;
+use std::fs::File;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
+
+use super::Subscriber;
+use crate::WaitStrategy;
+use crate::message::{Message, MessageRef};
+use crate::ring::{SAFETY_RECHECK, count_rescued};
+
+/// How often a receive without a wake-up pipe (it could not be made) looks for messages.
+const NO_PIPE_RECHECK: Duration = Duration::from_millis(1);
+
+/// The wake-up pipe registered with the reactor of the runtime that first waited on it
+/// (through a descriptor of its own for the same pipe).
+pub(super) enum Reactor {
+    Pipe(AsyncFd<File>),
+    /// The pipe or its registration failed: receives look every [`NO_PIPE_RECHECK`].
+    Unavailable,
+}
+
+impl Subscriber {
+    /// Waits for the next message without blocking the thread: the async
+    /// [`Subscriber::recv`]. **Cancellation-safe**: a future dropped before it completes
+    /// (in `tokio::select!`, under `tokio::time::timeout`) took nothing; the message is
+    /// there for the next receive. Needs a tokio runtime with IO and time enabled.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// use std::time::Duration;
+    /// # let dir = tempfile::tempdir()?;
+    /// let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+    /// subscriber.wait_for_publishers(1, Duration::from_secs(10))?;
+    /// publisher.publish(b"ping")?;
+    /// let msg = subscriber.recv_async().await;
+    /// assert_eq!(msg.payload(), b"ping");
+    /// // Bounded waits and cancellation lose nothing:
+    /// tokio::select! {
+    ///     msg = subscriber.recv_async() => println!("{msg:?}"),
+    ///     _ = tokio::time::sleep(Duration::from_millis(10)) => println!("quiet"),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv_async(&mut self) -> Message {
+        self.recv_ref_async().await.to_message()
+    }
+
+    /// As [`Subscriber::recv_async`], lending the message in place like
+    /// [`Subscriber::recv_ref`] (no copy; the publisher gets the space back when the
+    /// [`MessageRef`] drops). Cancellation-safe.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), mmipc::Error> {
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let msg = subscriber.recv_ref_async().await;
+    /// println!("{} bytes, no copy", msg.len());
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn recv_ref_async(&mut self) -> MessageRef<'_> {
+        let found = Find {
+            sub: self,
+            wait: Wait::default(),
+        }
+        .await;
+        self.take(found)
+    }
+
+    /// The messages as a [`Stream`](futures_core::Stream) (it never ends). Dropping the
+    /// stream, or a `next()` future of it, loses nothing.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), mmipc::Error> {
+    /// use tokio_stream::StreamExt;
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let mut messages = subscriber.messages();
+    /// while let Some(msg) = messages.next().await {
+    ///     println!("{} bytes", msg.len());
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn messages(&mut self) -> Messages<'_> {
+        Messages {
+            sub: self,
+            wait: Wait::default(),
+        }
+    }
+
+    /// As [`Subscriber::wait_for_publishers`], without blocking the thread.
+    ///
+    /// # Errors
+    /// As [`Subscriber::wait_for_publishers`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// # use std::time::Duration;
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// subscriber.wait_for_publishers_async(1, Duration::from_secs(5)).await?;
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub async fn wait_for_publishers_async(
+        &self,
+        n: usize,
+        timeout: Duration,
+    ) -> Result<usize, crate::WaitError> {
+        self.core.wait_for_peers_async(n, timeout).await
+    }
+
+    /// Registers the wake-up pipe with the current runtime's reactor, once; whether there is
+    /// a pipe to wait on.
+    fn reactor(&mut self) -> bool {
+        if self.reactor.is_none() {
+            let registered = self
+                .wake_fd()
+                .ok()
+                .and_then(|_| self.listener.as_ref()?.duplicate().ok())
+                .and_then(|fd| {
+                    // SAFETY: `fd` is a `File` the `AsyncFd` owns: open, and the same
+                    // descriptor, until the `AsyncFd` drops.
+                    unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok()
+                });
+            self.reactor = Some(registered.map_or(Reactor::Unavailable, Reactor::Pipe));
+        }
+        matches!(self.reactor, Some(Reactor::Pipe(_)))
+    }
+}
+
+/// What one receive remembers between polls.
+#[derive(Default)]
+struct Wait {
+    /// End of the spin window, from the first poll that found nothing.
+    spin_until: Option<Instant>,
+    /// The safety net's timer, from the first park.
+    timer: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl Wait {
+    /// Finds a message (staged, as `Subscriber::find`), or arranges to be woken.
+    fn poll_find(&mut self, sub: &mut Subscriber, cx: &mut Context<'_>) -> Poll<(usize, u64)> {
+        loop {
+            let timer_fired = self.timer.as_ref().is_some_and(|t| t.is_elapsed());
+            // Whether a ring reached the pipe since `arm` emptied it (only asked when the
+            // safety timer fired: a poll for another reason may come before the ringer's
+            // write).
+            let rung = timer_fired && sub.listener.as_ref().is_some_and(|l| l.clear());
+            if let Some(found) = sub.find() {
+                if timer_fired && !rung && matches!(sub.reactor, Some(Reactor::Pipe(_))) {
+                    count_rescued();
+                }
+                return Poll::Ready(found);
+            }
+            let spin = match sub.core.common.wait {
+                WaitStrategy::Spin => true,
+                WaitStrategy::SpinThenPark(d) => {
+                    let now = Instant::now();
+                    now < *self.spin_until.get_or_insert(now + d)
+                }
+                WaitStrategy::Park => false,
+            };
+            if spin {
+                // Look again after the other ready tasks ran.
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
+            let pipe = sub.reactor();
+            if sub.arm() {
+                continue;
+            }
+            if let Some(Reactor::Pipe(fd)) = &sub.reactor {
+                match fd.poll_read_ready(cx) {
+                    Poll::Ready(Ok(mut ready)) => {
+                        // `arm` empties the pipe before the next wait.
+                        ready.clear_ready();
+                        continue;
+                    }
+                    Poll::Ready(Err(_)) => {
+                        // The runtime that registered it is gone: register again.
+                        sub.reactor = None;
+                        continue;
+                    }
+                    Poll::Pending => {}
+                }
+            }
+            let period = if pipe { SAFETY_RECHECK } else { NO_PIPE_RECHECK };
+            let timer = self
+                .timer
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
+            if timer_fired {
+                timer.as_mut().reset(tokio::time::Instant::now() + period);
+            }
+            if timer.as_mut().poll(cx).is_ready() {
+                continue;
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// A receive that ends without a message unregisters at once (else every publish would
+    /// ring the pipe until the next receive).
+    fn cancel(sub: &mut Subscriber) {
+        if sub.armed {
+            sub.disarm();
+        }
+    }
+}
+
+/// The future of [`Subscriber::recv_ref_async`] before it takes the message.
+struct Find<'a> {
+    sub: &'a mut Subscriber,
+    wait: Wait,
+}
+
+impl Future for Find<'_> {
+    type Output = (usize, u64);
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.get_mut();
+        this.wait.poll_find(this.sub, cx)
+    }
+}
+
+impl Drop for Find<'_> {
+    fn drop(&mut self) {
+        Wait::cancel(self.sub);
+    }
+}
+
+/// The messages of a subscriber as a [`Stream`](futures_core::Stream); from
+/// [`Subscriber::messages`].
+///
+/// # Examples
+///
+/// ```no_run
+/// # async fn run() -> Result<(), mmipc::Error> {
+/// use tokio_stream::StreamExt;
+/// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+/// let sizes: Vec<usize> = subscriber.messages().take(3).map(|m| m.len()).collect().await;
+/// # Ok(())
+/// # }
+/// ```
+pub struct Messages<'a> {
+    sub: &'a mut Subscriber,
+    wait: Wait,
+}
+
+impl futures_core::Stream for Messages<'_> {
+    type Item = Message;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Message>> {
+        let this = self.get_mut();
+        let found = std::task::ready!(this.wait.poll_find(this.sub, cx));
+        this.wait = Wait::default();
+        Poll::Ready(Some(this.sub.take(found).to_message()))
+    }
+}
+
+impl Drop for Messages<'_> {
+    fn drop(&mut self) {
+        Wait::cancel(self.sub);
+    }
+}
+
+impl std::fmt::Debug for Messages<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Messages").field("subscriber", &self.sub).finish()
+    }
+}
