@@ -20,12 +20,12 @@ pub struct MmipcLink {
     rx: Option<Subscriber>,
 }
 
-fn strategy(mech: Mech) -> Result<WaitStrategy> {
+pub(super) fn strategy(mech: Mech) -> Result<WaitStrategy> {
     mech.wait_strategy()
         .with_context(|| format!("{} is not an mmipc mechanism", mech.id()))
 }
 
-fn publisher(spec: &LinkSpec, channel: &str) -> Result<Publisher> {
+pub(super) fn publisher(spec: &LinkSpec, channel: &str) -> Result<Publisher> {
     let mut builder = Publisher::builder(channel);
     if let Some(bytes) = spec.mmipc_ring {
         builder = builder.ring_capacity(bytes);
@@ -37,7 +37,7 @@ fn publisher(spec: &LinkSpec, channel: &str) -> Result<Publisher> {
         .with_context(|| format!("mmipc publisher on {channel}"))
 }
 
-fn subscriber(spec: &LinkSpec, channel: &str) -> Result<Subscriber> {
+pub(super) fn subscriber(spec: &LinkSpec, channel: &str) -> Result<Subscriber> {
     Subscriber::builder(channel)
         .dir(&spec.dir)
         .wait_strategy(strategy(spec.mech)?)
@@ -45,11 +45,11 @@ fn subscriber(spec: &LinkSpec, channel: &str) -> Result<Subscriber> {
         .with_context(|| format!("mmipc subscriber on {channel}"))
 }
 
-fn down(spec: &LinkSpec) -> String {
+pub(super) fn down(spec: &LinkSpec) -> String {
     format!("{}-down", spec.name)
 }
 
-fn up(spec: &LinkSpec) -> String {
+pub(super) fn up(spec: &LinkSpec) -> String {
     format!("{}-up", spec.name)
 }
 

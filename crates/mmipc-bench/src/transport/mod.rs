@@ -20,6 +20,7 @@ mod iceoryx;
 mod mmipc_pubsub;
 mod ring;
 mod stream;
+mod tokio_async;
 
 pub use floor::Floor;
 pub use iceoryx::{ICEORYX2_VERSION, Iox2Link};
@@ -30,6 +31,7 @@ pub(crate) mod iox2 {
 pub use mmipc_pubsub::MmipcLink;
 pub use ring::RingLink;
 pub use stream::{Pipe, Tcp, Uds};
+pub use tokio_async::{MmipcAsync, TokioUds};
 
 /// Longest wait for a peer to connect (outside any timed part).
 pub const SETUP_TIMEOUT: Duration = Duration::from_secs(20);
@@ -56,6 +58,9 @@ pub enum Mech {
     MmipcDefault,
     /// mmipc pub/sub, `WaitStrategy::Park`.
     MmipcPark,
+    /// mmipc pub/sub through its async API (`recv_async`, `publish_async`) on a tokio
+    /// current-thread runtime, `WaitStrategy::default()`.
+    MmipcAsync,
     /// iceoryx2 publish-subscribe, the receiver polls `receive()` in a busy loop.
     Iox2Poll,
     /// iceoryx2 publish-subscribe plus an event service: the sender notifies after each
@@ -64,6 +69,8 @@ pub enum Mech {
     Iox2Event,
     /// Unix domain stream socket, u32 length prefix, blocking.
     Uds,
+    /// tokio's `UnixStream` on a current-thread runtime, u32 length prefix.
+    TokioUds,
     /// Named pipes (FIFOs), one per direction, u32 length prefix.
     Pipe,
     /// TCP over loopback with `TCP_NODELAY`, u32 length prefix.
@@ -81,13 +88,15 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in report order.
-    pub const ALL: [Mech; 9] = [
+    pub const ALL: [Mech; 11] = [
         Mech::MmipcSpin,
         Mech::MmipcDefault,
         Mech::MmipcPark,
+        Mech::MmipcAsync,
         Mech::Iox2Poll,
         Mech::Iox2Event,
         Mech::Uds,
+        Mech::TokioUds,
         Mech::Pipe,
         Mech::Tcp,
         Mech::Floor,
@@ -99,9 +108,11 @@ impl Mech {
             Mech::MmipcSpin => "mmipc-spin",
             Mech::MmipcDefault => "mmipc-default",
             Mech::MmipcPark => "mmipc-park",
+            Mech::MmipcAsync => "mmipc-async",
             Mech::Iox2Poll => "iox2-poll",
             Mech::Iox2Event => "iox2-event",
             Mech::Uds => "uds",
+            Mech::TokioUds => "tokio-uds",
             Mech::Pipe => "pipe",
             Mech::Tcp => "tcp",
             Mech::Floor => "floor",
@@ -117,9 +128,11 @@ impl Mech {
             Mech::MmipcSpin => "mmipc spin".into(),
             Mech::MmipcDefault => format!("mmipc default ({} µs)", DEFAULT_SPIN.as_micros()),
             Mech::MmipcPark => "mmipc park".into(),
+            Mech::MmipcAsync => "mmipc async (tokio)".into(),
             Mech::Iox2Poll => "iceoryx2 busy-poll".into(),
             Mech::Iox2Event => "iceoryx2 event".into(),
             Mech::Uds => "Unix socket".into(),
+            Mech::TokioUds => "tokio UnixStream".into(),
             Mech::Pipe => "pipe".into(),
             Mech::Tcp => "TCP loopback".into(),
             Mech::Floor => "floor (1-slot shm)".into(),
@@ -135,7 +148,9 @@ impl Mech {
     pub fn wait_strategy(self) -> Option<WaitStrategy> {
         match self {
             Mech::MmipcSpin | Mech::RingSpin => Some(WaitStrategy::Spin),
-            Mech::MmipcDefault | Mech::RingDefault => Some(WaitStrategy::default()),
+            Mech::MmipcDefault | Mech::MmipcAsync | Mech::RingDefault => {
+                Some(WaitStrategy::default())
+            }
             Mech::MmipcPark | Mech::RingPark => Some(WaitStrategy::Park),
             _ => None,
         }
@@ -250,6 +265,8 @@ macro_rules! with_transport {
                 $f::<$crate::transport::Iox2Link>($($arg),*)
             }
             $crate::transport::Mech::Uds => $f::<$crate::transport::Uds>($($arg),*),
+            $crate::transport::Mech::MmipcAsync => $f::<$crate::transport::MmipcAsync>($($arg),*),
+            $crate::transport::Mech::TokioUds => $f::<$crate::transport::TokioUds>($($arg),*),
             $crate::transport::Mech::Pipe => $f::<$crate::transport::Pipe>($($arg),*),
             $crate::transport::Mech::Tcp => $f::<$crate::transport::Tcp>($($arg),*),
             $crate::transport::Mech::Floor => $f::<$crate::transport::Floor>($($arg),*),

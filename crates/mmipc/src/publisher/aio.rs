@@ -122,7 +122,8 @@ impl Publisher {
                 max: core.common.max_message_size,
             });
         }
-        let _waiting = Waiting::new(s);
+        // Made on the first wait (a publish that finds room costs nothing more).
+        let mut waiting: Option<Waiting> = None;
         // The sequence number of our message once it is written to some rings.
         let mut ours: Option<u64> = None;
         let mut timer_fired = false;
@@ -158,6 +159,7 @@ impl Publisher {
                 // Wait for room in the rings owed the backlog: register on their space
                 // bells, then look once more (a subscriber that freed room before our
                 // registration was seen by this look).
+                waiting.get_or_insert_with(|| Waiting::new(s));
                 let fd = s.pipe(core);
                 for c in out.conns.iter_mut().filter(|c| c.owed.is_some()) {
                     if !c.space_armed {

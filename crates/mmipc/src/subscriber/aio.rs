@@ -23,6 +23,11 @@ use super::Subscriber;
 use crate::WaitStrategy;
 use crate::message::{Message, MessageRef};
 use crate::ring::{SAFETY_RECHECK, count_rescued};
+use crate::sync::spin_hint;
+
+/// Looks for a message per poll in the spin window before yielding to the executor (about
+/// a microsecond or two).
+const SPINS_PER_POLL: u32 = 64;
 
 /// How often a receive without a wake-up pipe (it could not be made) looks for messages.
 const NO_PIPE_RECHECK: Duration = Duration::from_millis(1);
@@ -187,7 +192,15 @@ impl Wait {
                 WaitStrategy::Park => false,
             };
             if spin {
-                // Look again after the other ready tasks ran.
+                // Spin here a little (a peer answering within a microsecond or two is seen at
+                // once, without a trip through the executor), then look again after the
+                // other ready tasks ran.
+                for _ in 0..SPINS_PER_POLL {
+                    spin_hint();
+                    if let Some(found) = sub.find() {
+                        return Poll::Ready(found);
+                    }
+                }
                 cx.waker().wake_by_ref();
                 return Poll::Pending;
             }
