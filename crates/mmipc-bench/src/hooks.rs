@@ -487,29 +487,31 @@ fn fan_once(ctx: &Ctx, dir: &Path, name: String) -> Result<u64> {
 /// `recv_timeout` for [`Settings::idle`] with nothing sent (default wait strategy), and of
 /// its connected publisher process over the same time.
 pub fn idle_cpu(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
-    let mech = Mech::MmipcDefault;
-    if !s.wants(Group::Idle) || !s.mechs.contains(&mech) {
+    let mechs = s.mechs_among(&[Mech::MmipcDefault, Mech::MmipcAsync]);
+    if !s.wants(Group::Idle) || mechs.is_empty() {
         return Ok(Vec::new());
     }
     let secs = s.idle.as_secs_f64();
     #[rustfmt::skip]
     let [mut sub, mut publ] = scalar_rows(IDLE, "% of a core", [
-        ("idle-subscriber-cpu-pct", format!("subscriber process blocked in `recv_timeout({secs} s)`, nothing sent")),
+        ("idle-subscriber-cpu-pct", format!("subscriber process blocked in `recv_timeout({secs} s)` (async: awaiting `recv_async` under a {secs} s tokio timeout), nothing sent")),
         ("idle-publisher-cpu-pct", "its publisher process meanwhile (connected, publishing nothing)".into()),
     ]);
     let started = Instant::now();
     for round in 0..s.rounds {
-        let outcome = fresh(ctx, |dir, name| idle_once(ctx, s.idle, dir, name));
-        progress(started, "idle", round, s, mech, &outcome_text(&outcome));
-        match outcome {
-            Ok((p, q)) => {
-                publ.add(mech, Ok(Sample::Scalar(p)));
-                sub.add(mech, Ok(Sample::Scalar(q)));
-            }
-            Err(e) => {
-                let e = format!("{e:#}");
-                publ.add(mech, Err(e.clone()));
-                sub.add(mech, Err(e));
+        for &mech in &mechs {
+            let outcome = fresh(ctx, |dir, name| idle_once(ctx, mech, s.idle, dir, name));
+            progress(started, "idle", round, s, mech, &outcome_text(&outcome));
+            match outcome {
+                Ok((p, q)) => {
+                    publ.add(mech, Ok(Sample::Scalar(p)));
+                    sub.add(mech, Ok(Sample::Scalar(q)));
+                }
+                Err(e) => {
+                    let e = format!("{e:#}");
+                    publ.add(mech, Err(e.clone()));
+                    sub.add(mech, Err(e));
+                }
             }
         }
     }
@@ -517,8 +519,14 @@ pub fn idle_cpu(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
 }
 
 /// One idle period: (publisher %, subscriber %) of one core.
-fn idle_once(ctx: &Ctx, idle: Duration, dir: &Path, name: String) -> Result<(f64, f64)> {
-    let link = link(Mech::MmipcDefault, dir, name, 1);
+fn idle_once(
+    ctx: &Ctx,
+    mech: Mech,
+    idle: Duration,
+    dir: &Path,
+    name: String,
+) -> Result<(f64, f64)> {
+    let link = link(mech, dir, name, 1);
     let (mut peers, p, sub) = start_pair_for(ctx, &link, [Role::IdlePub, Role::IdleSub], idle, 0)?;
     let setup = Instant::now() + 2 * SETUP_TIMEOUT;
     peers.expect(p, &PeerLine::Accepted, setup)?;

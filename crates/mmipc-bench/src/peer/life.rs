@@ -283,6 +283,24 @@ pub fn idle(spec: &PeerSpec) -> Result<()> {
             .context("mmipc: waiting for the publisher")?;
         say(&PeerLine::Accepted)?;
         let (cpu, start) = (os::cpu_ns(), Instant::now());
+        if link.mech == crate::transport::Mech::MmipcAsync {
+            // Waiting in `recv_async` on a current-thread runtime (made before the clock
+            // starts), bounded by a tokio timer.
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .context("tokio runtime")?;
+            let (cpu0, start0) = (os::cpu_ns(), Instant::now());
+            let waited = rt.block_on(tokio::time::timeout(idle, subscriber.recv_async()));
+            if let Ok(m) = waited {
+                bail!("a message of {} bytes arrived, none was sent", m.len());
+            }
+            let result = PeerResult::Idle {
+                cpu_ns: os::cpu_ns() - cpu0,
+                wall_ns: start0.elapsed().as_nanos() as u64,
+            };
+            return say(&PeerLine::Done(result));
+        }
         match subscriber.recv_timeout(idle) {
             Err(mmipc::RecvTimeoutError) => {}
             Ok(m) => bail!("a message of {} bytes arrived, none was sent", m.len()),
