@@ -32,6 +32,10 @@ const NO_PIPE_RECHECK: Duration = Duration::from_millis(1);
 pub(super) struct Wake {
     listener: sys::Listener,
     fd: Arc<AsyncFd<File>>,
+    /// The runtime whose reactor `fd` is registered with: a publish in another runtime
+    /// registers a descriptor of its own (the first runtime may be gone, whose `readable()`
+    /// then fails at once, or not driving its reactor).
+    runtime: tokio::runtime::Id,
 }
 
 /// The async side of a publisher: its pipe, made on the first wait, and how many publishes
@@ -186,8 +190,10 @@ impl Publisher {
             timer_fired = match fd {
                 Some(fd) => {
                     let readable = async {
-                        if let Ok(mut ready) = fd.readable().await {
-                            ready.clear_ready();
+                        match fd.readable().await {
+                            Ok(mut ready) => ready.clear_ready(),
+                            // The reactor is gone: never return at once (a spin).
+                            Err(_) => std::future::pending().await,
                         }
                     };
                     let woke = tokio::time::timeout_at(until.into(), readable).await;
@@ -287,17 +293,30 @@ impl Sending {
     /// `None` if it cannot be made (publishes then look for room every millisecond).
     fn pipe(&self, core: &Core<Sending>) -> Option<Arc<AsyncFd<File>>> {
         let mut wake = lock(&self.aio.wake);
-        if wake.is_none() {
-            let path = segment::publisher_pipe_path(&core.dirs, core.id);
-            let listener = sys::Listener::create(&path, core.dirs.access).ok()?;
+        let here = tokio::runtime::Handle::current().id();
+        let register = |listener: &sys::Listener| -> Option<Arc<AsyncFd<File>>> {
             let file = listener.duplicate().ok()?;
             // SAFETY: `file` is a `File` the `AsyncFd` owns: open, and the same descriptor,
             // until the `AsyncFd` drops.
             let fd = unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.ok()?;
-            *wake = Some(Wake {
-                listener,
-                fd: Arc::new(fd),
-            });
+            Some(Arc::new(fd))
+        };
+        match &mut *wake {
+            Some(w) if w.runtime != here => {
+                w.fd = register(&w.listener)?;
+                w.runtime = here;
+            }
+            Some(_) => {}
+            None => {
+                let path = segment::publisher_pipe_path(&core.dirs, core.id);
+                let listener = sys::Listener::create(&path, core.dirs.access).ok()?;
+                let fd = register(&listener)?;
+                *wake = Some(Wake {
+                    listener,
+                    fd,
+                    runtime: here,
+                });
+            }
         }
         wake.as_ref().map(|w| Arc::clone(&w.fd))
     }

@@ -615,6 +615,9 @@ impl Sending {
                 return true;
             };
             if !c.info.is_live() {
+                // Unregister first: the subscriber may still drain this ring, and a count
+                // left behind makes each of its releases ring (and write our pipe).
+                c.disarm();
                 return false;
             }
             let result = c.producer.write_some(&[&b.frame], &mut done);

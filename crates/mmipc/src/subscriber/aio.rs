@@ -35,7 +35,9 @@ const NO_PIPE_RECHECK: Duration = Duration::from_millis(1);
 /// The wake-up pipe registered with the reactor of the runtime that first waited on it
 /// (through a descriptor of its own for the same pipe).
 pub(super) enum Reactor {
-    Pipe(AsyncFd<File>),
+    /// Registered with the reactor of runtime `.1` (re-registered when a receive runs in
+    /// another runtime: the first one may be gone, or alive but not driving its reactor).
+    Pipe(AsyncFd<File>, tokio::runtime::Id),
     /// The pipe or its registration failed: receives look every [`NO_PIPE_RECHECK`].
     Unavailable,
 }
@@ -143,6 +145,10 @@ impl Subscriber {
     /// Registers the wake-up pipe with the current runtime's reactor, once; whether there is
     /// a pipe to wait on.
     fn reactor(&mut self) -> bool {
+        let here = tokio::runtime::Handle::current().id();
+        if matches!(&self.reactor, Some(Reactor::Pipe(_, id)) if *id != here) {
+            self.reactor = None;
+        }
         if self.reactor.is_none() {
             let registered = self
                 .wake_fd()
@@ -153,9 +159,9 @@ impl Subscriber {
                     // descriptor, until the `AsyncFd` drops.
                     unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }.ok()
                 });
-            self.reactor = Some(registered.map_or(Reactor::Unavailable, Reactor::Pipe));
+            self.reactor = Some(registered.map_or(Reactor::Unavailable, |fd| Reactor::Pipe(fd, here)));
         }
-        matches!(self.reactor, Some(Reactor::Pipe(_)))
+        matches!(self.reactor, Some(Reactor::Pipe(..)))
     }
 }
 
@@ -178,7 +184,7 @@ impl Wait {
             // write).
             let rung = timer_fired && sub.listener.as_ref().is_some_and(|l| l.clear());
             if let Some(found) = sub.find() {
-                if timer_fired && !rung && matches!(sub.reactor, Some(Reactor::Pipe(_))) {
+                if timer_fired && !rung && matches!(sub.reactor, Some(Reactor::Pipe(..))) {
                     count_rescued();
                 }
                 return Poll::Ready(found);
@@ -208,7 +214,7 @@ impl Wait {
             if sub.arm() {
                 continue;
             }
-            if let Some(Reactor::Pipe(fd)) = &sub.reactor {
+            if let Some(Reactor::Pipe(fd, _)) = &sub.reactor {
                 match fd.poll_read_ready(cx) {
                     Poll::Ready(Ok(mut ready)) => {
                         // `arm` empties the pipe before the next wait.
