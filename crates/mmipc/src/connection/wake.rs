@@ -10,9 +10,10 @@ use std::sync::Mutex;
 use crate::event::lock;
 use crate::sys;
 
-/// A peer's wake-up pipe, opened on first use. After a failure (no such pipe, nobody
-/// reading it, not a FIFO of ours) it is left alone for good: a peer that announces a pipe
-/// makes it before announcing it, and a reader never comes back.
+/// A peer's wake-up pipe, opened on first use. A pipe that is not a FIFO of ours, or whose
+/// reader is gone, is left alone for good (a peer makes its pipe before announcing it, and
+/// a reader never comes back); after another failure (too many open files, a race with the
+/// peer) opening is tried again after [`RETRY`].
 #[derive(Debug)]
 #[cfg_attr(not(unix), allow(dead_code))]
 pub(crate) struct PeerPipe {
@@ -26,8 +27,15 @@ enum State {
     Unopened,
     #[cfg(unix)]
     Open(sys::Notifier),
+    /// Opening failed for a reason that may pass: try again from then on.
+    #[cfg(unix)]
+    RetryAfter(std::time::Instant),
     Failed,
 }
+
+/// How long after a failure that may pass a pipe is opened again.
+#[cfg(unix)]
+const RETRY: std::time::Duration = std::time::Duration::from_secs(1);
 
 impl PeerPipe {
     pub(crate) fn new(path: PathBuf, access: sys::Access) -> PeerPipe {
@@ -43,10 +51,16 @@ impl PeerPipe {
         let mut state = lock(&self.state);
         #[cfg(unix)]
         {
-            if let State::Unopened = *state {
+            let due = match *state {
+                State::Unopened => true,
+                State::RetryAfter(t) => t.elapsed() >= RETRY,
+                _ => false,
+            };
+            if due {
                 *state = match sys::Notifier::open(&self.path, self.access) {
                     Ok(n) => State::Open(n),
-                    Err(_) => State::Failed,
+                    Err(crate::Error::BadSegment { .. }) => State::Failed,
+                    Err(_) => State::RetryAfter(std::time::Instant::now()),
                 };
             }
             if let State::Open(n) = &*state

@@ -26,7 +26,13 @@ use crate::sync::{AtomicU32, Ordering};
 use crate::sys;
 
 /// How often a publish without a wake-up pipe (it could not be made) looks for room.
-const NO_PIPE_RECHECK: Duration = Duration::from_millis(1);
+const NO_PIPE_RECHECK: Duration = Duration::from_millis(10);
+
+/// How long a publish that finds the publisher busy in a sync publish on another thread
+/// (which may be waiting for room) waits before looking again, doubling up to
+/// [`CONTENDED_MAX`].
+const CONTENDED_FIRST: Duration = Duration::from_micros(100);
+const CONTENDED_MAX: Duration = Duration::from_millis(10);
 
 /// The publisher's wake-up pipe and its registration with a reactor.
 pub(super) struct Wake {
@@ -44,7 +50,12 @@ pub(super) struct Wake {
 pub(super) struct AsyncState {
     wake: std::sync::Mutex<Option<Wake>>,
     waiters: AtomicU32,
+    /// When making the pipe last failed (not tried again for [`PIPE_RETRY`]).
+    failed: std::sync::Mutex<Option<Instant>>,
 }
+
+/// How long a publisher whose pipe could not be made waits before trying again.
+const PIPE_RETRY: Duration = Duration::from_secs(1);
 
 impl AsyncState {
     /// Wakes the async publishes of this process (a connection ended, or a publish that
@@ -131,55 +142,25 @@ impl Publisher {
         // The sequence number of our message once it is written to some rings.
         let mut ours: Option<u64> = None;
         let mut timer_fired = false;
+        let mut contended = CONTENDED_FIRST;
         loop {
-            let (fd, deadline) = {
-                let mut out = lock(&s.out);
-                if runtime::Endpoint::is_closed(core) {
-                    return Err(PublishError::Closed);
-                }
-                if let Some(mut new) = s.pending.take() {
-                    out.conns.append(&mut new);
-                }
-                let before = owed_bytes(&out);
-                let rung = timer_fired && s.drain_pipe();
-                let backlog = s.advance_backlog(core, &mut out);
-                if timer_fired && !rung && owed_bytes(&out) != before {
-                    // The safety timer, not a ring, found the room.
-                    count_rescued();
-                }
-                match ours {
-                    Some(seq) if out.backlog.as_ref().is_none_or(|b| b.seq != seq) => {
-                        return Ok(());
+            let (fd, deadline) =
+                match s.attempt(core, parts, len, &mut ours, timer_fired, &mut waiting) {
+                    Step::Done(result) => return result,
+                    Step::Again => {
+                        timer_fired = false;
+                        continue;
                     }
-                    None if !backlog => {
-                        let seq = s.enter(core, &mut out, parts, len);
-                        if out.backlog.is_none() {
-                            return Ok(());
-                        }
-                        ours = Some(seq);
+                    Step::Busy => {
+                        // A sync publish on another thread holds the publisher, perhaps
+                        // waiting for room: never block the executor thread behind it.
+                        tokio::time::sleep(contended).await;
+                        contended = (contended * 2).min(CONTENDED_MAX);
+                        continue;
                     }
-                    _ => {}
-                }
-                // Wait for room in the rings owed the backlog: register on their space
-                // bells, then look once more (a subscriber that freed room before our
-                // registration was seen by this look).
-                waiting.get_or_insert_with(|| Waiting::new(s));
-                let fd = s.pipe(core);
-                for c in out.conns.iter_mut().filter(|c| c.owed.is_some()) {
-                    if !c.space_armed {
-                        if fd.is_some() {
-                            c.producer.listen_for_space();
-                        }
-                        c.space_armed = true;
-                        c.producer.register_space_waiter(true);
-                    }
-                }
-                if !s.advance_backlog(core, &mut out) {
-                    timer_fired = false;
-                    continue;
-                }
-                (fd, out.backlog.as_ref().and_then(|b| b.deadline))
-            };
+                    Step::Wait { fd, deadline } => (fd, deadline),
+                };
+            contended = CONTENDED_FIRST;
             let period = if fd.is_some() {
                 SAFETY_RECHECK
             } else {
@@ -237,7 +218,87 @@ impl Publisher {
     }
 }
 
+/// What one look of an async publish came to.
+enum Step {
+    Done(Result<(), PublishError>),
+    /// Look again at once (room appeared while registering).
+    Again,
+    /// The publisher is held by a publish on another thread.
+    Busy,
+    /// Wait for the pipe (if any) until the backlog's deadline (if any).
+    Wait {
+        fd: Option<Arc<AsyncFd<File>>>,
+        deadline: Option<Instant>,
+    },
+}
+
 impl Sending {
+    /// One look of an async publish, under the publisher's lock (taken without waiting):
+    /// deliver what fits of the backlog, then enter our message, then register for room in
+    /// the rings still owed.
+    fn attempt<'s>(
+        &'s self,
+        core: &Core<Sending>,
+        parts: &[&[u8]],
+        len: usize,
+        ours: &mut Option<u64>,
+        timer_fired: bool,
+        waiting: &mut Option<Waiting<'s>>,
+    ) -> Step {
+        let mut out = match self.out.try_lock() {
+            Ok(out) => out,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Step::Busy,
+        };
+        if runtime::Endpoint::is_closed(core) {
+            return Step::Done(Err(PublishError::Closed));
+        }
+        if let Some(mut new) = self.pending.take() {
+            out.conns.append(&mut new);
+        }
+        let before = owed_bytes(&out);
+        let rung = timer_fired && self.drain_pipe();
+        let backlog = self.advance_backlog(core, &mut out);
+        if timer_fired && !rung && owed_bytes(&out) != before {
+            // The safety timer, not a ring, found the room.
+            count_rescued();
+        }
+        match *ours {
+            Some(seq) if out.backlog.as_ref().is_none_or(|b| b.seq != seq) => {
+                return Step::Done(Ok(()));
+            }
+            None if !backlog => {
+                let seq = self.enter(core, &mut out, parts, len);
+                if out.backlog.is_none() {
+                    return Step::Done(Ok(()));
+                }
+                *ours = Some(seq);
+            }
+            _ => {}
+        }
+        // Wait for room in the rings owed the backlog: register on their space bells, then
+        // look once more (a subscriber that freed room before our registration was seen by
+        // this look).
+        waiting.get_or_insert_with(|| Waiting::new(self));
+        let fd = self.pipe(core);
+        for c in out.conns.iter_mut().filter(|c| c.owed.is_some()) {
+            if !c.space_armed {
+                if fd.is_some() {
+                    c.producer.listen_for_space();
+                }
+                c.space_armed = true;
+                c.producer.register_space_waiter(true);
+            }
+        }
+        if !self.advance_backlog(core, &mut out) {
+            return Step::Again;
+        }
+        Step::Wait {
+            fd,
+            deadline: out.backlog.as_ref().and_then(|b| b.deadline),
+        }
+    }
+
     /// Writes a new message to every connection, never waiting: the rings without room
     /// are owed it (the backlog). Returns its sequence number.
     fn enter(&self, core: &Core<Sending>, out: &mut Out, parts: &[&[u8]], len: usize) -> u64 {
@@ -290,7 +351,8 @@ impl Sending {
     }
 
     /// The publisher's wake-up pipe registered with the current runtime, made on first use;
-    /// `None` if it cannot be made (publishes then look for room every millisecond).
+    /// `None` if it cannot be made (publishes then look for room every [`NO_PIPE_RECHECK`],
+    /// and it is tried again after [`PIPE_RETRY`]).
     fn pipe(&self, core: &Core<Sending>) -> Option<Arc<AsyncFd<File>>> {
         let mut wake = lock(&self.aio.wake);
         let here = tokio::runtime::Handle::current().id();
@@ -308,9 +370,16 @@ impl Sending {
             }
             Some(_) => {}
             None => {
+                let mut failed = lock(&self.aio.failed);
+                if failed.is_some_and(|t| t.elapsed() < PIPE_RETRY) {
+                    return None;
+                }
                 let path = segment::publisher_pipe_path(&core.dirs, core.id);
-                let listener = sys::Listener::create(&path, core.dirs.access).ok()?;
-                let fd = register(&listener)?;
+                let made = sys::Listener::create(&path, core.dirs.access)
+                    .ok()
+                    .and_then(|l| Some((register(&l)?, l)));
+                *failed = made.is_none().then(Instant::now);
+                let (fd, listener) = made?;
                 *wake = Some(Wake {
                     listener,
                     fd,
@@ -352,8 +421,12 @@ impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         let s = self.0;
         if s.aio.waiters.fetch_sub(1, Ordering::Relaxed) == 1 {
-            for c in &mut lock(&s.out).conns {
-                c.disarm();
+            // Not behind a sync publish that waits for room (the executor must not block):
+            // a registration left here is ended by whoever delivers the backlog.
+            if let Ok(mut out) = s.out.try_lock() {
+                for c in &mut out.conns {
+                    c.disarm();
+                }
             }
         } else {
             s.aio.wake_self();

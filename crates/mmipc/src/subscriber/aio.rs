@@ -30,7 +30,7 @@ use crate::sync::spin_hint;
 const SPINS_PER_POLL: u32 = 64;
 
 /// How often a receive without a wake-up pipe (it could not be made) looks for messages.
-const NO_PIPE_RECHECK: Duration = Duration::from_millis(1);
+const NO_PIPE_RECHECK: Duration = Duration::from_millis(10);
 
 /// The wake-up pipe registered with the reactor of the runtime that first waited on it
 /// (through a descriptor of its own for the same pipe).

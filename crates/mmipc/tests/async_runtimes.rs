@@ -1,5 +1,5 @@
-//! Review tests for the async change (55de07e): runtime switches, hostile files, mixing sync
-//! and async publishes. In-process publisher and subscriber.
+//! Async endpoints across runtimes, next to hostile files, and mixed with sync publishes on
+//! other threads (in-process publisher and subscriber; the cross-process suite is async.rs).
 #![cfg(all(unix, feature = "tokio"))]
 
 mod common;
@@ -130,7 +130,8 @@ fn recv_async_in_a_second_runtime_is_woken_promptly() {
     }
     drop(rt_a);
     println!("worst latency {worst:?}");
-    assert!(worst < Duration::from_millis(250), "woken after {worst:?}");
+    // The defect waited for the 500 ms safety timer (and counted a rescue).
+    assert!(worst < Duration::from_millis(450), "woken after {worst:?}");
     assert_eq!(mmipc::ring::rescued_wakeups(), rescued, "rescued wake-ups");
 }
 
@@ -154,9 +155,11 @@ fn recv_async_after_the_first_runtime_is_dropped() {
             publisher.publish(b"x").unwrap();
         });
         let t0 = Instant::now();
+        let rescued = mmipc::ring::rescued_wakeups();
         rt_b.block_on(subscriber.recv_async());
+        assert_eq!(mmipc::ring::rescued_wakeups(), rescued, "rescued wake-ups");
         assert!(
-            t0.elapsed() < Duration::from_millis(250),
+            t0.elapsed() < Duration::from_millis(450),
             "{:?}",
             t0.elapsed()
         );
@@ -200,7 +203,6 @@ fn a_directory_at_the_wake_name_does_not_make_an_idle_receive_spin() {
 /// backlog, then its own message), so the async publish blocks the whole runtime thread:
 /// here a ticker task of the same current-thread runtime stalls for most of a second.
 #[test]
-#[ignore = "open defect: run with --ignored (fails: the runtime thread blocks ~1 s)"]
 fn a_sync_publish_on_another_thread_does_not_block_the_runtime() {
     let root = test_root();
     let (publisher, mut subscriber) = pair(root.path(), "mixed", 4096);
@@ -247,5 +249,6 @@ fn a_sync_publish_on_another_thread_does_not_block_the_runtime() {
     });
     let gap = worst_gap.load(Ordering::Relaxed);
     println!("worst ticker gap {gap} ms");
-    assert!(gap < 100, "the runtime thread was blocked for {gap} ms");
+    // The defect blocked it for about a second (until the reader drained the ring).
+    assert!(gap < 400, "the runtime thread was blocked for {gap} ms");
 }
