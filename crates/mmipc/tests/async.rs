@@ -91,6 +91,26 @@ fn child_process_entry() {
             }
             println!("RECEIVED {n}");
         }
+        // Receives one message, then waits in `recv_async` for ever (parked on its pipe).
+        "park-sub" => {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async {
+                let mut sub = Subscriber::builder(&channel)
+                    .dir(&dir)
+                    .wait_strategy(WaitStrategy::Park)
+                    .build()
+                    .unwrap();
+                println!("READY");
+                sub.recv_async().await;
+                println!("GOT");
+                loop {
+                    sub.recv_async().await;
+                }
+            });
+        }
         other => panic!("unknown role {other}"),
     }
 }
@@ -500,4 +520,55 @@ fn a_cancelled_publish_async_keeps_the_order() {
         received >= completed && received <= count,
         "{received} received, {completed} completed, {cancelled} cancelled"
     );
+}
+
+/// A `kill -9`ed subscriber parked in `recv_async` leaves its wake-up pipe
+/// (`sub-<id>.wake`), as it leaves its record, lock and doorbell: the publisher that finds
+/// it dead removes them all, and publishing on (to its pipe too) goes on unharmed.
+#[test]
+fn a_killed_async_subscriber_leaves_nothing_behind() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let channel = "async-killed";
+    let publisher = Publisher::builder(channel)
+        .dir(root.path())
+        .heartbeat_interval(Duration::from_millis(50))
+        .peer_timeout(Duration::from_millis(500))
+        .build()
+        .unwrap();
+    let events = publisher.events();
+    let mut child = spawn_subscriber("park-sub", channel, root.path(), 0, 0, 0, 0);
+    read_line_starting(&mut child, "READY");
+    publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
+    publisher.publish(b"first").unwrap();
+    read_line_starting(&mut child, "GOT");
+    let pipes = || {
+        files_under(root.path())
+            .into_iter()
+            .filter(|p| p.extension().is_some_and(|e| e == "wake"))
+            .count()
+    };
+    eventually("the subscriber's wake-up pipe", || pipes() == 1);
+    for _ in 0..100 {
+        publisher.publish(b"to a parked subscriber").unwrap();
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    for _ in 0..100 {
+        publisher.publish(b"to a dead one").unwrap();
+    }
+    eventually("the crash to be seen", || {
+        events
+            .try_iter()
+            .any(|e| matches!(e, mmipc::Event::Disconnected { .. }))
+    });
+    eventually("the dead subscriber's files to go", || {
+        files_under(root.path())
+            .iter()
+            .all(|p| !p.file_name().unwrap().to_string_lossy().starts_with("sub-"))
+    });
+    assert_eq!(pipes(), 0);
+    publisher.publish(b"after").unwrap();
 }
