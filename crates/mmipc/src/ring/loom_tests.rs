@@ -144,3 +144,36 @@ fn loom_batched_release_frees_a_parked_producer() {
         writer.join().unwrap();
     });
 }
+
+/// The wake-up pipe of an event-loop waiter (`Subscriber::arm`): the waiter sets the listen
+/// flag, registers on the doorbell, fences and re-checks; the producer publishes and rings
+/// through the production path (`notify`, then the doorbell's after-ring hook, which writes
+/// the pipe if the flag is set). Either the re-check sees the message or the pipe is
+/// written: an event loop waiting for the pipe is never left asleep with a message there.
+#[test]
+fn loom_pipe_listener_is_told_of_every_message() {
+    use crate::sync::{AtomicU32, fence};
+    loom::model(|| {
+        let listen = std::sync::Arc::new(AtomicU32::new(0));
+        let pipe = std::sync::Arc::new(AtomicU32::new(0));
+        let hook = {
+            let (listen, pipe) = (listen.clone(), pipe.clone());
+            std::sync::Arc::new(move || {
+                if listen.load(Ordering::Relaxed) != 0 {
+                    pipe.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        };
+        let bell = SharedBell::heap().after_ring(hook);
+        let (mut tx, mut rx) = with_capacity(64);
+        tx.set_doorbell(bell.clone());
+        let writer = thread::spawn(move || tx.write(&[7]).unwrap());
+        // `Subscriber::wake_fd` (the flag, once), then `Subscriber::arm`.
+        listen.store(1, Ordering::SeqCst);
+        bell.bell().waiters.fetch_add(1, Ordering::Relaxed);
+        fence(Ordering::SeqCst);
+        let seen = rx.poll();
+        writer.join().unwrap();
+        assert!(seen || pipe.load(Ordering::Relaxed) != 0, "a lost wake-up");
+    });
+}
