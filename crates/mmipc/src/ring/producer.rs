@@ -578,9 +578,9 @@ impl Producer {
                 self.write += RECORD_HEADER;
                 self.commit();
                 self.abort_pending = false;
-            } else if let Blocking::No | Blocking::Partial = blocking {
-                return Err(RingError::Full);
             } else {
+                // Reloads the consumer's position first (a `Partial` writer resuming after
+                // room appeared relies on it), then `Full` unless `blocking` says wait.
                 self.wait_for_space(blocking)?;
             }
         }

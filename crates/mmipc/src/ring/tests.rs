@@ -507,6 +507,49 @@ proptest! {
         prop_assert!(!rx.try_read(&mut buf).unwrap());
     }
 
+    /// Single thread: messages written piecewise with `write_some` (resumed after the reader
+    /// frees room; some given up half-way with `abandon`) arrive whole and in order, and a
+    /// message given up never arrives (an async publish and its cancellation).
+    #[test]
+    fn resumable_writes_deliver_whole_messages_or_nothing(
+        shift in 6u32..=10,
+        msgs in prop::collection::vec((0usize..=3 << 10, any::<bool>()), 1..n(40, 6)),
+    ) {
+        let cap = 1usize << shift;
+        let (mut tx, mut rx) = with_capacity(cap);
+        let mut buf = Vec::new();
+        let mut expect: VecDeque<Vec<u8>> = VecDeque::new();
+        for (i, &(len, give_up)) in msgs.iter().enumerate() {
+            let msg = message(i as u64, len);
+            let (mut done, mut rounds) = (0u64, 0);
+            loop {
+                match tx.write_some(&[&msg], &mut done) {
+                    Ok(()) => {
+                        expect.push_back(msg);
+                        break;
+                    }
+                    Err(RingError::Full) if give_up && done > 0 => {
+                        tx.abandon(done);
+                        break;
+                    }
+                    Err(RingError::Full) => {
+                        // Free room: read what is complete (fragments are taken in too).
+                        while rx.try_read(&mut buf).unwrap() {
+                            prop_assert_eq!(Some(buf.clone()), expect.pop_front());
+                        }
+                        rounds += 1;
+                        prop_assert!(rounds < 10_000, "no progress writing {len} bytes");
+                    }
+                    Err(e) => prop_assert!(false, "unexpected {e:?}"),
+                }
+            }
+        }
+        while rx.try_read(&mut buf).unwrap() {
+            prop_assert_eq!(Some(buf.clone()), expect.pop_front());
+        }
+        prop_assert!(expect.is_empty(), "{} messages never arrived", expect.len());
+    }
+
     /// Two threads, blocking calls, sizes up to three capacities: every message arrives whole
     /// and in order whatever the interleaving.
     #[test]
