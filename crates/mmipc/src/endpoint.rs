@@ -333,7 +333,7 @@ impl<R: Role> Core<R> {
 
     /// As [`Core::wait_for_peers`], without blocking the thread: woken by the endpoint's
     /// connection events.
-    #[cfg(all(unix, feature = "tokio"))]
+    #[cfg(all(any(unix, windows), feature = "tokio"))]
     pub(crate) async fn wait_for_peers_async(
         &self,
         n: usize,
@@ -357,7 +357,7 @@ impl<R: Role> Core<R> {
     }
 
     /// The peer count if at least `n`, else the error a wait that ran out would give.
-    #[cfg(all(unix, feature = "tokio"))]
+    #[cfg(all(any(unix, windows), feature = "tokio"))]
     fn wait_for_peers_now(&self, n: usize) -> Result<usize, WaitError> {
         let have = self.maint().conns.len();
         if have >= n {

@@ -91,7 +91,7 @@ cfg_not_loom! {
     };
     pub use publisher::{Publisher, PublisherBuilder};
     pub use subscriber::{Subscriber, SubscriberBuilder};
-    #[cfg(all(unix, feature = "tokio"))]
+    #[cfg(all(any(unix, windows), feature = "tokio"))]
     pub use subscriber::Messages;
 }
 

@@ -1,7 +1,7 @@
 //! Async receive and publish on tokio, across real processes: the publisher's ring of the
 //! doorbell must reach a task waiting in the reactor of another process. Children are this
 //! test binary re-executed (see `common`).
-#![cfg(all(unix, feature = "tokio"))]
+#![cfg(all(any(unix, windows), feature = "tokio"))]
 
 mod common;
 
@@ -314,6 +314,7 @@ fn threads() -> Option<usize> {
 /// The descriptor of `wake_fd` works with a plain `poll(2)` loop (any event loop): a
 /// subscriber that arms and polls gets every message of another process, and `poll` sleeps
 /// between bursts.
+#[cfg(unix)]
 #[test]
 fn wake_fd_drives_a_poll_loop() {
     if child_role().is_some() {
@@ -522,9 +523,58 @@ fn a_cancelled_publish_async_keeps_the_order() {
     );
 }
 
+/// The handle of `wake_handle` works with a plain `WaitForSingleObject` loop (any event
+/// loop on Windows): a subscriber that arms and waits gets every message of another
+/// process, and the wait sleeps between bursts.
+#[cfg(windows)]
+#[test]
+fn wake_handle_drives_a_wait_loop() {
+    use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
+    use windows_sys::Win32::System::Threading::WaitForSingleObject;
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let channel = "async-wait";
+    let (count, seed, max) = (2000u64, 14, 3000);
+    let mut sub = Subscriber::builder(channel)
+        .dir(root.path())
+        .build()
+        .unwrap();
+    let handle = sub.wake_handle().unwrap();
+    assert_eq!(
+        sub.wake_handle().unwrap(),
+        handle,
+        "one handle for the subscriber's life"
+    );
+    let child = spawn_publisher(channel, root.path(), 1, count, seed, max, (5, 500));
+    let (mut i, mut sleeps) = (0u64, 0u64);
+    while i < count {
+        while let Some(msg) = sub.try_recv() {
+            check_msg(seed, msg.payload(), i, max);
+            i += 1;
+        }
+        if i == count || sub.arm() {
+            continue;
+        }
+        // SAFETY: a live event handle owned by `sub`.
+        let r = unsafe { WaitForSingleObject(handle.cast(), 10_000) };
+        // The publisher never pauses for long: a wait that times out lost a wake-up.
+        assert_eq!(
+            r, WAIT_OBJECT_0,
+            "wait timed out with message {i} of {count} due"
+        );
+        sleeps += 1;
+    }
+    let (status, _) = wait_child(child, "publisher");
+    assert!(status.success());
+    assert!(sleeps > 50, "the loop waited only {sleeps} times");
+}
+
 /// A `kill -9`ed subscriber parked in `recv_async` leaves its wake-up pipe
 /// (`sub-<id>.wake`), as it leaves its record, lock and doorbell: the publisher that finds
 /// it dead removes them all, and publishing on (to its pipe too) goes on unharmed.
+#[cfg(unix)]
 #[test]
 fn a_killed_async_subscriber_leaves_nothing_behind() {
     if child_role().is_some() {

@@ -156,6 +156,16 @@ impl Doorbell {
         Ok(listener)
     }
 
+    /// The bell's named event, which every ring that finds a registered waiter sets: what an
+    /// event loop waits on (Windows needs no pipe and no flag).
+    #[cfg(windows)]
+    pub(crate) fn listen(&self, path: &Path, _access: sys::Access) -> Result<sys::Listener> {
+        self.futex.listener(&self.bell().seq).ok_or_else(|| Error::BadSegment {
+            path: path.to_owned(),
+            problem: "cannot open the named event of its doorbell".into(),
+        })
+    }
+
     /// Marks the subscriber closed (a clean exit), before its record is removed: a publisher
     /// that then finds the record gone knows it was not a crash.
     pub(crate) fn mark_closed(&self) {

@@ -1,32 +1,25 @@
-//! Publishing on tokio (the `tokio` feature, Unix): a publish that waits for room in a full
-//! ring without blocking the executor thread.
+//! Publishing on tokio (the `tokio` feature): a publish that waits for room in a full ring
+//! without blocking the executor thread.
 //!
 //! The message is written at once to every ring with room; the rings without room are owed
 //! it (the publisher's backlog, see `Backlog`), and the publish registers on their space
-//! bells and waits on the publisher's wake-up pipe (`pub-<id>.wake`), which a subscriber
-//! writes to when it frees room while the ring's `space_listen` flag is set. Fragments of a
-//! message larger than the ring go in as room appears.
+//! bells and waits for its wake-up source (`source`): on Unix the publisher's wake-up pipe
+//! (`pub-<id>.wake`), which a subscriber writes to when it frees room while the ring's
+//! `space_listen` flag is set; on Windows the space bells' named events themselves, plus an
+//! event of its own for wake-ups from this process. Fragments of a message larger than the
+//! ring go in as room appears.
 
-use std::fs::File;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::Interest;
-use tokio::io::unix::AsyncFd;
-
 use super::{Backlog, Delivery, Out, Publisher, Sending};
-use crate::connection::{framing, segment};
+use crate::connection::framing;
 use crate::endpoint::Core;
 use crate::error::PublishError;
-use crate::event::{Event, lock};
+use crate::event::Event;
 use crate::options::OnFull;
 use crate::ring::{SAFETY_RECHECK, count_rescued};
 use crate::runtime;
 use crate::sync::{AtomicU32, Ordering};
-use crate::sys;
-
-/// How often a publish without a wake-up pipe (it could not be made) looks for room.
-const NO_PIPE_RECHECK: Duration = Duration::from_millis(10);
 
 /// How long a publish that finds the publisher busy in a sync publish on another thread
 /// (which may be waiting for room) waits before looking again, doubling up to
@@ -34,41 +27,23 @@ const NO_PIPE_RECHECK: Duration = Duration::from_millis(10);
 const CONTENDED_FIRST: Duration = Duration::from_micros(100);
 const CONTENDED_MAX: Duration = Duration::from_millis(10);
 
-/// The publisher's wake-up pipe and its registration with a reactor.
-pub(super) struct Wake {
-    listener: sys::Listener,
-    fd: Arc<AsyncFd<File>>,
-    /// The runtime whose reactor `fd` is registered with: a publish in another runtime
-    /// registers a descriptor of its own (the first runtime may be gone, whose `readable()`
-    /// then fails at once, or not driving its reactor).
-    runtime: tokio::runtime::Id,
-}
-
-/// The async side of a publisher: its pipe, made on the first wait, and how many publishes
-/// wait on it.
+/// The async side of a publisher: its wake-up source, and how many publishes wait on it.
 #[derive(Default)]
 pub(super) struct AsyncState {
-    wake: std::sync::Mutex<Option<Wake>>,
+    pub(super) source: source::Source,
     waiters: AtomicU32,
-    /// When making the pipe last failed (not tried again for [`PIPE_RETRY`]).
-    failed: std::sync::Mutex<Option<Instant>>,
 }
-
-/// How long a publisher whose pipe could not be made waits before trying again.
-const PIPE_RETRY: Duration = Duration::from_secs(1);
 
 impl AsyncState {
     /// Wakes the async publishes of this process (a connection ended, or a publish that
     /// others may wait behind finished).
     pub(super) fn wake_self(&self) {
-        if let Some(w) = &*lock(&self.wake) {
-            w.listener.notify_self();
-        }
+        self.source.wake_self();
     }
 
-    /// Removes the pipe (the publisher closes).
+    /// Removes the wake-up source (the publisher closes).
     pub(super) fn close(&self) {
-        drop(lock(&self.wake).take());
+        self.source.close();
     }
 }
 
@@ -144,7 +119,7 @@ impl Publisher {
         let mut timer_fired = false;
         let mut contended = CONTENDED_FIRST;
         loop {
-            let (fd, deadline) =
+            let (wakeup, deadline) =
                 match s.attempt(core, parts, len, &mut ours, timer_fired, &mut waiting) {
                     Step::Done(result) => return result,
                     Step::Again => {
@@ -158,35 +133,18 @@ impl Publisher {
                         contended = (contended * 2).min(CONTENDED_MAX);
                         continue;
                     }
-                    Step::Wait { fd, deadline } => (fd, deadline),
+                    Step::Wait { wakeup, deadline } => (wakeup, deadline),
                 };
             contended = CONTENDED_FIRST;
-            let period = if fd.is_some() {
+            let period = if wakeup.is_real() {
                 SAFETY_RECHECK
             } else {
-                NO_PIPE_RECHECK
+                source::NO_SOURCE_RECHECK
             };
             let recheck = Instant::now() + period;
             let until = deadline.map_or(recheck, |d| d.min(recheck));
-            timer_fired = match fd {
-                Some(fd) => {
-                    let readable = async {
-                        match fd.readable().await {
-                            Ok(mut ready) => ready.clear_ready(),
-                            // The reactor is gone: never return at once (a spin).
-                            Err(_) => std::future::pending().await,
-                        }
-                    };
-                    let woke = tokio::time::timeout_at(until.into(), readable).await;
-                    // Empty the pipe before looking again (a later ring makes it readable).
-                    s.drain_pipe();
-                    woke.is_err() && deadline.is_none_or(|d| until < d)
-                }
-                None => {
-                    tokio::time::sleep_until(until.into()).await;
-                    false
-                }
-            };
+            let woke = wakeup.wait(&s.aio.source, until).await;
+            timer_fired = !woke && deadline.is_none_or(|d| until < d);
         }
     }
 }
@@ -225,9 +183,9 @@ enum Step {
     Again,
     /// The publisher is held by a publish on another thread.
     Busy,
-    /// Wait for the pipe (if any) until the backlog's deadline (if any).
+    /// Wait for the wake-up source until the backlog's deadline (if any).
     Wait {
-        fd: Option<Arc<AsyncFd<File>>>,
+        wakeup: source::Wakeup,
         deadline: Option<Instant>,
     },
 }
@@ -257,7 +215,7 @@ impl Sending {
             out.conns.append(&mut new);
         }
         let before = owed_bytes(&out);
-        let rung = timer_fired && self.drain_pipe();
+        let rung = timer_fired && self.aio.source.rung(&mut out);
         let backlog = self.advance_backlog(core, &mut out);
         if timer_fired && !rung && owed_bytes(&out) != before {
             // The safety timer, not a ring, found the room.
@@ -280,12 +238,9 @@ impl Sending {
         // look once more (a subscriber that freed room before our registration was seen by
         // this look).
         waiting.get_or_insert_with(|| Waiting::new(self));
-        let fd = self.pipe(core);
+        let wakeup = self.aio.source.prepare(core, &mut out);
         for c in out.conns.iter_mut().filter(|c| c.owed.is_some()) {
             if !c.space_armed {
-                if fd.is_some() {
-                    c.producer.listen_for_space();
-                }
                 c.space_armed = true;
                 c.producer.register_space_waiter(true);
             }
@@ -294,7 +249,7 @@ impl Sending {
             return Step::Again;
         }
         Step::Wait {
-            fd,
+            wakeup,
             deadline: out.backlog.as_ref().and_then(|b| b.deadline),
         }
     }
@@ -349,53 +304,6 @@ impl Sending {
         });
         seq
     }
-
-    /// The publisher's wake-up pipe registered with the current runtime, made on first use;
-    /// `None` if it cannot be made (publishes then look for room every [`NO_PIPE_RECHECK`],
-    /// and it is tried again after [`PIPE_RETRY`]).
-    fn pipe(&self, core: &Core<Sending>) -> Option<Arc<AsyncFd<File>>> {
-        let mut wake = lock(&self.aio.wake);
-        let here = tokio::runtime::Handle::current().id();
-        let register = |listener: &sys::Listener| -> Option<Arc<AsyncFd<File>>> {
-            let file = listener.duplicate().ok()?;
-            // SAFETY: `file` is a `File` the `AsyncFd` owns: open, and the same descriptor,
-            // until the `AsyncFd` drops.
-            let fd = unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.ok()?;
-            Some(Arc::new(fd))
-        };
-        match &mut *wake {
-            Some(w) if w.runtime != here => {
-                w.fd = register(&w.listener)?;
-                w.runtime = here;
-            }
-            Some(_) => {}
-            None => {
-                let mut failed = lock(&self.aio.failed);
-                if failed.is_some_and(|t| t.elapsed() < PIPE_RETRY) {
-                    return None;
-                }
-                let path = segment::publisher_pipe_path(&core.dirs, core.id);
-                let made = sys::Listener::create(&path, core.dirs.access)
-                    .ok()
-                    .and_then(|l| Some((register(&l)?, l)));
-                *failed = made.is_none().then(Instant::now);
-                let (fd, listener) = made?;
-                *wake = Some(Wake {
-                    listener,
-                    fd,
-                    runtime: here,
-                });
-            }
-        }
-        wake.as_ref().map(|w| Arc::clone(&w.fd))
-    }
-
-    /// Empties the publisher's pipe; whether it held a wake-up.
-    fn drain_pipe(&self) -> bool {
-        lock(&self.aio.wake)
-            .as_ref()
-            .is_some_and(|w| sys::drain(w.fd.get_ref()))
-    }
 }
 
 /// Bytes of the backlog message written so far, over all connections owed it (progress).
@@ -430,6 +338,251 @@ impl Drop for Waiting<'_> {
             }
         } else {
             s.aio.wake_self();
+        }
+    }
+}
+
+/// What a waiting publish waits on, on Unix: the publisher's wake-up pipe.
+#[cfg(unix)]
+mod source {
+    use std::fs::File;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    use tokio::io::Interest;
+    use tokio::io::unix::AsyncFd;
+
+    use super::super::{Out, Sending};
+    use crate::connection::segment;
+    use crate::endpoint::Core;
+    use crate::event::lock;
+    use crate::sys;
+
+    /// How often a publish without a wake-up pipe (it could not be made) looks for room.
+    pub(in crate::publisher) const NO_SOURCE_RECHECK: Duration = Duration::from_millis(10);
+
+    /// How long a publisher whose pipe could not be made waits before trying again.
+    const PIPE_RETRY: Duration = Duration::from_secs(1);
+
+    /// The publisher's wake-up pipe and its registration with a reactor.
+    struct Wake {
+        listener: sys::Listener,
+        fd: Arc<AsyncFd<File>>,
+        /// The runtime whose reactor `fd` is registered with: a publish in another runtime
+        /// registers a descriptor of its own (the first runtime may be gone, whose
+        /// `readable()` then fails at once, or not driving its reactor).
+        runtime: tokio::runtime::Id,
+    }
+
+    /// The pipe, made on the first wait.
+    #[derive(Default)]
+    pub(in crate::publisher) struct Source {
+        wake: Mutex<Option<Wake>>,
+        /// When making the pipe last failed (not tried again for [`PIPE_RETRY`]).
+        failed: Mutex<Option<Instant>>,
+    }
+
+    /// What one wait waits on: the pipe's registration (`None`: no pipe, a timed look).
+    pub(in crate::publisher) struct Wakeup(Option<Arc<AsyncFd<File>>>);
+
+    impl Source {
+        pub(super) fn wake_self(&self) {
+            if let Some(w) = &*lock(&self.wake) {
+                w.listener.notify_self();
+            }
+        }
+
+        pub(super) fn close(&self) {
+            drop(lock(&self.wake).take());
+        }
+
+        /// Under the publisher's lock, before the re-check: the pipe registered with this
+        /// runtime, and the rings owed the backlog told to write it (`space_listen`).
+        pub(super) fn prepare(&self, core: &Core<Sending>, out: &mut Out) -> Wakeup {
+            let fd = self.pipe(core);
+            if fd.is_some() {
+                for c in out.conns.iter().filter(|c| c.owed.is_some()) {
+                    c.producer.listen_for_space();
+                }
+            }
+            Wakeup(fd)
+        }
+
+        /// Empties the pipe; whether it held a wake-up.
+        pub(super) fn rung(&self, _out: &mut Out) -> bool {
+            self.drain()
+        }
+
+        fn drain(&self) -> bool {
+            lock(&self.wake)
+                .as_ref()
+                .is_some_and(|w| sys::drain(w.fd.get_ref()))
+        }
+
+        /// The pipe registered with the current runtime, made on first use; `None` if it
+        /// cannot be made (publishes then look for room every [`NO_SOURCE_RECHECK`], and it
+        /// is tried again after [`PIPE_RETRY`]).
+        fn pipe(&self, core: &Core<Sending>) -> Option<Arc<AsyncFd<File>>> {
+            let mut wake = lock(&self.wake);
+            let here = tokio::runtime::Handle::current().id();
+            let register = |listener: &sys::Listener| -> Option<Arc<AsyncFd<File>>> {
+                let file = listener.duplicate().ok()?;
+                // SAFETY: `file` is a `File` the `AsyncFd` owns: open, and the same
+                // descriptor, until the `AsyncFd` drops.
+                let fd =
+                    unsafe { AsyncFd::register_with_interest(file, Interest::READABLE) }.ok()?;
+                Some(Arc::new(fd))
+            };
+            match &mut *wake {
+                Some(w) if w.runtime != here => {
+                    w.fd = register(&w.listener)?;
+                    w.runtime = here;
+                }
+                Some(_) => {}
+                None => {
+                    let mut failed = lock(&self.failed);
+                    if failed.is_some_and(|t| t.elapsed() < PIPE_RETRY) {
+                        return None;
+                    }
+                    let path = segment::publisher_pipe_path(&core.dirs, core.id);
+                    let made = sys::Listener::create(&path, core.dirs.access)
+                        .ok()
+                        .and_then(|l| Some((register(&l)?, l)));
+                    *failed = made.is_none().then(Instant::now);
+                    let (fd, listener) = made?;
+                    *wake = Some(Wake {
+                        listener,
+                        fd,
+                        runtime: here,
+                    });
+                }
+            }
+            wake.as_ref().map(|w| Arc::clone(&w.fd))
+        }
+    }
+
+    impl Wakeup {
+        /// Whether there is something to wait on (else the caller looks again soon).
+        pub(super) fn is_real(&self) -> bool {
+            self.0.is_some()
+        }
+
+        /// Waits until the pipe is readable or `until`; whether it was woken.
+        pub(super) async fn wait(self, source: &Source, until: Instant) -> bool {
+            let Some(fd) = self.0 else {
+                tokio::time::sleep_until(until.into()).await;
+                return false;
+            };
+            let readable = async {
+                match fd.readable().await {
+                    Ok(mut ready) => ready.clear_ready(),
+                    // The reactor is gone: never return at once (a spin).
+                    Err(_) => std::future::pending().await,
+                }
+            };
+            let woke = tokio::time::timeout_at(until.into(), readable).await;
+            // Empty the pipe before looking again (a later ring makes it readable).
+            source.drain();
+            woke.is_ok()
+        }
+    }
+}
+
+/// What a waiting publish waits on, on Windows: the named events of the space bells of the
+/// rings owed the backlog (set by their subscribers' releases), and an event of the
+/// publisher's own for wake-ups from this process; waited on in the system thread pool.
+#[cfg(windows)]
+mod source {
+    use std::sync::Mutex;
+    use std::time::{Duration, Instant};
+
+    use super::super::{Out, Sending};
+    use crate::endpoint::Core;
+    use crate::event::lock;
+    use crate::sys;
+
+    /// How often a publish with nothing to wait on looks for room.
+    pub(in crate::publisher) const NO_SOURCE_RECHECK: Duration = Duration::from_millis(10);
+
+    /// The publisher's own event, made on the first wait.
+    #[derive(Default)]
+    pub(in crate::publisher) struct Source {
+        own: Mutex<Option<sys::Listener>>,
+    }
+
+    /// The events one wait waits on.
+    pub(in crate::publisher) struct Wakeup(Vec<sys::Listener>);
+
+    impl Source {
+        pub(super) fn wake_self(&self) {
+            if let Some(own) = &*lock(&self.own) {
+                own.notify_self();
+            }
+        }
+
+        pub(super) fn close(&self) {}
+
+        /// Under the publisher's lock, before the re-check: resets our event and the space
+        /// events of the rings owed the backlog (a ring after the reset sets them again).
+        pub(super) fn prepare(&self, _core: &Core<Sending>, out: &mut Out) -> Wakeup {
+            let mut events = Vec::new();
+            {
+                let mut own = lock(&self.own);
+                if own.is_none() {
+                    *own = sys::Listener::unnamed();
+                }
+                if let Some(own) = &*own {
+                    own.clear();
+                    events.push(own.clone());
+                }
+            }
+            for c in out.conns.iter_mut().filter(|c| c.owed.is_some()) {
+                if c.space_listener.is_none() {
+                    c.space_listener = c.producer.space_listener();
+                }
+                if let Some(l) = &c.space_listener {
+                    l.clear();
+                    events.push(l.clone());
+                }
+            }
+            Wakeup(events)
+        }
+
+        /// Resets the events; whether one was set.
+        pub(super) fn rung(&self, out: &mut Out) -> bool {
+            let own = lock(&self.own).as_ref().is_some_and(|l| l.clear());
+            // Every event is reset (no short cut).
+            let mut space = false;
+            for l in out.conns.iter().filter_map(|c| c.space_listener.as_ref()) {
+                space |= l.clear();
+            }
+            own || space
+        }
+    }
+
+    impl Wakeup {
+        /// Whether there is something to wait on (else the caller looks again soon).
+        pub(super) fn is_real(&self) -> bool {
+            !self.0.is_empty()
+        }
+
+        /// Waits until one of the events is set or `until`; whether it was woken.
+        pub(super) async fn wait(self, _source: &Source, until: Instant) -> bool {
+            let mut watches: Vec<sys::EventWatch> = Vec::new();
+            let any = std::future::poll_fn(|cx| {
+                if watches.is_empty() {
+                    watches = self.0.iter().filter_map(|l| l.watch(cx.waker())).collect();
+                }
+                for w in &watches {
+                    w.set_waker(cx.waker());
+                }
+                if watches.iter().any(|w| w.fired()) {
+                    std::task::Poll::Ready(())
+                } else {
+                    std::task::Poll::Pending
+                }
+            });
+            tokio::time::timeout_at(until.into(), any).await.is_ok()
         }
     }
 }

@@ -1,6 +1,6 @@
 //! [`Publisher`]: sends every message to every subscriber of its channel.
 
-#[cfg(all(unix, feature = "tokio"))]
+#[cfg(all(any(unix, windows), feature = "tokio"))]
 mod aio;
 
 use std::collections::{HashMap, HashSet};
@@ -187,7 +187,7 @@ impl PublisherBuilder {
                 backlog: None,
             }),
             pending: Handoff::default(),
-            #[cfg(all(unix, feature = "tokio"))]
+            #[cfg(all(any(unix, windows), feature = "tokio"))]
             aio: aio::AsyncState::default(),
         };
         let state = Reconnects {
@@ -213,7 +213,7 @@ struct Sending {
     /// Connections made by the runtime, picked up by the next `publish`.
     pending: Handoff<Outgoing>,
     /// Async publishes: the wake-up pipe they wait on.
-    #[cfg(all(unix, feature = "tokio"))]
+    #[cfg(all(any(unix, windows), feature = "tokio"))]
     aio: aio::AsyncState,
 }
 
@@ -228,7 +228,7 @@ struct Out {
 /// publish, sync or async, delivers it to them first, so that each ring keeps publish order;
 /// it survives the cancellation of the publish that made it.
 struct Backlog {
-    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    #[cfg_attr(not(all(any(unix, windows), feature = "tokio")), allow(dead_code))]
     seq: u64,
     /// The framed message (header and payload), copied.
     frame: Vec<u8>,
@@ -249,6 +249,9 @@ struct Outgoing {
     owed: Option<u64>,
     /// Registered as a waiter for room on this ring's space bell (an async publish).
     space_armed: bool,
+    /// Windows: the space bell's event, which an async publish waits on.
+    #[cfg(all(windows, feature = "tokio"))]
+    space_listener: Option<sys::Listener>,
 }
 
 impl Outgoing {
@@ -595,7 +598,7 @@ impl Sending {
         out.conns.clear();
         drop(out);
         self.pending.clear();
-        #[cfg(all(unix, feature = "tokio"))]
+        #[cfg(all(any(unix, windows), feature = "tokio"))]
         self.aio.close();
         core.finish_close();
     }
@@ -603,7 +606,7 @@ impl Sending {
     /// Writes what fits now of the backlog message to the connections owed it, never
     /// waiting; forgets the backlog once nobody is owed it, or once its deadline passed
     /// (those still owed count a drop). Returns whether a backlog remains.
-    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    #[cfg_attr(not(all(any(unix, windows), feature = "tokio")), allow(dead_code))]
     fn advance_backlog(&self, core: &Core<Sending>, out: &mut Out) -> bool {
         let Some(b) = out.backlog.take() else {
             return false;
@@ -693,6 +696,8 @@ impl Sending {
             told_too_large: false,
             owed: None,
             space_armed: false,
+            #[cfg(all(windows, feature = "tokio"))]
+            space_listener: None,
         });
         let silence = core.silence_for(&info, &sub.record);
         let extra = Subscribed {
@@ -764,7 +769,7 @@ impl Role for Sending {
         conn.info.control.close_producer_side();
         conn.extra.doorbell.ring();
         // An async publish waiting for room in this ring looks again.
-        #[cfg(all(unix, feature = "tokio"))]
+        #[cfg(all(any(unix, windows), feature = "tokio"))]
         core.role.aio.wake_self();
         let _ = sys::unlink_segment(&conn.ring_path);
         if reason == DisconnectReason::TimedOut {

@@ -71,7 +71,7 @@ pub use segment::RingSegment;
 pub(crate) use wait::OsFutex;
 pub use wait::rescued_wakeups;
 pub use wait::{DEFAULT_SPIN, WaitStrategy};
-#[cfg(all(unix, feature = "tokio"))]
+#[cfg(all(any(unix, windows), feature = "tokio"))]
 pub(crate) use wait::{SAFETY_RECHECK, count_rescued};
 pub(crate) use wait::{WaitError, notify, wait_until};
 

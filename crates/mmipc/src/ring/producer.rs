@@ -98,7 +98,7 @@ enum Blocking {
     No,
     Until(Option<Instant>),
     /// Write what fits now, never wait (a message written over several calls).
-    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    #[cfg_attr(not(all(any(unix, windows), feature = "tokio")), allow(dead_code))]
     Partial,
 }
 
@@ -281,7 +281,7 @@ impl Producer {
     /// with `*done` advanced past what was written (a message whose record fits in half the
     /// ring is written whole or not at all; larger ones go in fragments). A caller that gives
     /// up on a message with `*done > 0` must call [`Producer::abandon`].
-    #[cfg_attr(not(all(unix, feature = "tokio")), allow(dead_code))]
+    #[cfg_attr(not(all(any(unix, windows), feature = "tokio")), allow(dead_code))]
     pub(crate) fn write_some(&mut self, parts: &[&[u8]], done: &mut u64) -> Result<(), RingError> {
         self.send_from(parts, Blocking::Partial, done)
     }
@@ -317,6 +317,15 @@ impl Producer {
         } else {
             bell.waiters.fetch_sub(1, Ordering::Relaxed);
         }
+    }
+
+    /// Windows: the space bell's named event, set when the consumer frees room for a
+    /// registered waiter (what an async publish waits on).
+    #[cfg(all(windows, feature = "tokio", not(loom)))]
+    pub(crate) fn space_listener(&self) -> Option<crate::sys::Listener> {
+        self.region
+            .futex()
+            .listener(&self.region.header().space_bell.seq)
     }
 
     /// Asks the consumer to run its space hook after every ring of the space bell (set

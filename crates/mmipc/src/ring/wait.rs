@@ -84,6 +84,14 @@ impl OsFutex {
     }
 }
 
+#[cfg(all(windows, not(loom)))]
+impl OsFutex {
+    /// The waitable event of `word`, for a waiter in an event loop.
+    pub(crate) fn listener(&self, word: &AtomicU32) -> Option<crate::sys::Listener> {
+        self.0.listener(word)
+    }
+}
+
 #[cfg(not(loom))]
 impl Futex for OsFutex {
     #[inline]
@@ -169,7 +177,7 @@ pub fn rescued_wakeups() -> u64 {
     RESCUED.load(Ordering::Relaxed)
 }
 
-#[cfg(all(unix, feature = "tokio"))]
+#[cfg(all(any(unix, windows), feature = "tokio"))]
 /// Counts a wait of another kind (an async receive) that its safety timer, not a ring,
 /// ended and that found its condition true: a lost wake-up.
 pub(crate) fn count_rescued() {
@@ -177,7 +185,7 @@ pub(crate) fn count_rescued() {
 }
 
 /// The longest a waiter sleeps before checking again by itself (the safety net).
-#[cfg(all(unix, feature = "tokio"))]
+#[cfg(all(any(unix, windows), feature = "tokio"))]
 pub(crate) const SAFETY_RECHECK: Duration = MAX_SLEEP;
 
 /// Why a wait ended without its condition becoming true.

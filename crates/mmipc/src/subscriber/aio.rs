@@ -10,13 +10,16 @@
 //! 500 ms as a safety net (a re-check that finds a message nobody rang for is counted by
 //! [`ring::rescued_wakeups`](crate::ring::rescued_wakeups)).
 
-use std::future::Future;
+#[cfg(unix)]
 use std::fs::File;
+use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
+#[cfg(unix)]
 use tokio::io::Interest;
+#[cfg(unix)]
 use tokio::io::unix::AsyncFd;
 
 use super::Subscriber;
@@ -34,6 +37,7 @@ const NO_PIPE_RECHECK: Duration = Duration::from_millis(10);
 
 /// The wake-up pipe registered with the reactor of the runtime that first waited on it
 /// (through a descriptor of its own for the same pipe).
+#[cfg(unix)]
 pub(super) enum Reactor {
     /// Registered with the reactor of runtime `.1` (re-registered when a receive runs in
     /// another runtime: the first one may be gone, or alive but not driving its reactor).
@@ -142,8 +146,25 @@ impl Subscriber {
         self.core.wait_for_peers_async(n, timeout).await
     }
 
+    /// Windows: the doorbell's event is the wake-up source (waited on in the system thread
+    /// pool); whether there is one.
+    #[cfg(windows)]
+    fn reactor(&mut self) -> bool {
+        self.listener().is_ok()
+    }
+
+    /// Whether a wake-up source is registered (else receives look every
+    /// [`NO_PIPE_RECHECK`]).
+    fn has_wake_source(&self) -> bool {
+        #[cfg(unix)]
+        return matches!(self.reactor, Some(Reactor::Pipe(..)));
+        #[cfg(windows)]
+        return self.listener.is_some();
+    }
+
     /// Registers the wake-up pipe with the current runtime's reactor, once; whether there is
     /// a pipe to wait on.
+    #[cfg(unix)]
     fn reactor(&mut self) -> bool {
         let here = tokio::runtime::Handle::current().id();
         if matches!(&self.reactor, Some(Reactor::Pipe(_, id)) if *id != here) {
@@ -172,6 +193,9 @@ struct Wait {
     spin_until: Option<Instant>,
     /// The safety net's timer, from the first park.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// Windows: the wait for the doorbell's event, in the system thread pool.
+    #[cfg(windows)]
+    watch: Option<crate::sys::EventWatch>,
 }
 
 impl Wait {
@@ -184,7 +208,7 @@ impl Wait {
             // write).
             let rung = timer_fired && sub.listener.as_ref().is_some_and(|l| l.clear());
             if let Some(found) = sub.find() {
-                if timer_fired && !rung && matches!(sub.reactor, Some(Reactor::Pipe(..))) {
+                if timer_fired && !rung && sub.has_wake_source() {
                     count_rescued();
                 }
                 return Poll::Ready(found);
@@ -214,20 +238,8 @@ impl Wait {
             if sub.arm() {
                 continue;
             }
-            if let Some(Reactor::Pipe(fd, _)) = &sub.reactor {
-                match fd.poll_read_ready(cx) {
-                    Poll::Ready(Ok(mut ready)) => {
-                        // `arm` empties the pipe before the next wait.
-                        ready.clear_ready();
-                        continue;
-                    }
-                    Poll::Ready(Err(_)) => {
-                        // The runtime that registered it is gone: register again.
-                        sub.reactor = None;
-                        continue;
-                    }
-                    Poll::Pending => {}
-                }
+            if self.wait_source(sub, cx).is_ready() {
+                continue;
             }
             let period = if pipe { SAFETY_RECHECK } else { NO_PIPE_RECHECK };
             let timer = self
@@ -241,6 +253,44 @@ impl Wait {
             }
             return Poll::Pending;
         }
+    }
+
+    /// Waits for the wake-up pipe to become readable: `Ready` when it did (or when its
+    /// registration must be made again), `Pending` with the task registered.
+    #[cfg(unix)]
+    fn wait_source(&mut self, sub: &mut Subscriber, cx: &mut Context<'_>) -> Poll<()> {
+        let Some(Reactor::Pipe(fd, _)) = &sub.reactor else {
+            return Poll::Pending;
+        };
+        match fd.poll_read_ready(cx) {
+            Poll::Ready(Ok(mut ready)) => {
+                // `arm` empties the pipe before the next wait.
+                ready.clear_ready();
+                Poll::Ready(())
+            }
+            Poll::Ready(Err(_)) => {
+                // The runtime that registered it is gone: register again.
+                sub.reactor = None;
+                Poll::Ready(())
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    /// Windows: waits for the doorbell's event (which `arm` reset) to be set, in the system
+    /// thread pool: `Ready` when it was, `Pending` with the task registered.
+    #[cfg(windows)]
+    fn wait_source(&mut self, sub: &mut Subscriber, cx: &mut Context<'_>) -> Poll<()> {
+        if let Some(watch) = &self.watch {
+            watch.set_waker(cx.waker());
+            if watch.fired() {
+                self.watch = None;
+                return Poll::Ready(());
+            }
+            return Poll::Pending;
+        }
+        self.watch = sub.listener.as_ref().and_then(|l| l.watch(cx.waker()));
+        Poll::Pending
     }
 
     /// A receive that ends without a message unregisters at once (else every publish would

@@ -1,11 +1,11 @@
 //! [`Subscriber`]: receives every message of every publisher on its channel.
 
-#[cfg(all(unix, feature = "tokio"))]
+#[cfg(all(any(unix, windows), feature = "tokio"))]
 mod aio;
 mod connections;
-#[cfg(unix)]
+#[cfg(any(unix, windows))]
 mod poll;
-#[cfg(all(unix, feature = "tokio"))]
+#[cfg(all(any(unix, windows), feature = "tokio"))]
 pub use aio::Messages;
 
 use std::collections::HashMap;
@@ -60,8 +60,8 @@ pub struct Subscriber {
     /// before the pipe).
     #[cfg(all(unix, feature = "tokio"))]
     reactor: Option<aio::Reactor>,
-    /// The wake-up pipe, made on first use by an event loop.
-    #[cfg(unix)]
+    /// The wake-up pipe (Windows: the doorbell's event), made on first use by an event loop.
+    #[cfg(any(unix, windows))]
     listener: Option<crate::sys::Listener>,
 }
 
@@ -187,7 +187,7 @@ impl SubscriberBuilder {
             armed: false,
             #[cfg(all(unix, feature = "tokio"))]
             reactor: None,
-            #[cfg(unix)]
+            #[cfg(any(unix, windows))]
             listener: None,
         })
     }
@@ -608,7 +608,7 @@ impl Drop for Subscriber {
         // The wake-up pipe goes before the record and the lock (the order of `close`).
         #[cfg(all(unix, feature = "tokio"))]
         drop(self.reactor.take());
-        #[cfg(unix)]
+        #[cfg(any(unix, windows))]
         drop(self.listener.take());
         self.core.role.stop.store(true, Ordering::Release);
         self.core.role.close(&self.core);

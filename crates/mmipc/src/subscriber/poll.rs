@@ -1,7 +1,11 @@
-//! Waiting for messages in an event loop (Unix): the subscriber's wake-up pipe, a
-//! descriptor that [`Subscriber::arm`] prepares and a publisher's ring makes readable.
+//! Waiting for messages in an event loop: the subscriber's wake-up pipe (Unix: a descriptor)
+//! or its doorbell's event (Windows: a handle), which [`Subscriber::arm`] prepares and a
+//! publisher's ring makes ready.
 
+#[cfg(unix)]
 use std::os::fd::{AsRawFd, RawFd};
+#[cfg(windows)]
+use std::os::windows::io::RawHandle;
 
 use super::Subscriber;
 use crate::connection::segment;
@@ -9,6 +13,43 @@ use crate::error::Result;
 use crate::sync::{Ordering, fence};
 
 impl Subscriber {
+    /// Makes the wake-up source once (the pipe, or the doorbell event's handle).
+    pub(super) fn listener(&mut self) -> Result<&crate::sys::Listener> {
+        if self.listener.is_none() {
+            let core = &*self.core;
+            let bell = segment::bell_path(&core.dirs, core.id);
+            let listener = core.role.doorbell.listen(&bell, core.dirs.access)?;
+            self.listener = Some(listener);
+        }
+        Ok(self.listener.as_ref().expect("made above"))
+    }
+
+    /// Windows: a handle (of a manual-reset event) that is signalled when this subscriber may
+    /// have work, for event loops that wait on handles (`WaitForMultipleObjects`,
+    /// `RegisterWaitForSingleObject`); the async methods use it too. Valid while the
+    /// subscriber lives; do not close it. The protocol is [`Subscriber::arm`]'s, as with the
+    /// Unix `wake_fd`: receive until `None`, `arm`, and wait only if `arm` returned `false`;
+    /// `arm` resets the event.
+    ///
+    /// # Errors
+    /// [`Error::BadSegment`](crate::Error::BadSegment) if the event cannot be opened.
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let mut subscriber = mmipc::Subscriber::new("telemetry")?;
+    /// let handle = subscriber.wake_handle()?;
+    /// if !subscriber.arm() {
+    ///     // wait for `handle` in the event loop, then receive
+    /// }
+    /// # let _ = handle;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    #[cfg(windows)]
+    pub fn wake_handle(&mut self) -> Result<RawHandle> {
+        Ok(self.listener()?.raw_handle())
+    }
+
     /// A descriptor that becomes readable when this subscriber may have work, for event
     /// loops other than tokio (mio, calloop, glib, `poll(2)`); the async methods use it too.
     /// The first call makes the subscriber's wake-up pipe (a FIFO beside its doorbell); later
@@ -49,17 +90,13 @@ impl Subscriber {
     /// }
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
+    #[cfg(unix)]
     pub fn wake_fd(&mut self) -> Result<RawFd> {
-        if let Some(l) = &self.listener {
-            return Ok(l.as_raw_fd());
-        }
-        let core = &*self.core;
-        let bell = segment::bell_path(&core.dirs, core.id);
-        let listener = core.role.doorbell.listen(&bell, core.dirs.access)?;
-        Ok(self.listener.insert(listener).as_raw_fd())
+        Ok(self.listener()?.as_raw_fd())
     }
 
-    /// Prepares to wait for [`Subscriber::wake_fd`]: empties the wake-up pipe, registers
+    /// Prepares to wait for the descriptor of `wake_fd` (Windows: the handle of `wake_handle`):
+    /// empties the wake-up pipe (resets the event), registers
     /// this subscriber as waiting (so that publishers write to the pipe), and checks once
     /// more for work. Returns `true` if there is some (a message, or a new publisher's ring,
     /// or a stop): receive instead of waiting. Returns `false` if the caller may wait for
@@ -72,6 +109,7 @@ impl Subscriber {
     /// ```
     /// # let dir = tempfile::tempdir()?;
     /// let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+    /// # #[cfg(unix)]
     /// subscriber.wake_fd()?;
     /// assert!(!subscriber.arm()); // nothing to receive: wait for the descriptor
     /// assert!(subscriber.try_recv().is_none()); // a receive call ends the arming

@@ -75,6 +75,10 @@ pub(crate) use unix::{
     probe_lock, read_small_file, remove_file, unlink_segment, watch_exit, write_file,
 };
 
+/// The waitable event of a shared word, for waiters in an event loop.
+#[cfg(windows)]
+#[cfg_attr(not(feature = "tokio"), allow(unused_imports))]
+pub(crate) use imp::{EventWatch, Listener};
 #[cfg(not(any(target_os = "linux", target_os = "macos")))]
 #[allow(unused_imports)]
 pub(crate) use imp::{

@@ -330,6 +330,157 @@ impl Waker {
     }
 }
 
+impl Waker {
+    /// What an event loop waits on for `word` (its named event); `None` for heap memory or
+    /// when the event cannot be made.
+    pub(crate) fn listener(&self, word: &FutexWord) -> Option<Listener> {
+        let event = self.0.as_ref()?.event(word)?;
+        Some(Listener { event })
+    }
+}
+
+/// The waitable side of a shared word's named event, for a waiter in an event loop: the
+/// word's ringer sets the event (see [`Waker`]); [`Listener::clear`] resets it before the
+/// waiter re-checks, and [`Listener::watch`] wakes a task when it is set.
+#[derive(Debug, Clone)]
+pub(crate) struct Listener {
+    event: Arc<Event>,
+}
+
+impl Listener {
+    /// An unnamed manual-reset event of this process (for wake-ups from this process).
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn unnamed() -> Option<Listener> {
+        // SAFETY: default security, manual reset, not set, no name; a null result is handled.
+        let handle = unsafe { CreateEventW(std::ptr::null(), 1, 0, std::ptr::null()) };
+        (!handle.is_null()).then(|| Listener {
+            event: Arc::new(Event(handle)),
+        })
+    }
+
+    /// Sets the event.
+    #[cfg_attr(not(feature = "tokio"), allow(dead_code))]
+    pub(crate) fn notify_self(&self) {
+        // SAFETY: a live event handle we own.
+        unsafe { SetEvent(self.event.0) };
+    }
+
+    /// Resets the event (before the re-check of the wait protocol); whether it was set.
+    pub(crate) fn clear(&self) -> bool {
+        // SAFETY: a live event handle we own; a zero timeout only polls its state.
+        let was_set = unsafe { WaitForSingleObject(self.event.0, 0) } == WAIT_OBJECT_0;
+        // SAFETY: as above.
+        unsafe { ResetEvent(self.event.0) };
+        was_set
+    }
+
+    /// The event's handle (waitable with `WaitForSingleObject` and the like), valid while
+    /// the listener lives.
+    pub(crate) fn raw_handle(&self) -> HANDLE {
+        self.event.0
+    }
+
+    /// Wakes `waker` (once, on a thread of the system pool) when the event is set; `None` if
+    /// the wait cannot be registered.
+    pub(crate) fn watch(&self, waker: &std::task::Waker) -> Option<EventWatch> {
+        let shared = Arc::new(WatchShared {
+            fired: crate::sync::AtomicBool::new(false),
+            waker: Mutex::new(Some(waker.clone())),
+        });
+        let context = Arc::into_raw(Arc::clone(&shared));
+        let mut wait: HANDLE = std::ptr::null_mut();
+        // SAFETY: `wait` is a valid out-parameter and the event a live handle we keep (the
+        // watch holds the `Arc<Event>`); `context` is one strong count of `shared`, released
+        // by `Drop` only after the wait is unregistered (which waits for a running callback).
+        let registered = unsafe {
+            RegisterWaitForSingleObject(
+                &mut wait,
+                self.event.0,
+                Some(event_set),
+                context.cast_mut().cast::<std::ffi::c_void>(),
+                INFINITE,
+                WT_EXECUTEONLYONCE,
+            )
+        };
+        if registered == 0 {
+            // SAFETY: not registered: the count taken for the callback is ours to release.
+            drop(unsafe { Arc::from_raw(context) });
+            return None;
+        }
+        Some(EventWatch {
+            wait,
+            shared,
+            context,
+            _event: Arc::clone(&self.event),
+        })
+    }
+}
+
+/// What a registered wait shares with its callback.
+#[derive(Debug)]
+struct WatchShared {
+    fired: crate::sync::AtomicBool,
+    waker: Mutex<Option<std::task::Waker>>,
+}
+
+/// A one-shot wait for an event, registered in the system thread pool; unregistered (after
+/// a running callback returns) when dropped.
+#[derive(Debug)]
+pub(crate) struct EventWatch {
+    wait: HANDLE,
+    shared: Arc<WatchShared>,
+    context: *const WatchShared,
+    _event: Arc<Event>,
+}
+
+// SAFETY: the wait handle may be unregistered from any thread; the shared state is
+// `Send + Sync`; `context` is only turned back into an `Arc` once, in `Drop`.
+unsafe impl Send for EventWatch {}
+// SAFETY: as above; `&EventWatch` only reads the shared state.
+unsafe impl Sync for EventWatch {}
+
+impl EventWatch {
+    /// Whether the event was set since the watch began.
+    pub(crate) fn fired(&self) -> bool {
+        self.shared.fired.load(Ordering::Acquire)
+    }
+
+    /// The task to wake from now on (a later poll may come with another waker).
+    pub(crate) fn set_waker(&self, waker: &std::task::Waker) {
+        let mut slot = self.shared.waker.lock().unwrap_or_else(|p| p.into_inner());
+        if !slot.as_ref().is_some_and(|w| w.will_wake(waker)) {
+            *slot = Some(waker.clone());
+        }
+    }
+}
+
+/// The thread-pool callback of [`Listener::watch`].
+unsafe extern "system" fn event_set(context: *mut std::ffi::c_void, _timed_out: bool) {
+    // SAFETY: `context` is the `*const WatchShared` registered by `watch`, whose strong count
+    // is released only after the wait is unregistered, which waits for this callback.
+    let shared = unsafe { &*context.cast_const().cast::<WatchShared>() };
+    shared.fired.store(true, Ordering::Release);
+    let waker = shared
+        .waker
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take();
+    if let Some(w) = waker {
+        w.wake();
+    }
+}
+
+impl Drop for EventWatch {
+    fn drop(&mut self) {
+        // SAFETY: `wait` was registered by `watch`; INVALID_HANDLE_VALUE makes the call wait
+        // for a running callback, after which nothing uses `context`, whose count we release.
+        unsafe {
+            UnregisterWaitEx(self.wait, INVALID_HANDLE_VALUE);
+            drop(Arc::from_raw(self.context));
+        }
+    }
+}
+
 /// `WaitOnAddress` (threads of this process only).
 fn wait_on_address(word: &FutexWord, expected: u32, ms: u32) -> FutexWait {
     if word.load(Ordering::Acquire) != expected {
