@@ -153,6 +153,17 @@ impl Subscriber {
         self.listener().is_ok()
     }
 
+    /// A ring seen in flight at an async receive's safety re-check (its `seq` bump seen, its
+    /// pipe byte or event not yet) must have reached the wake-up source by now (the next
+    /// park, or the end of the subscriber): if it did not, it was a lost wake-up.
+    pub(super) fn judge_ring_in_flight(&mut self) {
+        if std::mem::take(&mut self.ring_in_flight)
+            && !self.listener.as_ref().is_some_and(|l| l.clear())
+        {
+            count_rescued();
+        }
+    }
+
     /// Whether a wake-up source is registered (else receives look every
     /// [`NO_PIPE_RECHECK`]).
     fn has_wake_source(&self) -> bool {
@@ -193,6 +204,9 @@ struct Wait {
     spin_until: Option<Instant>,
     /// The safety net's timer, from the first park.
     timer: Option<Pin<Box<tokio::time::Sleep>>>,
+    /// The doorbell's ring count when we last armed: a ringer bumps it before it writes
+    /// the pipe (sets the event), so a change means a ring reached us.
+    seq: u32,
     /// Windows: the wait for the doorbell's event, in the system thread pool.
     #[cfg(windows)]
     watch: Option<crate::sys::EventWatch>,
@@ -203,13 +217,27 @@ impl Wait {
     fn poll_find(&mut self, sub: &mut Subscriber, cx: &mut Context<'_>) -> Poll<(usize, u64)> {
         loop {
             let timer_fired = self.timer.as_ref().is_some_and(|t| t.is_elapsed());
-            // Whether a ring reached the pipe since `arm` emptied it (only asked when the
-            // safety timer fired: a poll for another reason may come before the ringer's
-            // write).
-            let rung = timer_fired && sub.listener.as_ref().is_some_and(|l| l.clear());
+            // When the safety timer fired: whether our wake-up source was signalled (a ring
+            // reached us), and whether the bell was rung at all since we armed (a ringer
+            // bumps `seq` before it writes the pipe or sets the event).
+            let (signalled, bell_rung) = if timer_fired {
+                let bell = sub.core.role.doorbell.bell();
+                (
+                    sub.listener.as_ref().is_some_and(|l| l.clear()),
+                    bell.seq.load(crate::sync::Ordering::Acquire) != self.seq,
+                )
+            } else {
+                (false, false)
+            };
             if let Some(found) = sub.find() {
-                if timer_fired && !rung && sub.has_wake_source() {
-                    count_rescued();
+                if timer_fired && !signalled && sub.has_wake_source() {
+                    if bell_rung {
+                        // A ring is perhaps on its way (between its `seq` bump and its
+                        // write): judged at the next park, when it must have arrived.
+                        sub.ring_in_flight = true;
+                    } else {
+                        count_rescued();
+                    }
                 }
                 return Poll::Ready(found);
             }
@@ -235,6 +263,14 @@ impl Wait {
                 return Poll::Pending;
             }
             let pipe = sub.reactor();
+            sub.judge_ring_in_flight();
+            self.seq = sub
+                .core
+                .role
+                .doorbell
+                .bell()
+                .seq
+                .load(crate::sync::Ordering::Acquire);
             if sub.arm() {
                 continue;
             }

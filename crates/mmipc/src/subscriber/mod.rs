@@ -60,6 +60,10 @@ pub struct Subscriber {
     /// before the pipe).
     #[cfg(all(unix, feature = "tokio"))]
     reactor: Option<aio::Reactor>,
+    /// An async receive's safety re-check found a message whose ring had bumped the bell
+    /// but not yet reached the wake-up source; the next park checks that it did.
+    #[cfg(all(any(unix, windows), feature = "tokio"))]
+    ring_in_flight: bool,
     /// The wake-up pipe (Windows: the doorbell's event), made on first use by an event loop.
     #[cfg(any(unix, windows))]
     listener: Option<crate::sys::Listener>,
@@ -187,6 +191,8 @@ impl SubscriberBuilder {
             armed: false,
             #[cfg(all(unix, feature = "tokio"))]
             reactor: None,
+            #[cfg(all(any(unix, windows), feature = "tokio"))]
+            ring_in_flight: false,
             #[cfg(any(unix, windows))]
             listener: None,
         })
@@ -606,6 +612,8 @@ fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
 impl Drop for Subscriber {
     fn drop(&mut self) {
         // The wake-up pipe goes before the record and the lock (the order of `close`).
+        #[cfg(all(any(unix, windows), feature = "tokio"))]
+        self.judge_ring_in_flight();
         #[cfg(all(unix, feature = "tokio"))]
         drop(self.reactor.take());
         #[cfg(any(unix, windows))]
