@@ -311,31 +311,23 @@ fn threads() -> Option<usize> {
     line.split_whitespace().nth(1)?.parse().ok()
 }
 
-/// The descriptor of `wake_fd` works with a plain `poll(2)` loop (any event loop): a
-/// subscriber that arms and polls gets every message of another process, and `poll` sleeps
+/// Receives every message of a publisher in another process with a plain event loop:
+/// `try_recv` until `None`, `arm`, then `wait` (which must not time out: the publisher never
+/// pauses for long, so a wait that times out lost a wake-up). The loop must have waited
 /// between bursts.
-#[cfg(unix)]
-#[test]
-fn wake_fd_drives_a_poll_loop() {
-    if child_role().is_some() {
-        return;
-    }
+fn drive_an_event_loop(
+    channel: &str,
+    make_waiter: impl FnOnce(&mut Subscriber) -> Box<dyn FnMut() -> bool>,
+) {
     let root = test_root();
-    let channel = "async-poll";
     let (count, seed, max) = (2000u64, 14, 3000);
     let mut sub = Subscriber::builder(channel)
         .dir(root.path())
         .build()
         .unwrap();
-    let fd = sub.wake_fd().unwrap();
-    assert_eq!(
-        sub.wake_fd().unwrap(),
-        fd,
-        "one descriptor for the subscriber's life"
-    );
+    let mut wait = make_waiter(&mut sub);
     let child = spawn_publisher(channel, root.path(), 1, count, seed, max, (5, 500));
     let (mut i, mut sleeps) = (0u64, 0u64);
-    let deadline = std::time::Instant::now() + WATCHDOG;
     while i < count {
         while let Some(msg) = sub.try_recv() {
             check_msg(seed, msg.payload(), i, max);
@@ -344,21 +336,61 @@ fn wake_fd_drives_a_poll_loop() {
         if i == count || sub.arm() {
             continue;
         }
-        let mut pollfd = libc::pollfd {
-            fd,
-            events: libc::POLLIN,
-            revents: 0,
-        };
-        // SAFETY: one valid pollfd.
-        let n = unsafe { libc::poll(&mut pollfd, 1, 1000) };
-        // The publisher never pauses for long: a poll that times out lost a wake-up.
-        assert_eq!(n, 1, "poll timed out with message {i} of {count} due");
+        assert!(wait(), "the wait timed out with message {i} of {count} due");
         sleeps += 1;
-        assert!(std::time::Instant::now() < deadline, "watchdog");
     }
     let (status, _) = wait_child(child, "publisher");
     assert!(status.success());
-    assert!(sleeps > 50, "poll slept only {sleeps} times");
+    assert!(sleeps > 50, "the loop waited only {sleeps} times");
+}
+
+/// The descriptor of `wake_fd` works with a plain `poll(2)` loop (any event loop).
+#[cfg(unix)]
+#[test]
+fn wake_fd_drives_a_poll_loop() {
+    if child_role().is_some() {
+        return;
+    }
+    drive_an_event_loop("async-poll", |sub| {
+        let fd = sub.wake_fd().unwrap();
+        assert_eq!(
+            sub.wake_fd().unwrap(),
+            fd,
+            "one descriptor for the subscriber's life"
+        );
+        Box::new(move || {
+            let mut pollfd = libc::pollfd {
+                fd,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            // SAFETY: one valid pollfd.
+            unsafe { libc::poll(&mut pollfd, 1, 10_000) == 1 }
+        })
+    });
+}
+
+/// The handle of `wake_handle` works with a plain `WaitForSingleObject` loop (any event
+/// loop on Windows).
+#[cfg(windows)]
+#[test]
+fn wake_handle_drives_a_wait_loop() {
+    use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
+    use windows_sys::Win32::System::Threading::WaitForSingleObject;
+    if child_role().is_some() {
+        return;
+    }
+    drive_an_event_loop("async-wait", |sub| {
+        let handle = sub.wake_handle().unwrap();
+        assert_eq!(
+            sub.wake_handle().unwrap(),
+            handle,
+            "one handle for the subscriber's life"
+        );
+        let handle = handle as usize;
+        // SAFETY: a live event handle owned by the subscriber, which outlives the loop.
+        Box::new(move || unsafe { WaitForSingleObject(handle as _, 10_000) } == WAIT_OBJECT_0)
+    });
 }
 
 fn spawn_subscriber(
@@ -521,54 +553,6 @@ fn a_cancelled_publish_async_keeps_the_order() {
         received >= completed && received <= count,
         "{received} received, {completed} completed, {cancelled} cancelled"
     );
-}
-
-/// The handle of `wake_handle` works with a plain `WaitForSingleObject` loop (any event
-/// loop on Windows): a subscriber that arms and waits gets every message of another
-/// process, and the wait sleeps between bursts.
-#[cfg(windows)]
-#[test]
-fn wake_handle_drives_a_wait_loop() {
-    use windows_sys::Win32::Foundation::WAIT_OBJECT_0;
-    use windows_sys::Win32::System::Threading::WaitForSingleObject;
-    if child_role().is_some() {
-        return;
-    }
-    let root = test_root();
-    let channel = "async-wait";
-    let (count, seed, max) = (2000u64, 14, 3000);
-    let mut sub = Subscriber::builder(channel)
-        .dir(root.path())
-        .build()
-        .unwrap();
-    let handle = sub.wake_handle().unwrap();
-    assert_eq!(
-        sub.wake_handle().unwrap(),
-        handle,
-        "one handle for the subscriber's life"
-    );
-    let child = spawn_publisher(channel, root.path(), 1, count, seed, max, (5, 500));
-    let (mut i, mut sleeps) = (0u64, 0u64);
-    while i < count {
-        while let Some(msg) = sub.try_recv() {
-            check_msg(seed, msg.payload(), i, max);
-            i += 1;
-        }
-        if i == count || sub.arm() {
-            continue;
-        }
-        // SAFETY: a live event handle owned by `sub`.
-        let r = unsafe { WaitForSingleObject(handle.cast(), 10_000) };
-        // The publisher never pauses for long: a wait that times out lost a wake-up.
-        assert_eq!(
-            r, WAIT_OBJECT_0,
-            "wait timed out with message {i} of {count} due"
-        );
-        sleeps += 1;
-    }
-    let (status, _) = wait_child(child, "publisher");
-    assert!(status.success());
-    assert!(sleeps > 50, "the loop waited only {sleeps} times");
 }
 
 /// A `kill -9`ed subscriber parked in `recv_async` leaves its wake-up pipe

@@ -15,7 +15,6 @@ use super::{Backlog, Delivery, Out, Publisher, Sending};
 use crate::connection::framing;
 use crate::endpoint::Core;
 use crate::error::PublishError;
-use crate::event::Event;
 use crate::options::OnFull;
 use crate::ring::{SAFETY_RECHECK, count_rescued};
 use crate::runtime;
@@ -265,16 +264,7 @@ impl Sending {
                 if !c.info.is_live() {
                     return false;
                 }
-                if len as u64 > c.max_len {
-                    c.info.drops.add(1);
-                    if !c.told_too_large {
-                        c.told_too_large = true;
-                        core.events.emit(Event::MessageTooLarge {
-                            peer: c.info.peer,
-                            len,
-                            max: c.max_len,
-                        });
-                    }
+                if c.too_large(len, &core.events) {
                     return true;
                 }
                 let mut done = 0;

@@ -255,6 +255,24 @@ struct Outgoing {
 }
 
 impl Outgoing {
+    /// Whether a message of `len` bytes is above the subscriber's `max_message_size`: then
+    /// it is a drop for this connection, reported once per connection.
+    fn too_large(&mut self, len: usize, events: &crate::event::EventHub) -> bool {
+        if len as u64 <= self.max_len {
+            return false;
+        }
+        self.info.drops.add(1);
+        if !self.told_too_large {
+            self.told_too_large = true;
+            events.emit(Event::MessageTooLarge {
+                peer: self.info.peer,
+                len,
+                max: self.max_len,
+            });
+        }
+        true
+    }
+
     /// Ends the registration for room, if any.
     fn disarm(&mut self) {
         if self.space_armed {
@@ -412,17 +430,8 @@ impl Publisher {
                 if !c.info.is_live() {
                     return false;
                 }
-                if len as u64 > c.max_len {
-                    c.info.drops.add(1);
+                if c.too_large(len, &core.events) {
                     too_large.push((c.info.peer.id, c.max_len));
-                    if !c.told_too_large {
-                        c.told_too_large = true;
-                        core.events.emit(Event::MessageTooLarge {
-                            peer: c.info.peer,
-                            len,
-                            max: c.max_len,
-                        });
-                    }
                     return true;
                 }
                 let result = match s.on_full {
