@@ -17,6 +17,14 @@ pub const TARGETS: &[(&str, Mech, Mech)] = &[
     ("tput-64", Mech::MmipcDefault, Mech::Iox2Poll),
     ("tput-4096", Mech::MmipcDefault, Mech::Iox2Poll),
     ("tput-1048576", Mech::MmipcDefault, Mech::Iox2Poll),
+    // Async (issue 14): RTT within 2× of the sync default mode and 10× below tokio's
+    // UnixStream, throughput at least 0.8× sync.
+    ("rtt-64", Mech::MmipcAsync, Mech::MmipcDefault),
+    ("rtt-1024", Mech::MmipcAsync, Mech::MmipcDefault),
+    ("rtt-64", Mech::MmipcAsync, Mech::TokioUds),
+    ("rtt-1024", Mech::MmipcAsync, Mech::TokioUds),
+    ("tput-64", Mech::MmipcAsync, Mech::MmipcDefault),
+    ("tput-4096", Mech::MmipcAsync, Mech::MmipcDefault),
 ];
 
 /// The figures the project has absolute targets for: row, mechanism, what the target is
@@ -64,6 +72,13 @@ pub const LIMITS: &[Limit] = &[
         what: "~0% CPU while idle (subscriber in recv_timeout)",
         limit: 1.0,
         strict: true,
+    },
+    Limit {
+        row: "idle-subscriber-cpu-pct",
+        mech: Mech::MmipcAsync,
+        what: "idle async subscriber (awaiting recv_async)",
+        limit: 0.1,
+        strict: false,
     },
 ];
 
