@@ -606,3 +606,59 @@ fn a_killed_async_subscriber_leaves_nothing_behind() {
     assert_eq!(pipes(), 0);
     publisher.publish(b"after").unwrap();
 }
+
+/// Connection events as a stream: a publisher process connects, publishes, exits; the
+/// subscriber's events stream yields `Connected` then `Disconnected { Closed }` (after the
+/// last message is received, as documented), and ends once the subscriber is dropped.
+#[test]
+fn events_arrive_as_a_stream_and_end_with_the_endpoint() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let channel = "async-events";
+    let (count, seed, max) = (20u64, 17, 100);
+    runtime().block_on(async {
+        let mut sub = Subscriber::builder(channel)
+            .dir(root.path())
+            .build()
+            .unwrap();
+        let mut events = sub.events();
+        let child = spawn_publisher(channel, root.path(), 1, count, seed, max, (100, 0));
+        let mut seen = Vec::new();
+        let mut received = 0;
+        while seen.len() < 2 {
+            tokio::select! {
+                msg = sub.recv_async(), if received < count => {
+                    check_msg(seed, msg.payload(), received, max);
+                    received += 1;
+                }
+                event = events.next() => seen.push(event.expect("the endpoint is open")),
+                _ = tokio::time::sleep(WATCHDOG) => panic!("watchdog: events {seen:?}"),
+            }
+        }
+        assert!(
+            matches!(seen[0], mmipc::Event::Connected { .. }),
+            "{seen:?}"
+        );
+        assert!(
+            matches!(
+                seen[1],
+                mmipc::Event::Disconnected {
+                    reason: mmipc::DisconnectReason::Closed,
+                    ..
+                }
+            ),
+            "{seen:?}"
+        );
+        assert_eq!(received, count);
+        let (status, _) = wait_child(child, "publisher");
+        assert!(status.success());
+        drop(sub);
+        assert_eq!(
+            events.recv_async().await,
+            None,
+            "the stream ends with the endpoint"
+        );
+    });
+}
