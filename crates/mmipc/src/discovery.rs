@@ -388,6 +388,25 @@ pub(crate) struct Listing {
     records: Vec<(EndpointKind, EndpointId)>,
 }
 
+/// Opens `dir` for listing; `None` if it is gone or cannot be listed. A failure other than
+/// "not found" is retried for up to ~100 ms: under Wine, listing a directory failed now and
+/// then with a sharing violation (os error 32) while another process tried to remove it (the
+/// last endpoint of a channel leaving); an empty listing then hid a running subscriber from
+/// a new publisher's `build`, and the message published right after it was lost.
+fn read_dir_retrying(dir: &Path) -> Option<std::fs::ReadDir> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => return Some(entries),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || attempts >= 100 => return None,
+            Err(_) => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 impl Listing {
     pub(crate) fn read(dirs: &ChannelDirs) -> Listing {
         let mut out = Listing::default();
@@ -397,7 +416,7 @@ impl Listing {
                 continue;
             }
             seen.push(dir);
-            let Ok(entries) = std::fs::read_dir(dir) else {
+            let Some(entries) = read_dir_retrying(dir) else {
                 continue;
             };
             for entry in entries.flatten() {

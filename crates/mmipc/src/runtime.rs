@@ -168,6 +168,10 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
     let mut unused: Vec<(PathBuf, Instant)> = Vec::new();
     loop {
         unused.retain(|(dir, deadline)| {
+            if watched.contains_key(dir) {
+                // An endpoint of this process uses it again: it stays.
+                return false;
+            }
             let gone = match std::fs::remove_dir(dir) {
                 Ok(()) => true,
                 Err(e) => e.kind() == std::io::ErrorKind::NotFound,

@@ -193,8 +193,11 @@ impl Role for Receiving {
                 {
                     let found = discovery::Found { id: p, record };
                     let _ = Receiving::open(core, m, &found, path, generation);
+                    continue;
                 }
-                continue;
+                // Its record went after our listing: it is closing (or crashed) now. Once its
+                // lock is free too, what it published is taken as an orphan ring below; a
+                // skip here would wait for a scan that nothing may trigger.
             }
             // A publisher whose lock is held is alive: between its lock and its record
             // (starting) or its record and its rings (closing). The next scan sees it whole.
