@@ -755,7 +755,14 @@ fn assert_removed(path: &std::path::Path) {
         }
         eprintln!("{} removed after {:?}", path.display(), started.elapsed());
     }
-    assert!(!path.exists(), "{} is left", path.display());
+    let left: Vec<_> = std::fs::read_dir(path)
+        .map(|d| d.flatten().map(|e| e.file_name()).collect())
+        .unwrap_or_default();
+    assert!(
+        !path.exists(),
+        "{} is left, holding {left:?}",
+        path.display()
+    );
 }
 
 /// Whether `path` is on tmpfs (then the segments live beside the records).
