@@ -714,7 +714,7 @@ fn a_consumer_parked_on_a_shared_doorbell_wakes_for_either_ring() {
 /// without ringing (it came after the waiter unregistered, so rightly did not ring).
 struct EndsAt {
     ends: crate::sys::FutexWait,
-    written: std::sync::atomic::AtomicBool,
+    written: crate::sync::AtomicBool,
 }
 
 impl super::wait::Futex for EndsAt {
@@ -741,7 +741,7 @@ fn only_a_sleep_that_times_out_counts_as_a_rescued_wake_up() {
     let wait = |ends| {
         let futex = EndsAt {
             ends,
-            written: std::sync::atomic::AtomicBool::new(false),
+            written: crate::sync::AtomicBool::new(false),
         };
         let before = rescued_wakeups();
         wait_until(&futex, bell.bell(), WaitStrategy::Park, None, || {
