@@ -172,22 +172,14 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
                 // An endpoint of this process uses it again: it stays.
                 return false;
             }
-            // Only a directory that holds nothing (or only tombstones, which go with their
-            // last mapping) is tried: a removal attempt on a directory in use made listings
-            // and lookups in it fail under Wine (sharing violation, os error 32).
-            match std::fs::read_dir(dir) {
+            // Only a directory that lists empty is tried: a removal attempt on a directory in
+            // use made listings and lookups in it fail for a moment under Wine (sharing
+            // violation, os error 32). What it still holds (tombstones, names of files being
+            // deleted, another process's endpoint) may go before the deadline.
+            match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
-                Err(_) => return Instant::now() < *deadline,
-                Ok(entries) => {
-                    let names: Vec<_> = entries.flatten().map(|e| e.file_name()).collect();
-                    if names.iter().any(|n| !sys::is_tombstone(&n.to_string_lossy())) {
-                        // Someone (another process) uses it: it removes it as it leaves.
-                        return false;
-                    }
-                    if !names.is_empty() {
-                        return Instant::now() < *deadline;
-                    }
-                }
+                Ok(true) => {}
+                _ => return Instant::now() < *deadline,
             }
             let gone = match std::fs::remove_dir(dir) {
                 Ok(()) => true,

@@ -141,12 +141,6 @@ fn probe_opened_lock(
 /// holds a handle on it), so that a watched directory cannot have been removed and made anew.
 pub(crate) const WATCH_PINS_DIRECTORY: bool = cfg!(windows);
 
-/// Whether `name` is a tombstone: the hidden name a removed, still-mapped file was renamed
-/// to (Windows, see `windows.rs`); it goes when its last mapping closes.
-pub(crate) fn is_tombstone(name: &str) -> bool {
-    name.starts_with('.') && name.ends_with(".gone")
-}
-
 /// Whether the directory watch may lose events (seen under Wine: `ReadDirectoryChangesW`
 /// missed a change now and then), so that watched directories are also checked on the clock
 /// for a changed modification time.
