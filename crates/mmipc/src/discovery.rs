@@ -312,6 +312,53 @@ fn is_young(path: &Path) -> bool {
 /// runtime runs at once, after the other endpoints' heartbeats.
 pub(crate) const CLEANUP_BATCH: usize = 512;
 
+/// Time one scan may spend cleaning up once it has removed something: the batch is cut short
+/// when removals are slow. Natively a batch of 512 takes ~50 ms; under Wine a removal took
+/// 8-10 ms in a directory of 10,000 dead endpoints (a batch 4-5 s, during which the runtime
+/// thread beat for no endpoint of the process, and peers timed them out).
+pub(crate) const CLEANUP_TIME: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// What is left of one scan's cleanup budget: [`CLEANUP_BATCH`] endpoints and
+/// [`CLEANUP_TIME`].
+#[derive(Debug)]
+pub(crate) struct CleanupBudget {
+    left: usize,
+    until: std::time::Instant,
+    spent_any: bool,
+}
+
+impl CleanupBudget {
+    /// A full budget, from now.
+    pub(crate) fn new() -> CleanupBudget {
+        CleanupBudget::with(CLEANUP_BATCH, CLEANUP_TIME)
+    }
+
+    /// A budget of `count` endpoints and `time`.
+    pub(crate) fn with(count: usize, time: std::time::Duration) -> CleanupBudget {
+        CleanupBudget {
+            left: count,
+            until: std::time::Instant::now() + time,
+            spent_any: false,
+        }
+    }
+
+    /// Whether the budget is spent: no endpoint left, or the time is up after at least one
+    /// removal (so that a scan that spends its time only on live endpoints' probes does not
+    /// ask to be run again at once, and every scan that asks for more made progress).
+    pub(crate) fn exhausted(&mut self) -> bool {
+        if self.left > 0 && self.spent_any && std::time::Instant::now() >= self.until {
+            self.left = 0;
+        }
+        self.left == 0
+    }
+
+    /// Counts one endpoint cleaned up.
+    pub(crate) fn spend(&mut self) {
+        self.left = self.left.saturating_sub(1);
+        self.spent_any = true;
+    }
+}
+
 /// A temporary file younger than this is left alone even when its creator looks dead: it
 /// may be in the instant between its creation and its lock.
 const TEMP_GRACE: std::time::Duration = std::time::Duration::from_secs(10);
@@ -341,6 +388,25 @@ pub(crate) struct Listing {
     records: Vec<(EndpointKind, EndpointId)>,
 }
 
+/// Opens `dir` for listing; `None` if it is gone or cannot be listed. A failure other than
+/// "not found" is retried for up to ~100 ms: under Wine, listing a directory failed now and
+/// then with a sharing violation (os error 32) while another process tried to remove it (the
+/// last endpoint of a channel leaving); an empty listing then hid a running subscriber from
+/// a new publisher's `build`, and the message published right after it was lost.
+fn read_dir_retrying(dir: &Path) -> Option<std::fs::ReadDir> {
+    let mut attempts = 0;
+    loop {
+        match std::fs::read_dir(dir) {
+            Ok(entries) => return Some(entries),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound || attempts >= 100 => return None,
+            Err(_) => {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
+    }
+}
+
 impl Listing {
     pub(crate) fn read(dirs: &ChannelDirs) -> Listing {
         let mut out = Listing::default();
@@ -350,7 +416,7 @@ impl Listing {
                 continue;
             }
             seen.push(dir);
-            let Ok(entries) = std::fs::read_dir(dir) else {
+            let Some(entries) = read_dir_retrying(dir) else {
                 continue;
             };
             for entry in entries.flatten() {
@@ -417,14 +483,14 @@ impl Listing {
         dirs: &ChannelDirs,
         kind: EndpointKind,
         me: EndpointId,
-        budget: &mut usize,
+        budget: &mut CleanupBudget,
     ) {
         for id in self.records(kind) {
-            if *budget == 0 {
+            if budget.exhausted() {
                 return;
             }
             if id != me && !is_alive(dirs, kind, id) && self.is_ours(dirs, kind, id) {
-                *budget -= 1;
+                budget.spend();
                 self.remove_dead(dirs, kind, id);
             }
         }
@@ -435,16 +501,16 @@ impl Listing {
     /// writing it: a lock, a doorbell, temporary files; or rings of a subscriber whose record
     /// is gone), at most `budget` of them. The young-lock rule of [`Listing::leftovers`]
     /// protects endpoints that are starting.
-    pub(crate) fn clean_recordless(&self, dirs: &ChannelDirs, budget: &mut usize) {
+    pub(crate) fn clean_recordless(&self, dirs: &ChannelDirs, budget: &mut CleanupBudget) {
         for (&(kind, id), files) in &self.files {
-            if *budget == 0 {
+            if budget.exhausted() {
                 return;
             }
             if files.iter().any(|(role, _)| *role == FileRole::Record) {
                 continue;
             }
             if !is_alive(dirs, kind, id) && !self.remove_dead(dirs, kind, id).is_empty() {
-                *budget -= 1;
+                budget.spend();
             }
         }
     }
@@ -643,6 +709,39 @@ mod tests {
         assert_eq!(parse_ring_name(&format!("ring-{a}-{b}-")), None);
         assert_eq!(parse_ring_name(&format!("ring-{a}-{b}-1x")), None);
         assert_eq!(parse_ring_name(&format!("ring-{a}{b}-1")), None);
+    }
+
+    /// Defect (seen under Wine, issue 13): the cleanup of one scan was bounded by a count
+    /// only; at 8-10 ms a removal a batch of 512 held the runtime thread 4-5 s, and the
+    /// process's other endpoints missed their heartbeats. Once it has removed something, a
+    /// scan stops when its time is up.
+    #[test]
+    fn a_scan_stops_cleaning_when_its_time_is_up() {
+        let (_root, d) = dirs();
+        for _ in 0..3 {
+            let id = EndpointId::random();
+            let rec = Record {
+                protocol: PROTOCOL,
+                kind: EndpointKind::Subscriber,
+                id: id.to_string(),
+                pid: 1,
+                max_message_size: 10,
+                heartbeat_interval_ms: 1000,
+                created_unix_ms: 0,
+            };
+            write_record(&d, &rec, id).unwrap();
+        }
+        let records = || Listing::read(&d).records(EndpointKind::Subscriber).count();
+        let me = EndpointId::random();
+        let mut no_time = CleanupBudget::with(CLEANUP_BATCH, std::time::Duration::ZERO);
+        assert!(!no_time.exhausted(), "nothing removed yet: not spent");
+        Listing::read(&d).clean_dead(&d, EndpointKind::Subscriber, me, &mut no_time);
+        assert_eq!(records(), 2, "one removed, then the time was up");
+        assert!(no_time.exhausted(), "more may wait");
+        let mut budget = CleanupBudget::new();
+        Listing::read(&d).clean_dead(&d, EndpointKind::Subscriber, me, &mut budget);
+        assert_eq!(records(), 0);
+        assert!(!budget.exhausted(), "all done");
     }
 
     #[test]

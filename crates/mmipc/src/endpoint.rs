@@ -459,16 +459,16 @@ impl<R: Role> runtime::Endpoint for Core<R> {
         R::connect_new(self, &mut m, &listing, &live);
         // Dead peers' leftovers (rings owed to live subscribers stay), then dead endpoints
         // of our own kind: whoever notices first cleans up, in bounded batches.
-        let mut cleanup = discovery::CLEANUP_BATCH;
+        let mut cleanup = discovery::CleanupBudget::new();
         for id in dead {
-            if cleanup > 0 && listing.is_ours(&self.dirs, peer_kind, id) {
-                cleanup -= 1;
+            if !cleanup.exhausted() && listing.is_ours(&self.dirs, peer_kind, id) {
+                cleanup.spend();
                 listing.remove_dead(&self.dirs, peer_kind, id);
             }
         }
         listing.clean_dead(&self.dirs, R::KIND, self.id, &mut cleanup);
         // Out of cleanup budget: more dead endpoints may wait; scan again soon.
-        cleanup == 0
+        cleanup.exhausted()
     }
 
     fn tick(&self, now: Instant) -> Instant {

@@ -168,6 +168,19 @@ fn run(rx: mpsc::Receiver<Msg>, tx: mpsc::Sender<Msg>) {
     let mut unused: Vec<(PathBuf, Instant)> = Vec::new();
     loop {
         unused.retain(|(dir, deadline)| {
+            if watched.contains_key(dir) {
+                // An endpoint of this process uses it again: it stays.
+                return false;
+            }
+            // Only a directory that lists empty is tried: a removal attempt on a directory in
+            // use made listings and lookups in it fail for a moment under Wine (sharing
+            // violation, os error 32). What it still holds (tombstones, names of files being
+            // deleted, another process's endpoint) may go before the deadline.
+            match std::fs::read_dir(dir).map(|mut entries| entries.next().is_none()) {
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => return false,
+                Ok(true) => {}
+                _ => return Instant::now() < *deadline,
+            }
             let gone = match std::fs::remove_dir(dir) {
                 Ok(()) => true,
                 Err(e) => e.kind() == std::io::ErrorKind::NotFound,

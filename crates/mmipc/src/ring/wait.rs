@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::layout::Bell;
 use crate::sync::{AtomicU32, Ordering, ProcessLocalAtomicU64, fence, spin_hint};
+use crate::sys::FutexWait;
 
 /// How a blocked reader or writer waits for its peer.
 ///
@@ -62,8 +63,9 @@ const MAX_SLEEP: Duration = Duration::from_millis(500);
 
 /// Sleep and wake on a 32-bit word: the kernel futex in production, a model under loom.
 pub(crate) trait Futex {
-    /// Sleeps while `word == expected`, at most `timeout`. May return spuriously.
-    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>);
+    /// Sleeps while `word == expected`, at most `timeout`. May return spuriously. Says
+    /// whether the sleep ended by its timeout ([`FutexWait::TimedOut`]) or otherwise.
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait;
     /// Wakes every thread sleeping on `word`.
     fn wake(&self, word: &AtomicU32);
 }
@@ -95,8 +97,8 @@ impl OsFutex {
 #[cfg(not(loom))]
 impl Futex for OsFutex {
     #[inline]
-    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) {
-        self.0.wait(word, expected, timeout);
+    fn wait(&self, word: &AtomicU32, expected: u32, timeout: Option<Duration>) -> FutexWait {
+        self.0.wait(word, expected, timeout)
     }
     #[inline]
     fn wake(&self, word: &AtomicU32) {
@@ -120,12 +122,14 @@ impl LoomFutex {
 
 #[cfg(loom)]
 impl Futex for LoomFutex {
-    fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<Duration>) {
+    fn wait(&self, word: &AtomicU32, expected: u32, _timeout: Option<Duration>) -> FutexWait {
         let (lock, cv) = &*self.0;
         let guard = lock.lock().unwrap();
-        if word.load(Ordering::SeqCst) == expected {
-            drop(cv.wait(guard).unwrap());
+        if word.load(Ordering::SeqCst) != expected {
+            return FutexWait::ValueChanged;
         }
+        drop(cv.wait(guard).unwrap());
+        FutexWait::Woken
     }
     fn wake(&self, word: &AtomicU32) {
         let _ = word;
@@ -158,14 +162,21 @@ pub(crate) fn notify(futex: &impl Futex, bell: &Bell) -> bool {
     }
 }
 
-/// Waits that found their condition true after a sleep that nobody ended by ringing the
-/// bell: the 500 ms cap (or a spurious wake-up) rescued a wake-up the protocol lost. Must stay
-/// zero; tests check it. (Under loom, whose futex wakes every sleeper of a ring, it counts
-/// nothing meaningful and nothing reads it.)
+/// Waits that found their condition true after a sleep that ran out its timeout (the 500 ms
+/// cap, or the caller's deadline) with the bell not rung meanwhile: the cap rescued a
+/// wake-up the protocol lost. Must stay zero; tests check it.
+///
+/// A sleep ended early with the bell's `seq` unchanged is not counted, even when the
+/// condition is then true: that is a wake-up meant for an earlier ring (a waker delayed
+/// between its `seq` bump and its wake call, which the OS then delivers to our next sleep;
+/// frequent under Wine, where `SetEvent` is a round trip to the wine server, possible on every
+/// platform), and a message that came after we unregistered (whose writer rightly did not
+/// ring). Nothing was delayed. (Under loom, whose futex wakes every sleeper of a ring, it
+/// counts nothing meaningful and nothing reads it.)
 static RESCUED: ProcessLocalAtomicU64 = ProcessLocalAtomicU64::new(0);
 
-/// How many waits in this process found their condition true after a sleep that no ring of
-/// the bell ended (a lost wake-up rescued by the sleep cap). Zero unless the wake-up protocol
+/// How many waits in this process found their condition true after a sleep that ran out its
+/// timeout with no ring of the bell (a lost wake-up rescued by the sleep cap). Zero unless the wake-up protocol
 /// is broken; exposed for tests.
 ///
 /// # Examples
@@ -269,11 +280,11 @@ pub(crate) fn wait_until<E>(
                 };
             }
         }
-        futex.wait(&bell.seq, seq, if cfg!(loom) { None } else { timeout });
+        let slept = futex.wait(&bell.seq, seq, if cfg!(loom) { None } else { timeout });
         bell.waiters.fetch_sub(1, Ordering::Relaxed);
         let rung = bell.seq.load(Ordering::Acquire) != seq;
         if check(&mut ready)? {
-            if !rung {
+            if !rung && slept == FutexWait::TimedOut {
                 RESCUED.fetch_add(1, Ordering::Relaxed);
             }
             return Ok(());

@@ -194,13 +194,15 @@ impl Role for Receiving {
             }
             // A malformed or half-gone ring is skipped; the publisher's next attempt or the
             // next scan retries.
-            if live.contains(&p) {
-                if let Some(record) =
+            // A live publisher whose record went after our listing is closing (or crashed)
+            // now: once its lock is free too, what it published is taken as an orphan ring
+            // below (a skip would wait for a scan that nothing may start).
+            if live.contains(&p)
+                && let Some(record) =
                     discovery::read_record_of(&core.dirs, EndpointKind::Publisher, p)
-                {
-                    let found = discovery::Found { id: p, record };
-                    let _ = Receiving::open(core, m, &found, path, generation);
-                }
+            {
+                let found = discovery::Found { id: p, record };
+                let _ = Receiving::open(core, m, &found, path, generation);
                 continue;
             }
             // A publisher whose lock is held is alive: between its lock and its record

@@ -297,8 +297,9 @@ impl Waker {
             return wait_on_address(word, expected, ms);
         };
         let Some(event) = named.event(word) else {
+            // No event, so no waker can end this sleep: it ends by its (short) timeout.
             std::thread::sleep(Duration::from_millis(1).min(timeout.unwrap_or(Duration::MAX)));
-            return FutexWait::Woken;
+            return FutexWait::TimedOut;
         };
         // SAFETY: `event.0` is a live event handle we own.
         unsafe { ResetEvent(event.0) };
