@@ -258,6 +258,12 @@ pub fn clean(root: &Path, dry_run: bool) -> Result<Vec<PathBuf>> {
         // One listing per channel: cleaning many dead endpoints stays linear.
         let listing = discovery::Listing::read(&dirs);
         for e in info.endpoints.iter().filter(|e| !e.alive) {
+            // Judged dead before the listing was read: an endpoint that was starting then
+            // (lock not yet taken) may have locked and written its record since, and the
+            // listing shows them. Its lock, probed after the listing, says.
+            if discovery::is_alive(&dirs, e.kind, e.id) {
+                continue;
+            }
             let files = if dry_run {
                 listing.leftovers(&dirs, e.kind, e.id)
             } else {
