@@ -291,7 +291,8 @@ pub fn idle(spec: &PeerSpec) -> Result<()> {
                 .build()
                 .context("tokio runtime")?;
             let (cpu0, start0) = (os::cpu_ns(), Instant::now());
-            let waited = rt.block_on(tokio::time::timeout(idle, subscriber.recv_async()));
+            let waited =
+                rt.block_on(async { tokio::time::timeout(idle, subscriber.recv_async()).await });
             if let Ok(m) = waited {
                 bail!("a message of {} bytes arrived, none was sent", m.len());
             }
