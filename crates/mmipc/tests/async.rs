@@ -304,7 +304,7 @@ fn a_hundred_async_subscribers_share_one_thread() {
     let lost = mmipc::ring::rescued_wakeups() - rescued;
     if cfg!(windows) {
         // Under Wine, about one run in six of this test counts one wake-up rescued by the
-        // safety timer among its 20,000 waits (100 subscribers parking between bursts; not
+        // safety timer among its ~2,000 parks (100 subscribers parking between bursts; not
         // reduced to a cause yet, see issue 14's notes): a systematic loss would count
         // hundreds.
         eprintln!("{lost} wake-ups rescued by the safety timer");
