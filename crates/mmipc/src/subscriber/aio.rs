@@ -215,8 +215,13 @@ struct Wait {
 impl Wait {
     /// Finds a message (staged, as `Subscriber::find`), or arranges to be woken.
     fn poll_find(&mut self, sub: &mut Subscriber, cx: &mut Context<'_>) -> Poll<(usize, u64)> {
+        // Only the first look of a poll follows a wait: a later one comes right after `arm`
+        // found work (a message may have come while we were not registered, rightly not
+        // rung), and cannot be a rescue by the timer.
+        let mut after_wait = true;
         loop {
-            let timer_fired = self.timer.as_ref().is_some_and(|t| t.is_elapsed());
+            let timer_fired =
+                std::mem::take(&mut after_wait) && self.timer.as_ref().is_some_and(|t| t.is_elapsed());
             // When the safety timer fired: whether our wake-up source was signalled (a ring
             // reached us), and whether the bell was rung at all since we armed (a ringer
             // bumps `seq` before it writes the pipe or sets the event).
@@ -284,7 +289,7 @@ impl Wait {
             let timer = self
                 .timer
                 .get_or_insert_with(|| Box::pin(tokio::time::sleep(period)));
-            if timer_fired {
+            if timer.is_elapsed() {
                 timer.as_mut().reset(tokio::time::Instant::now() + period);
             }
             if timer.as_mut().poll(cx).is_ready() {
