@@ -255,6 +255,56 @@ mod contract_tests {
         drop((a, b, c));
     }
 
+    /// Windows: what an event loop waits on for a word (its named event, through
+    /// `Listener::watch` in the system thread pool) is woken by a `wake` through another
+    /// mapping, and `clear` resets it.
+    #[cfg(windows)]
+    #[test]
+    fn an_event_loop_waiter_is_woken_through_another_mapping_of_the_word() {
+        use std::task::{Wake, Waker as TaskWaker};
+        struct Flag(std::sync::Mutex<bool>, std::sync::Condvar);
+        impl Wake for Flag {
+            fn wake(self: std::sync::Arc<Self>) {
+                *self.0.lock().unwrap() = true;
+                self.1.notify_all();
+            }
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bell");
+        let a = Segment::create(&path, 4096, Access::Private).unwrap();
+        let b = Segment::open(&path, 4096, 4096, Access::Private).unwrap();
+        // SAFETY: offset 64 is inside both 4096-byte mappings, which outlive the references;
+        // the word is only accessed atomically.
+        let (wa, wb): (&FutexWord, &FutexWord) = unsafe {
+            (
+                &*a.as_ptr().add(64).cast::<FutexWord>(),
+                &*b.as_ptr().add(64).cast::<FutexWord>(),
+            )
+        };
+        let listener = a.waker().listener(wa).expect("the word's event");
+        assert!(!listener.clear(), "a new event is not set");
+        let flag = std::sync::Arc::new(Flag(
+            std::sync::Mutex::new(false),
+            std::sync::Condvar::new(),
+        ));
+        let watch = listener
+            .watch(&TaskWaker::from(std::sync::Arc::clone(&flag)))
+            .expect("a registered wait");
+        assert!(!watch.fired());
+        wb.store(1, Ordering::Release);
+        b.waker().wake(wb);
+        let woken = flag
+            .1
+            .wait_timeout_while(flag.0.lock().unwrap(), Duration::from_secs(10), |w| !*w)
+            .unwrap();
+        assert!(*woken.0, "the task was woken");
+        drop(woken);
+        assert!(watch.fired());
+        drop(watch);
+        assert!(listener.clear(), "the event stays set until cleared");
+        assert!(!listener.clear());
+    }
+
     #[test]
     fn a_sleeper_is_woken_through_another_mapping_of_the_word() {
         let dir = tempfile::tempdir().unwrap();
