@@ -131,6 +131,10 @@ pub(crate) struct Record {
     #[serde(default = "default_heartbeat_ms")]
     pub heartbeat_interval_ms: u64,
     pub created_unix_ms: u64,
+    /// A subscriber that reads descriptors of a publisher's payload segment
+    /// (`connection::payload`); publishers send older ones every message inline.
+    #[serde(default)]
+    pub payloads: bool,
 }
 
 fn default_heartbeat_ms() -> u64 {
@@ -160,6 +164,7 @@ impl Record {
             max_message_size: 0,
             heartbeat_interval_ms: default_heartbeat_ms(),
             created_unix_ms: 0,
+            payloads: false,
         }
     }
 }
@@ -371,6 +376,8 @@ enum FileRole {
     Bell,
     /// A ring: `(publisher, subscriber)`.
     Ring,
+    /// A publisher's payload segment: after its rings, and kept while one of them is.
+    Payload,
     /// Removed last, so that a crash half-way through cleaning leaves the endpoint
     /// recognisably dead.
     Lock,
@@ -447,6 +454,7 @@ impl Listing {
                 (true, _) => FileRole::Temporary,
                 (false, "json") => FileRole::Record,
                 (false, "lock") => FileRole::Lock,
+                (false, "pay") => FileRole::Payload,
                 _ => FileRole::Bell,
             };
             if role == FileRole::Record {
@@ -562,17 +570,26 @@ impl Listing {
         if starting {
             return Vec::new();
         }
+        let ring_goes = |path: &PathBuf| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(parse_ring_name)
+                .is_none_or(|(_, sub, _)| {
+                    let alive = is_alive(dirs, EndpointKind::Subscriber, sub);
+                    !ring_outlives_publisher(alive, None)
+                })
+        };
+        let publisher = kind == EndpointKind::Publisher;
+        // The payload segment stays while a ring it left does (descriptors in it name blocks).
+        let rings_stay = publisher
+            && files
+                .iter()
+                .any(|(role, path)| *role == FileRole::Ring && !ring_goes(path));
         let mut files: Vec<&(FileRole, PathBuf)> = files
             .iter()
             .filter(|(role, path)| match role {
-                FileRole::Ring if kind == EndpointKind::Publisher => path
-                    .file_name()
-                    .and_then(|n| n.to_str())
-                    .and_then(parse_ring_name)
-                    .is_none_or(|(_, sub, _)| {
-                        let alive = is_alive(dirs, EndpointKind::Subscriber, sub);
-                        !ring_outlives_publisher(alive, None)
-                    }),
+                FileRole::Ring if publisher => ring_goes(path),
+                FileRole::Payload => !rings_stay,
                 FileRole::Temporary => !is_young(path),
                 _ => true,
             })
@@ -618,7 +635,7 @@ pub(crate) fn is_our_name(name: &str) -> bool {
 /// pipe) and the like.
 fn parse_endpoint_file(name: &str) -> Option<(EndpointKind, EndpointId, &str)> {
     let (stem, ext) = name.rsplit_once('.')?;
-    if !matches!(ext, "json" | "lock" | "bell" | "wake") {
+    if !matches!(ext, "json" | "lock" | "bell" | "wake" | "pay") {
         return None;
     }
     let (kind, id) = if let Some(id) = stem.strip_prefix("pub-") {
@@ -626,7 +643,9 @@ fn parse_endpoint_file(name: &str) -> Option<(EndpointKind, EndpointId, &str)> {
     } else {
         (EndpointKind::Subscriber, stem.strip_prefix("sub-")?)
     };
-    if kind == EndpointKind::Publisher && ext == "bell" {
+    if (kind == EndpointKind::Publisher && ext == "bell")
+        || (kind == EndpointKind::Subscriber && ext == "pay")
+    {
         return None;
     }
     Some((kind, id.parse().ok()?, ext))
@@ -728,6 +747,7 @@ mod tests {
                 max_message_size: 10,
                 heartbeat_interval_ms: 1000,
                 created_unix_ms: 0,
+                payloads: false,
             };
             write_record(&d, &rec, id).unwrap();
         }
@@ -756,6 +776,7 @@ mod tests {
             max_message_size: 10,
             heartbeat_interval_ms: 1000,
             created_unix_ms: 0,
+            payloads: false,
         };
         write_record(&d, &rec, id).unwrap();
         let junk = EndpointId::random();
@@ -805,6 +826,7 @@ mod tests {
             max_message_size: 10,
             heartbeat_interval_ms: 1000,
             created_unix_ms: 0,
+            payloads: false,
         };
         write_record(&d, &record, id).unwrap();
         let removed = remove_dead(&d, EndpointKind::Publisher, id);

@@ -118,6 +118,7 @@ impl Registration {
             max_message_size: common.max_message_size as u64,
             heartbeat_interval_ms: common.heartbeat_interval.as_millis() as u64,
             created_unix_ms: discovery::unix_ms(),
+            payloads: kind == EndpointKind::Subscriber,
         };
         let made = prepare(&dirs, id)
             .and_then(|made| Ok((made, discovery::write_record(&dirs, &record, id)?)));

@@ -86,10 +86,11 @@ cfg_not_loom! {
     pub use event::{ConnectionStats, DisconnectReason, Event, Events, Peer};
     pub use message::{Message, MessageRef};
     pub use options::{
-        DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PEER_TIMEOUT,
-        DEFAULT_REASSEMBLY_BUDGET, DEFAULT_RING_CAPACITY, OnFull,
+        DEFAULT_HEARTBEAT_INTERVAL, DEFAULT_MAX_MESSAGE_SIZE, DEFAULT_PAYLOAD_CAPACITY,
+        DEFAULT_PAYLOAD_THRESHOLD, DEFAULT_PEER_TIMEOUT, DEFAULT_REASSEMBLY_BUDGET,
+        DEFAULT_RING_CAPACITY, OnFull,
     };
-    pub use publisher::{Publisher, PublisherBuilder};
+    pub use publisher::{Loan, Publisher, PublisherBuilder};
     pub use subscriber::{Subscriber, SubscriberBuilder};
     #[cfg(all(any(unix, windows), feature = "tokio"))]
     pub use subscriber::Messages;

@@ -62,6 +62,9 @@ pub struct Message {
 /// ```
 pub struct MessageRef<'a> {
     guard: ReadGuard<'a>,
+    /// A large message's payload, in the publisher's payload segment (the guard holds its
+    /// descriptor, and so the block).
+    large: Option<&'a [u8]>,
     publisher: Peer,
     sequence: u64,
 }
@@ -156,6 +159,25 @@ impl<'a> MessageRef<'a> {
         debug_assert!(guard.len() >= FRAME_HEADER);
         MessageRef {
             guard,
+            large: None,
+            publisher,
+            sequence,
+        }
+    }
+
+    /// A large message: `guard` holds its descriptor, `payload` is the block it names (in
+    /// the publisher's payload segment, validated). The descriptor is released as soon as
+    /// the message drops, so that the publisher can reuse the block.
+    pub(crate) fn large(
+        mut guard: ReadGuard<'a>,
+        payload: &'a [u8],
+        publisher: Peer,
+        sequence: u64,
+    ) -> MessageRef<'a> {
+        guard.release_promptly();
+        MessageRef {
+            guard,
+            large: Some(payload),
             publisher,
             sequence,
         }
@@ -191,7 +213,10 @@ impl std::ops::Deref for Message {
 impl std::ops::Deref for MessageRef<'_> {
     type Target = [u8];
     fn deref(&self) -> &[u8] {
-        self.guard.get(FRAME_HEADER..).unwrap_or_default()
+        match self.large {
+            Some(payload) => payload,
+            None => self.guard.get(FRAME_HEADER..).unwrap_or_default(),
+        }
     }
 }
 

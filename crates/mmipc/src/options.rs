@@ -81,6 +81,28 @@ pub enum OnFull {
 /// ```
 pub const DEFAULT_REASSEMBLY_BUDGET: usize = 256 << 20;
 
+/// Messages of at least this many bytes are written once into the publisher's payload
+/// segment and sent to each subscriber as a small descriptor, instead of being copied into
+/// every subscriber's ring (see [`PublisherBuilder::payload_threshold`](crate::PublisherBuilder::payload_threshold)).
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::DEFAULT_PAYLOAD_THRESHOLD, 32 * 1024);
+/// ```
+pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 32 * 1024;
+
+/// Bytes of a publisher's payload segment (see
+/// [`PublisherBuilder::payload_capacity`](crate::PublisherBuilder::payload_capacity)): made on
+/// the first large message; memory is used only as blocks are written.
+///
+/// # Examples
+///
+/// ```
+/// assert_eq!(mmipc::DEFAULT_PAYLOAD_CAPACITY, 64 << 20);
+/// ```
+pub const DEFAULT_PAYLOAD_CAPACITY: usize = 64 << 20;
+
 /// Largest heartbeat interval used (one minute; peers honour no more). Larger values are
 /// taken as this.
 pub(crate) const MAX_HEARTBEAT_INTERVAL: Duration = Duration::from_secs(60);

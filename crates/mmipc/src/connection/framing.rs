@@ -2,6 +2,8 @@
 //! payload. Owns encoding (publisher) and validation (subscriber) of that header; must not
 //! touch rings or connections (it only sees byte slices).
 
+use super::payload::DESCRIPTOR_FLAG;
+
 /// Bytes of framing before each payload in a ring message: the publisher's sequence number.
 pub(crate) const FRAME_HEADER: usize = 8;
 
@@ -30,6 +32,9 @@ pub(crate) fn with_frame<R>(seq: u64, parts: &[&[u8]], f: impl FnOnce(&[&[u8]]) 
 pub(crate) enum Frame {
     /// A valid frame: the message's sequence number and payload length.
     Next { seq: u64, len: u64 },
+    /// A descriptor of a message in the publisher's payload segment (`connection::payload`),
+    /// whose bytes follow the header; they are checked there.
+    Descriptor { seq: u64 },
     /// Too short for a header, or a sequence number not above `last` (they only go up):
     /// the publisher broke the protocol.
     Invalid,
@@ -38,12 +43,20 @@ pub(crate) enum Frame {
 /// Checks a frame against the sequence number of the previous message of the same
 /// publisher (`0` before the first).
 pub(crate) fn check(frame: &[u8], last: u64) -> Frame {
-    match frame.first_chunk::<FRAME_HEADER>() {
-        Some(seq) if u64::from_le_bytes(*seq) > last => Frame::Next {
-            seq: u64::from_le_bytes(*seq),
+    let Some(raw) = frame.first_chunk::<FRAME_HEADER>() else {
+        return Frame::Invalid;
+    };
+    let raw = u64::from_le_bytes(*raw);
+    let seq = raw & !DESCRIPTOR_FLAG;
+    if seq <= last {
+        Frame::Invalid
+    } else if raw & DESCRIPTOR_FLAG != 0 {
+        Frame::Descriptor { seq }
+    } else {
+        Frame::Next {
+            seq,
             len: (frame.len() - FRAME_HEADER) as u64,
-        },
-        _ => Frame::Invalid,
+        }
     }
 }
 
@@ -73,5 +86,12 @@ mod tests {
         assert_eq!(check(&encode(5, &[b"x"]), 5), Frame::Invalid);
         assert_eq!(check(&encode(4, &[]), 5), Frame::Invalid);
         assert_eq!(check(&encode(6, &[]), 5), Frame::Next { seq: 6, len: 0 });
+    }
+
+    #[test]
+    fn a_sequence_number_with_the_top_bit_is_a_descriptor() {
+        let d = encode(6 | DESCRIPTOR_FLAG, &[&[0; 16]]);
+        assert_eq!(check(&d, 5), Frame::Descriptor { seq: 6 });
+        assert_eq!(check(&d, 6), Frame::Invalid);
     }
 }

@@ -9,5 +9,6 @@
 pub(crate) mod doorbell;
 pub(crate) mod framing;
 pub(crate) mod liveness;
+pub(crate) mod payload;
 pub(crate) mod segment;
 pub(crate) mod wake;

@@ -2,12 +2,16 @@
 
 #[cfg(all(any(unix, windows), feature = "tokio"))]
 mod aio;
+mod large;
+
+pub use large::Loan;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::connection::framing;
+use crate::connection::payload::{self, PayloadOut};
 use crate::connection::liveness::{ConnInfo, PeerEnd, departure};
 use crate::connection::segment;
 use crate::connection::doorbell::Doorbell;
@@ -15,7 +19,10 @@ use crate::discovery::{self, EndpointId, EndpointKind, Listing};
 use crate::endpoint::{Conn, Core, Handoff, Maint, Registration, Role};
 use crate::error::{PublishError, Result, WaitError};
 use crate::event::{DisconnectReason, Event, Events, Peer, lock};
-use crate::options::{Common, DEFAULT_RING_CAPACITY, OnFull, validate_capacity};
+use crate::options::{
+    Common, DEFAULT_PAYLOAD_CAPACITY, DEFAULT_PAYLOAD_THRESHOLD, DEFAULT_RING_CAPACITY, OnFull,
+    validate_capacity,
+};
 use crate::ring::{Producer, RingError, RingSegment};
 use crate::runtime;
 use crate::sys;
@@ -70,6 +77,8 @@ pub struct PublisherBuilder {
     ring_capacity: usize,
     on_full: OnFull,
     same_process: bool,
+    payload_threshold: usize,
+    payload_capacity: usize,
 }
 
 impl PublisherBuilder {
@@ -128,6 +137,51 @@ impl PublisherBuilder {
         self
     }
 
+    /// Messages of at least this many bytes (default [`DEFAULT_PAYLOAD_THRESHOLD`]) are
+    /// written once into this publisher's payload segment, and each subscriber's ring gets
+    /// a 24-byte descriptor of it instead of a copy: publishing costs one copy whatever the
+    /// number of subscribers, and [`Publisher::loan`] none. Smaller messages are copied into
+    /// each ring, which is faster for them. `usize::MAX` sends everything inline.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs")
+    ///     .dir(dir.path())
+    ///     .payload_threshold(256 * 1024)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn payload_threshold(mut self, bytes: usize) -> Self {
+        self.payload_threshold = bytes;
+        self
+    }
+
+    /// Bytes of the payload segment (default [`DEFAULT_PAYLOAD_CAPACITY`]), made on the first
+    /// large message; pages are used as blocks are written, and a block is reused once every
+    /// subscriber released it. Messages larger than half of it go inline (in fragments);
+    /// `0` sends everything inline. Each subscriber may hold at most a share of it
+    /// (`capacity / (subscribers + 1)`, or one message): beyond that it is treated as a full
+    /// ring under the [`OnFull`] policy, so a stalled subscriber cannot hold the others
+    /// hostage.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs")
+    ///     .dir(dir.path())
+    ///     .payload_capacity(256 << 20) // frames of up to 128 MiB, written once
+    ///     .max_message_size(128 << 20)
+    ///     .build()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn payload_capacity(mut self, bytes: usize) -> Self {
+        self.payload_capacity = bytes;
+        self
+    }
+
     /// Whether subscribers in this same process receive this publisher's messages (default
     /// `false`, as in the C# library this follows: a process does not hear its own echo).
     ///
@@ -171,20 +225,30 @@ impl PublisherBuilder {
     pub fn build(mut self) -> Result<Publisher> {
         self.common.validate()?;
         validate_capacity(self.ring_capacity)?;
-        let (registered, ()) = Registration::create(
+        // The payload segment exists before any ring: every subscriber maps it when it opens
+        // its ring, so it can read descriptors even after the file is gone.
+        let payload_capacity = self.payload_capacity as u64;
+        let (registered, payload) = Registration::create(
             &self.common,
             &self.channel,
             EndpointKind::Publisher,
-            |_, _| Ok(()),
+            |dirs, id| match payload_capacity {
+                0 => Ok(large::Segment::Unavailable),
+                cap => PayloadOut::create(&payload::path(&dirs.segments, id), cap, dirs.access)
+                    .map(large::Segment::Ready),
+            },
         )?;
         let role = Sending {
             ring_capacity: self.ring_capacity,
             on_full: self.on_full,
             same_process: self.same_process,
+            payload_threshold: self.payload_threshold,
+            payload_capacity: self.payload_capacity,
             out: Mutex::new(Out {
                 conns: Vec::new(),
                 seq: 0,
                 backlog: None,
+                payload,
             }),
             pending: Handoff::default(),
             #[cfg(all(any(unix, windows), feature = "tokio"))]
@@ -208,6 +272,9 @@ struct Sending {
     ring_capacity: usize,
     on_full: OnFull,
     same_process: bool,
+    /// Messages of at least this many bytes go through the payload segment.
+    payload_threshold: usize,
+    payload_capacity: usize,
     /// The publishing path: held for the duration of one `publish`.
     out: Mutex<Out>,
     /// Connections made by the runtime, picked up by the next `publish`.
@@ -222,6 +289,8 @@ struct Out {
     seq: u64,
     /// A message that an async publish could not write to every ring at once.
     backlog: Option<Backlog>,
+    /// Where large messages are written once.
+    payload: large::Segment,
 }
 
 /// A message an async publish left owed to some connections (their rings were full): every
@@ -252,6 +321,10 @@ struct Outgoing {
     /// Windows: the space bell's event, which an async publish waits on.
     #[cfg(all(windows, feature = "tokio"))]
     space_listener: Option<sys::Listener>,
+    /// The subscriber reads descriptors of the payload segment.
+    payloads: bool,
+    /// What it holds of the payload segment.
+    holdings: large::Holdings,
 }
 
 impl Outgoing {
@@ -363,6 +436,8 @@ impl Publisher {
             ring_capacity: DEFAULT_RING_CAPACITY,
             on_full: OnFull::default(),
             same_process: false,
+            payload_threshold: DEFAULT_PAYLOAD_THRESHOLD,
+            payload_capacity: DEFAULT_PAYLOAD_CAPACITY,
         }
     }
 
@@ -416,55 +491,18 @@ impl Publisher {
         if runtime::Endpoint::is_closed(core) {
             return Err(PublishError::Closed);
         }
-        if let Some(mut new) = s.pending.take() {
-            out.conns.append(&mut new);
-        }
-        if out.backlog.is_some() {
-            s.finish_backlog(core, &mut out);
-        }
-        out.seq += 1;
-        let mut full = Vec::new();
-        let mut too_large = Vec::new();
-        framing::with_frame(out.seq, parts, |frame| {
-            out.conns.retain_mut(|c| {
-                if !c.info.is_live() {
-                    return false;
-                }
-                if c.too_large(len, &core.events) {
-                    too_large.push((c.info.peer.id, c.max_len));
-                    return true;
-                }
-                let result = match s.on_full {
-                    OnFull::Block => c.producer.write_parts(frame, None),
-                    OnFull::BlockFor(d) => c
-                        .producer
-                        .write_parts(frame, crate::options::deadline_after(d)),
-                    OnFull::DropNewest | OnFull::Fail => c.producer.try_write_parts(frame),
-                };
-                match c.settle(result, len, &core.events) {
-                    Delivery::Done => true,
-                    Delivery::NoRoom => {
-                        c.info.drops.add(1);
-                        if s.on_full == OnFull::Fail {
-                            full.push(c.info.peer.id);
-                        }
-                        true
-                    }
-                    Delivery::Ended => false,
-                }
-            });
-        });
-        drop(out);
-        if s.on_full == OnFull::Fail && !too_large.is_empty() {
-            Err(PublishError::TooLargeForSubscribers {
-                len,
-                subscribers: too_large,
-            })
-        } else if full.is_empty() {
-            Ok(())
+        let seq = s.next_seq(core, &mut out);
+        let large = if s.goes_large(len, &out.conns) {
+            s.publish_large(core, &mut out, seq, parts, len)
         } else {
-            Err(PublishError::Full { subscribers: full })
-        }
+            None
+        };
+        let outcome = match large {
+            Some(outcome) => outcome,
+            None => framing::with_frame(seq, parts, |frame| s.deliver_inline(core, &mut out, frame, len)),
+        };
+        drop(out);
+        outcome.result(s, len)
     }
 
     /// Waits until at least `n` subscribers are connected. Once this returns `Ok`, nothing
@@ -566,6 +604,56 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Sending {
+    /// Picks up new connections, delivers a backlog first, and numbers the next message.
+    fn next_seq(&self, core: &Core<Sending>, out: &mut Out) -> u64 {
+        if let Some(mut new) = self.pending.take() {
+            out.conns.append(&mut new);
+        }
+        if out.backlog.is_some() {
+            self.finish_backlog(core, out);
+        }
+        out.seq += 1;
+        out.seq
+    }
+
+    /// Writes one message to connection `c` as the [`OnFull`] policy says.
+    fn write_as_policy(&self, c: &mut Outgoing, frame: &[&[u8]]) -> std::result::Result<(), RingError> {
+        match self.on_full {
+            OnFull::Block => c.producer.write_parts(frame, None),
+            OnFull::BlockFor(d) => c
+                .producer
+                .write_parts(frame, crate::options::deadline_after(d)),
+            OnFull::DropNewest | OnFull::Fail => c.producer.try_write_parts(frame),
+        }
+    }
+
+    /// Copies the framed message `frame` (`len` payload bytes) into every connection's ring.
+    fn deliver_inline(
+        &self,
+        core: &Core<Sending>,
+        out: &mut Out,
+        frame: &[&[u8]],
+        len: usize,
+    ) -> large::Outcome {
+        let Out { conns, payload, .. } = out;
+        let mut outcome = large::Outcome::default();
+        conns.retain_mut(|c| {
+            let stays = c.info.is_live()
+                && if c.too_large(len, &core.events) {
+                    outcome.too_large.push((c.info.peer.id, c.max_len));
+                    true
+                } else {
+                    let result = self.write_as_policy(c, frame);
+                    outcome.settle(self, c, result, len, &core.events)
+                };
+            if !stays {
+                c.forget(payload);
+            }
+            stays
+        });
+        outcome
+    }
+
     /// Closes the publisher: no publish runs past this point (a concurrent one finishes
     /// first).
     fn close(&self, core: &Core<Sending>) {
@@ -582,15 +670,25 @@ impl Sending {
         self.pending
             .for_each(|c| c.info.control.close_producer_side());
         core.registration.remove_record();
+        let mut rings_stay = false;
         for (&sub, c) in &m.conns {
             // A ring still holding messages stays for its live subscriber, which may not even
             // have opened it yet (it is told about rings by its directory watch): it drains
             // the ring and removes it. Everything published before `close` is delivered.
             let unread = c.info.control.fill() != 0;
             let alive = unread && discovery::is_alive(&core.dirs, EndpointKind::Subscriber, sub);
-            if !segment::ring_outlives_publisher(alive, Some(unread)) {
+            if segment::ring_outlives_publisher(alive, Some(unread)) {
+                rings_stay = true;
+            } else {
                 let _ = sys::unlink_segment(&c.ring_path);
             }
+        }
+        // The payload segment stays with the rings that stay (their descriptors name its
+        // blocks); the last subscriber to drain one, or a cleaner, removes it.
+        if let large::Segment::Ready(seg) = &out.payload
+            && !rings_stay
+        {
+            let _ = sys::unlink_segment(seg.path());
         }
         m.conns.clear();
         drop(m);
@@ -622,7 +720,8 @@ impl Sending {
         };
         let expired = b.deadline.is_some_and(|d| Instant::now() >= d);
         let mut owed = false;
-        out.conns.retain_mut(|c| {
+        let Out { conns, payload, .. } = out;
+        conns.retain_mut(|c| {
             let Some(mut done) = c.owed else {
                 return true;
             };
@@ -630,6 +729,7 @@ impl Sending {
                 // Unregister first: the subscriber may still drain this ring, and a count
                 // left behind makes each of its releases ring (and write our pipe).
                 c.disarm();
+                c.forget(payload);
                 return false;
             }
             let result = c.producer.write_some(&[&b.frame], &mut done);
@@ -645,6 +745,9 @@ impl Sending {
             }
             c.owed = None;
             c.disarm();
+            if delivery == Delivery::Ended {
+                c.forget(payload);
+            }
             delivery != Delivery::Ended
         });
         if owed {
@@ -660,22 +763,27 @@ impl Sending {
         let Some(b) = out.backlog.take() else {
             return;
         };
-        out.conns.retain_mut(|c| {
+        let Out { conns, payload, .. } = out;
+        conns.retain_mut(|c| {
             let Some(mut done) = c.owed.take() else {
                 return true;
             };
             c.disarm();
-            if !c.info.is_live() {
-                return false;
-            }
-            let result = c.producer.write_rest(&[&b.frame], &mut done, b.deadline);
+            let result = if c.info.is_live() {
+                c.producer.write_rest(&[&b.frame], &mut done, b.deadline)
+            } else {
+                Err(RingError::Closed)
+            };
             match c.settle(result, b.len, &core.events) {
                 Delivery::Done => true,
                 Delivery::NoRoom => {
                     c.info.drops.add(1);
                     true
                 }
-                Delivery::Ended => false,
+                Delivery::Ended => {
+                    c.forget(payload);
+                    false
+                }
             }
         });
     }
@@ -707,6 +815,8 @@ impl Sending {
             space_armed: false,
             #[cfg(all(windows, feature = "tokio"))]
             space_listener: None,
+            payloads: sub.record.payloads,
+            holdings: large::Holdings::default(),
         });
         let silence = core.silence_for(&info, &sub.record);
         let extra = Subscribed {

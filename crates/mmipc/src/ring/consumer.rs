@@ -403,6 +403,7 @@ impl Consumer {
         Some(ReadGuard {
             consumer: self,
             place,
+            prompt: false,
         })
     }
 
@@ -766,6 +767,17 @@ enum Place {
 pub struct ReadGuard<'a> {
     consumer: &'a mut Consumer,
     place: Place,
+    /// Publish the read position as soon as the guard drops, not in a batch.
+    prompt: bool,
+}
+
+impl ReadGuard<'_> {
+    /// Makes the drop of this guard publish the read position at once (not in a batch of an
+    /// eighth of the ring): for a message whose release frees more than its ring space (a
+    /// descriptor holding a block of the publisher's payload segment).
+    pub(crate) fn release_promptly(&mut self) {
+        self.prompt = true;
+    }
 }
 
 impl std::ops::Deref for ReadGuard<'_> {
@@ -779,7 +791,11 @@ impl Drop for ReadGuard<'_> {
     fn drop(&mut self) {
         if let Place::Ring { end, .. } = self.place {
             self.consumer.read = end;
-            self.consumer.release_some();
+            if self.prompt {
+                self.consumer.release();
+            } else {
+                self.consumer.release_some();
+            }
         }
     }
 }

@@ -65,7 +65,7 @@ pub(crate) use layout::Bell as RingBell;
 pub use layout::{MAX_CAPACITY, MIN_CAPACITY};
 pub use producer::{Producer, WriteGuard};
 use region::Region;
-pub(crate) use region::{AtomicHeader, MappedHeader, SharedBell, header_of};
+pub(crate) use region::{AtomicHeader, MappedBytes, MappedHeader, SharedBell, header_of};
 pub use segment::RingSegment;
 #[cfg(not(loom))]
 pub(crate) use wait::OsFutex;

@@ -319,6 +319,56 @@ impl Producer {
         }
     }
 
+    /// The write position: the ring position just after everything written so far. Once
+    /// [`Producer::consumed`] reaches it, the consumer has read and released all of it.
+    pub(crate) fn position(&self) -> u64 {
+        self.write
+    }
+
+    /// The consumer's published read position, reloaded (everything before it was read and
+    /// handed back).
+    ///
+    /// # Errors
+    /// As [`Producer::write`]: the consumer left, or corrupted its position.
+    pub(crate) fn consumed(&mut self) -> Result<u64, RingError> {
+        self.check_usable()?;
+        self.refresh()?;
+        Ok(self.read_cache)
+    }
+
+    /// Waits until the consumer's published read position reaches `pos` (a position this
+    /// producer wrote up to), as the wait strategy says, until `deadline` (`None`: for ever).
+    ///
+    /// # Errors
+    /// [`RingError::Timeout`] at the deadline, else as [`Producer::consumed`].
+    pub(crate) fn wait_consumed(
+        &mut self,
+        pos: u64,
+        deadline: Option<Instant>,
+    ) -> Result<(), RingError> {
+        debug_assert!(pos <= self.write);
+        if self.consumed()? >= pos {
+            return Ok(());
+        }
+        let strategy = self.strategy;
+        let region = self.region.share();
+        let result = wait_until(
+            region.futex(),
+            &region.header().space_bell,
+            strategy,
+            deadline,
+            || {
+                self.refresh()?;
+                Ok(self.read_cache >= pos)
+            },
+        );
+        match result {
+            Ok(()) => Ok(()),
+            Err(WaitError::TimedOut) => Err(RingError::Timeout),
+            Err(WaitError::Failed(e)) => Err(e),
+        }
+    }
+
     /// Windows: the space bell's named event, set when the consumer frees room for a
     /// registered waiter (what an async publish waits on).
     #[cfg(all(windows, feature = "tokio", not(loom)))]

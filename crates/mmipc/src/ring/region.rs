@@ -312,6 +312,53 @@ pub(crate) fn header_of<T: AtomicHeader>(map: &crate::sys::Segment) -> Option<&T
     Some(unsafe { &*base.cast::<T>() })
 }
 
+/// A whole mapped segment as a [`Data`] area, which it keeps mapped: how the layers above
+/// reach bytes of a segment that is not a ring (a publisher's payload segment). Offsets are
+/// from the start of the mapping; every access is bounds-checked by its caller against
+/// [`MappedBytes::len`], as for a ring's data area.
+pub(crate) struct MappedBytes {
+    data: Data,
+    _map: Arc<crate::sys::Segment>,
+}
+
+// SAFETY: the pointer in `data` refers to the mapping `_map` keeps alive; who may touch which
+// bytes when is the payload protocol's (connection::payload), as a ring's data area is the
+// ring protocol's.
+unsafe impl Send for MappedBytes {}
+// SAFETY: as above; `MappedBytes` has no interior mutability of its own.
+unsafe impl Sync for MappedBytes {}
+
+impl MappedBytes {
+    /// The bytes of `map`, or `None` if its start is not 64-aligned (mappings are page-aligned).
+    pub(crate) fn new(map: Arc<crate::sys::Segment>) -> Option<MappedBytes> {
+        let ptr = map.as_ptr();
+        if !(ptr as usize).is_multiple_of(64) {
+            return None;
+        }
+        Some(MappedBytes {
+            data: Data::new(ptr, map.len() as u64),
+            _map: map,
+        })
+    }
+
+    /// Length of the mapping in bytes.
+    pub(crate) fn len(&self) -> u64 {
+        self.data.len
+    }
+
+    /// Another view of the same mapping, keeping it mapped too.
+    pub(crate) fn share(&self) -> MappedBytes {
+        MappedBytes {
+            data: self.data.share(),
+            _map: Arc::clone(&self._map),
+        }
+    }
+
+    pub(crate) fn data(&self) -> &Data {
+        &self.data
+    }
+}
+
 /// A zeroed, 64-aligned heap allocation.
 struct HeapBuf {
     ptr: *mut u8,

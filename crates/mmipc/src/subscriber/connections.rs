@@ -13,6 +13,7 @@ use std::time::Duration;
 use super::{Draining, Incoming, Receiving};
 use crate::connection::framing::FRAME_HEADER;
 use crate::connection::liveness::{ConnInfo, PeerEnd, departure};
+use crate::connection::payload::{self, PayloadIn};
 use crate::connection::segment;
 use crate::discovery::{self, EndpointId, EndpointKind, Listing};
 use crate::endpoint::{Conn, Core, Maint, Role};
@@ -51,10 +52,17 @@ impl Receiving {
         for c in m.conns.values() {
             let _ = sys::unlink_segment(&c.ring_path);
         }
+        let mut publishers: Vec<EndpointId> = m.conns.keys().copied().collect();
         m.conns.clear();
         drop(m);
         for ring in discovery::rings_of(&core.dirs, EndpointKind::Subscriber, core.id) {
             let _ = sys::unlink_segment(&ring);
+            let name = ring.file_name().and_then(|n| n.to_str());
+            publishers.extend(name.and_then(segment::parse_ring_name).map(|(p, _, _)| p));
+        }
+        // Payload segments of gone publishers whose last ring was ours.
+        for publisher in publishers {
+            remove_payload_if_last(core, publisher);
         }
         self.pending.clear();
         let _ = sys::unlink_segment(&segment::bell_path(&core.dirs, core.id));
@@ -117,11 +125,16 @@ impl Receiving {
                 exit_watch: None,
             },
         );
+        // Mapped now if it exists (it may go with its publisher before we read its first
+        // descriptor), else on the first descriptor.
+        let payload_path = payload::path(&core.dirs.segments, publisher.id);
         s.pending.push(Incoming {
             consumer,
             info,
             last_seq: 0,
             done: false,
+            payload: PayloadIn::open(&payload_path, core.dirs.access).ok(),
+            staged: None,
         });
         s.ring_doorbell();
         Ok(())
@@ -238,7 +251,7 @@ impl Role for Receiving {
     fn end(
         core: &Core<Self>,
         m: &mut Maint<Self>,
-        _id: EndpointId,
+        id: EndpointId,
         conn: Conn<()>,
         reason: DisconnectReason,
     ) {
@@ -261,6 +274,7 @@ impl Role for Receiving {
             info.control.close_consumer_side();
         }
         let _ = sys::unlink_segment(&conn.ring_path);
+        remove_payload_if_last(core, id);
         core.role.ring_doorbell();
     }
 
@@ -286,5 +300,19 @@ impl Role for Receiving {
 
     fn stopping(&self) -> bool {
         self.stop.load(Ordering::Acquire)
+    }
+}
+
+/// Removes the payload segment of `publisher` once it is gone and no ring of it is left: the
+/// descriptors in its rings name blocks of it (its subscribers mapped it when they opened
+/// their rings, so the name is no longer needed). Each subscriber removes its ring before
+/// looking, so the last of several finishing at once sees none.
+fn remove_payload_if_last(core: &Core<Receiving>, publisher: EndpointId) {
+    let path = payload::path(&core.dirs.segments, publisher);
+    if path.exists()
+        && !discovery::is_alive(&core.dirs, EndpointKind::Publisher, publisher)
+        && discovery::rings_of(&core.dirs, EndpointKind::Publisher, publisher).is_empty()
+    {
+        let _ = sys::unlink_segment(&path);
     }
 }

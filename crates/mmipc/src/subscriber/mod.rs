@@ -16,12 +16,13 @@ use std::time::{Duration, Instant};
 use self::connections::connect_to_live_publishers;
 use crate::connection::framing::{self, FRAME_HEADER, Frame};
 use crate::connection::liveness::ConnInfo;
+use crate::connection::payload::{self, Block, PayloadIn};
 use crate::connection::segment;
 use crate::connection::doorbell::Doorbell;
 use crate::discovery::{EndpointId, EndpointKind};
 use crate::endpoint::{Core, Handoff, Registration};
 use crate::error::{Error, RecvTimeoutError, Result, WaitError};
-use crate::event::{DisconnectReason, EventHub, Events};
+use crate::event::{DisconnectReason, Events};
 use crate::message::{Message, MessageRef};
 use crate::options::{Common, DEFAULT_REASSEMBLY_BUDGET};
 use crate::ring::{Budget, Consumer, RingError, WaitError as RingWaitError, wait_until};
@@ -217,6 +218,11 @@ pub(crate) struct Incoming {
     last_seq: u64,
     /// The ring reported its end (closed and drained, or violated): drop it.
     done: bool,
+    /// The publisher's payload segment, mapped when seen at connect or on the first
+    /// descriptor.
+    payload: Option<PayloadIn>,
+    /// The block of the staged message, when it is a descriptor.
+    staged: Option<Block>,
 }
 
 /// The subscriber's part of the maintenance state.
@@ -514,7 +520,7 @@ impl Subscriber {
         let mut ended = false;
         for k in 0..n {
             let i = (self.next + k) % n;
-            match stage(&mut self.active[i], &core.events) {
+            match stage(&mut self.active[i], core) {
                 Staged::Ready(seq) => {
                     self.next = i + 1;
                     return Some((i, seq));
@@ -551,21 +557,32 @@ impl Subscriber {
 
     /// Takes the message `find` staged.
     pub(crate) fn take(&mut self, (i, sequence): (usize, u64)) -> MessageRef<'_> {
-        let c = &mut self.active[i];
-        let publisher = c.info.peer;
-        let guard = c
-            .consumer
+        let Incoming {
+            consumer,
+            info,
+            payload,
+            staged,
+            ..
+        } = &mut self.active[i];
+        let publisher = info.peer;
+        let guard = consumer
             .try_read_in_place()
             .ok()
             .flatten()
             .expect("find() staged a message in this ring");
-        MessageRef::new(guard, publisher, sequence)
+        match (staged.take(), payload.as_ref()) {
+            (Some(block), Some(view)) => {
+                MessageRef::large(guard, view.payload(block), publisher, sequence)
+            }
+            _ => MessageRef::new(guard, publisher, sequence),
+        }
     }
 }
 
 /// Stages the next message of one ring if there is one, checking its framing and counting
 /// it (and any gap in sequence numbers as drops).
-fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
+fn stage(c: &mut Incoming, core: &Core<Receiving>) -> Staged {
+    let events = &core.events;
     // A ring that ended (a violation included) yields nothing more, even if the
     // round-robin comes back to it before it is dropped from the active list.
     if c.done {
@@ -590,6 +607,23 @@ fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
                     c.last_seq = seq;
                     Staged::Ready(seq)
                 }
+                Frame::Descriptor { seq } => match resolve(c, core, seq) {
+                    Some(block) => {
+                        if c.last_seq != 0 {
+                            c.info.drops.add(seq - c.last_seq - 1);
+                        }
+                        c.info.messages.add(1);
+                        c.info.bytes.add(block.len);
+                        c.last_seq = seq;
+                        c.staged = Some(block);
+                        Staged::Ready(seq)
+                    }
+                    None => {
+                        drop(c.consumer.try_read_in_place());
+                        c.consumer.reject();
+                        end(c, DisconnectReason::ProtocolViolation)
+                    }
+                },
                 Frame::Invalid => {
                     // Too short for a frame, or a sequence number that went backwards.
                     drop(c.consumer.try_read_in_place());
@@ -607,6 +641,20 @@ fn stage(c: &mut Incoming, events: &EventHub) -> Staged {
         Err(_) if c.info.control.violated() => end(c, DisconnectReason::ProtocolViolation),
         Err(_) => end(c, DisconnectReason::Closed),
     }
+}
+
+/// Maps the publisher's payload segment if not yet done and checks the staged descriptor of
+/// message `seq` against it; `None` if the segment cannot be opened or the descriptor is
+/// refused (the publisher broke the protocol).
+fn resolve(c: &mut Incoming, core: &Core<Receiving>, seq: u64) -> Option<Block> {
+    if c.payload.is_none() {
+        let path = payload::path(&core.dirs.segments, c.info.peer.id);
+        c.payload = Some(PayloadIn::open(&path, core.dirs.access).ok()?);
+    }
+    let desc = c.consumer.staged()?.get(FRAME_HEADER..)?;
+    let view = c.payload.as_ref()?;
+    view.resolve(seq, desc, core.common.max_message_size as u64)
+        .ok()
 }
 
 impl Drop for Subscriber {

@@ -1,0 +1,551 @@
+//! Large messages, written once: the publisher's payload segment (made on the first large
+//! message), the delivery of a block's descriptor to every subscriber under the [`OnFull`]
+//! policy and a per-subscriber budget, the reclaiming of blocks every holder released, and
+//! the loan API ([`Loan`], [`Publisher::loan`], [`Publisher::publish_with`]).
+//!
+//! **Budget.** Under every policy a subscriber holding descriptors of more than its share of
+//! the segment (`capacity / (subscribers + 1)`; one message always fits) is treated like a
+//! full ring: a drop under [`OnFull::DropNewest`] / [`OnFull::Fail`], a wait (bounded under
+//! [`OnFull::BlockFor`]) otherwise. So a stalled subscriber can pin at most its share, never
+//! the whole segment; and when blocks still cannot be had (the segment is fragmented or
+//! held by several slow subscribers at once), the message is copied into the rings inline,
+//! as small messages are, rather than waiting for slow subscribers against the policy.
+
+use std::collections::VecDeque;
+use std::time::Instant;
+
+use super::{Delivery, Out, Outgoing, Publisher, Sending};
+use crate::connection::payload::{self, Block, PayloadOut};
+use crate::endpoint::Core;
+use crate::error::PublishError;
+use crate::event::lock;
+use crate::options::OnFull;
+use crate::ring::RingError;
+use crate::runtime;
+
+/// The publisher's payload segment, made with the publisher (before any ring, so that every
+/// subscriber maps it when it opens its ring).
+pub(super) enum Segment {
+    Ready(PayloadOut),
+    /// Disabled with a capacity of 0: every message goes inline.
+    Unavailable,
+}
+
+/// A descriptor a connection was sent and its subscriber has not yet released.
+pub(super) struct Held {
+    /// The ring position after the descriptor's record.
+    until: u64,
+    block: Block,
+}
+
+/// What a connection holds of the payload segment.
+#[derive(Default)]
+pub(super) struct Holdings {
+    held: VecDeque<Held>,
+    bytes: u64,
+}
+
+impl Holdings {
+    /// Lets go of the descriptors the subscriber has read (its ring position passed them).
+    fn reclaim(&mut self, read: u64, seg: &mut PayloadOut) {
+        while let Some(h) = self.held.front()
+            && h.until <= read
+        {
+            self.bytes -= h.block.size();
+            seg.release(h.block);
+            self.held.pop_front();
+        }
+    }
+
+    /// Lets go of everything: the connection ended.
+    pub(super) fn release_all(&mut self, seg: &mut PayloadOut) {
+        for h in self.held.drain(..) {
+            seg.release(h.block);
+        }
+        self.bytes = 0;
+    }
+}
+
+impl Outgoing {
+    /// Lets go of what this connection held of the payload segment: it is being dropped.
+    pub(super) fn forget(&mut self, payload: &mut Segment) {
+        if let Segment::Ready(seg) = payload {
+            self.holdings.release_all(seg);
+        }
+    }
+
+    /// Reloads the subscriber's read position and lets go of what it released.
+    fn reclaim(&mut self, seg: &mut PayloadOut) {
+        if self.holdings.held.is_empty() {
+            return;
+        }
+        // A ring that failed keeps its holdings until the connection is dropped.
+        if let Ok(read) = self.producer.consumed() {
+            self.holdings.reclaim(read, seg);
+        }
+    }
+
+    /// Waits (as `deadline` says) until this subscriber holds at most `budget` bytes besides
+    /// a block of `size`; a subscriber holding nothing always takes one.
+    fn within_budget(
+        &mut self,
+        seg: &mut PayloadOut,
+        size: u64,
+        budget: u64,
+        wait: Option<Option<Instant>>,
+    ) -> Result<bool, RingError> {
+        loop {
+            self.reclaim(seg);
+            let h = &self.holdings;
+            if h.bytes == 0 || h.bytes + size <= budget {
+                return Ok(true);
+            }
+            let Some(deadline) = wait else {
+                return Ok(false);
+            };
+            let Some(until) = h.held.front().map(|h| h.until) else {
+                return Ok(true);
+            };
+            match self.producer.wait_consumed(until, deadline) {
+                Ok(()) => {}
+                Err(RingError::Timeout) => return Ok(false),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+impl Sending {
+    /// Whether a `len`-byte message goes through the payload segment: at least the threshold,
+    /// at most half the segment, and some subscriber reads descriptors.
+    pub(super) fn goes_large(&self, len: usize, conns: &[Outgoing]) -> bool {
+        len >= self.payload_threshold.max(1)
+            && payload::block_size(len as u64) <= self.payload_capacity as u64 / 2
+            && conns.iter().any(|c| c.payloads && c.info.is_live())
+    }
+
+    /// Takes a block for a `len`-byte payload, reclaiming what subscribers released and, if
+    /// the policy waits, waiting for them (for ever under [`OnFull::Block`]; until the
+    /// deadline under [`OnFull::BlockFor`]). `None`: the message goes inline.
+    fn take_block(
+        &self,
+        out: &mut Out,
+        len: usize,
+        deadline: Option<Instant>,
+    ) -> Option<Block> {
+        let Out { conns, payload, .. } = out;
+        let Segment::Ready(seg) = payload else {
+            return None;
+        };
+        loop {
+            for c in conns.iter_mut() {
+                c.reclaim(seg);
+            }
+            if let Some(block) = seg.try_alloc(len as u64) {
+                return Some(block);
+            }
+            if matches!(self.on_full, OnFull::DropNewest | OnFull::Fail) {
+                return None;
+            }
+            // Wait for the subscriber holding the most to release its oldest descriptor.
+            let c = conns
+                .iter_mut()
+                .filter(|c| c.info.is_live())
+                .max_by_key(|c| c.holdings.bytes)?;
+            let until = c.holdings.held.front()?.until;
+            if let Err(RingError::Timeout) = c.producer.wait_consumed(until, deadline) {
+                return None;
+            }
+        }
+    }
+
+    /// Sends message `seq`, whose payload is in `block` (filled and sealed), to every
+    /// connection: a descriptor to those that read them, within their budget and as the
+    /// policy says; the payload inline to the others. Gives up the taker's reference to the
+    /// block. Returns who had no room and who it was too large for.
+    pub(super) fn deliver(
+        &self,
+        core: &Core<Sending>,
+        out: &mut Out,
+        seq: u64,
+        block: Block,
+    ) -> Outcome {
+        let Out { conns, payload, .. } = out;
+        let mut outcome = Outcome::default();
+        let Segment::Ready(seg) = payload else {
+            debug_assert!(false, "a block without a payload segment");
+            return outcome;
+        };
+        let len = block.len as usize;
+        let size = block.size();
+        let readers = conns
+            .iter()
+            .filter(|c| c.payloads && c.info.is_live())
+            .count() as u64;
+        let budget = seg.capacity() / (readers + 1);
+        let descriptor = payload::descriptor(seq, block);
+        let header = seq.to_le_bytes();
+        let wait = match self.on_full {
+            OnFull::Block => Some(None),
+            OnFull::BlockFor(d) => Some(crate::options::deadline_after(d)),
+            OnFull::DropNewest | OnFull::Fail => None,
+        };
+        conns.retain_mut(|c| {
+            if !c.info.is_live() {
+                c.holdings.release_all(seg);
+                return false;
+            }
+            if c.too_large(len, &core.events) {
+                outcome.too_large.push((c.info.peer.id, c.max_len));
+                return true;
+            }
+            let result = if c.payloads {
+                match c.within_budget(seg, size, budget, wait) {
+                    Ok(true) => {
+                        let written = self.write_as_policy(c, &[&descriptor]);
+                        if written.is_ok() {
+                            c.holdings.held.push_back(Held {
+                                until: c.producer.position(),
+                                block,
+                            });
+                            c.holdings.bytes += size;
+                            seg.hold(block);
+                        }
+                        written
+                    }
+                    Ok(false) => Err(RingError::Full),
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.write_as_policy(c, &[&header, seg.payload(block)])
+            };
+            outcome.settle(self, c, result, len, &core.events)
+        });
+        seg.release(block);
+        outcome
+    }
+
+    /// Writes and, for a large message, sends message `seq` made of `parts` (`len` bytes)
+    /// through the payload segment; `None` if it must go inline (no block could be had).
+    pub(super) fn publish_large(
+        &self,
+        core: &Core<Sending>,
+        out: &mut Out,
+        seq: u64,
+        parts: &[&[u8]],
+        len: usize,
+    ) -> Option<Outcome> {
+        let block = self.take_block(out, len, self.block_deadline())?;
+        if let Segment::Ready(seg) = &mut out.payload {
+            seg.fill(block, seq, parts);
+        }
+        Some(self.deliver(core, out, seq, block))
+    }
+
+    /// How long taking a block may wait: for ever under [`OnFull::Block`], the policy's time
+    /// under [`OnFull::BlockFor`] (the other policies do not wait).
+    fn block_deadline(&self) -> Option<Instant> {
+        match self.on_full {
+            OnFull::BlockFor(d) => crate::options::deadline_after(d),
+            _ => None,
+        }
+    }
+}
+
+/// Who a message could not reach.
+#[derive(Default)]
+pub(super) struct Outcome {
+    pub(super) full: Vec<crate::discovery::EndpointId>,
+    pub(super) too_large: Vec<(crate::discovery::EndpointId, u64)>,
+}
+
+impl Outcome {
+    /// Counts what one write to connection `c` did; whether the connection stays.
+    pub(super) fn settle(
+        &mut self,
+        s: &Sending,
+        c: &mut Outgoing,
+        result: Result<(), RingError>,
+        len: usize,
+        events: &crate::event::EventHub,
+    ) -> bool {
+        match c.settle(result, len, events) {
+            Delivery::Done => true,
+            Delivery::NoRoom => {
+                c.info.drops.add(1);
+                if s.on_full == OnFull::Fail {
+                    self.full.push(c.info.peer.id);
+                }
+                true
+            }
+            Delivery::Ended => false,
+        }
+    }
+
+    /// The result of a publish with this outcome.
+    pub(super) fn result(self, s: &Sending, len: usize) -> Result<(), PublishError> {
+        if s.on_full == OnFull::Fail && !self.too_large.is_empty() {
+            Err(PublishError::TooLargeForSubscribers {
+                len,
+                subscribers: self.too_large,
+            })
+        } else if self.full.is_empty() {
+            Ok(())
+        } else {
+            Err(PublishError::Full {
+                subscribers: self.full,
+            })
+        }
+    }
+}
+
+/// A buffer for one message, lent by [`Publisher::loan`]: fill it, then
+/// [`send`](Loan::send) it. For a message of at least the publisher's
+/// [`payload_threshold`](crate::PublisherBuilder::payload_threshold) it is a block of the
+/// publisher's payload segment in shared memory, so sending it copies nothing: subscribers
+/// read it where you wrote it. Smaller messages are lent a private buffer and copied into
+/// each subscriber's ring at `send`, as [`Publisher::publish`] does. Dropping an unsent loan
+/// gives its space back.
+///
+/// The bytes are whatever the space held before (not zeroed): write all of them.
+///
+/// # Examples
+///
+/// ```
+/// # use std::time::Duration;
+/// # let dir = tempfile::tempdir()?;
+/// # let mut subscriber = mmipc::Subscriber::builder("docs").dir(dir.path()).build()?;
+/// # let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).deliver_to_same_process(true).build()?;
+/// # publisher.wait_for_subscribers(1, Duration::from_secs(10))?;
+/// let mut frame = publisher.loan(1 << 20)?; // 1 MiB, in shared memory
+/// frame.fill(7); // render into it in place
+/// frame.send()?; // no copy, whatever the number of subscribers
+/// let msg = subscriber.recv_ref_timeout(Duration::from_secs(10))?; // read in place
+/// assert!(msg.iter().all(|&b| b == 7));
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Loan<'a> {
+    publisher: &'a Publisher,
+    buf: Buf,
+}
+
+enum Buf {
+    Shared(payload::Loaned),
+    Private(Vec<u8>),
+    /// Sent (or given back).
+    Gone,
+}
+
+impl Publisher {
+    /// Lends a buffer of `len` bytes to fill and [`send`](Loan::send): a block of shared
+    /// memory written once for every subscriber when `len` is at least the
+    /// [`payload_threshold`](crate::PublisherBuilder::payload_threshold) (else a private
+    /// buffer, copied at `send`). Under [`OnFull::Block`] it waits for subscribers to release
+    /// space (under [`OnFull::BlockFor`], until its time is up); when no shared space can be
+    /// had it lends a private buffer rather than fail.
+    ///
+    /// # Errors
+    /// [`PublishError::MessageTooLarge`] above `max_message_size`; [`PublishError::Closed`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("camera")?;
+    /// let mut frame = publisher.loan(1920 * 1080 * 3)?;
+    /// frame.fill(0x80); // or decode a picture straight into it
+    /// frame.send()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn loan(&self, len: usize) -> Result<Loan<'_>, PublishError> {
+        let core = &*self.core;
+        let s = &core.role;
+        if len > core.common.max_message_size {
+            return Err(PublishError::MessageTooLarge {
+                len,
+                max: core.common.max_message_size,
+            });
+        }
+        let mut out = lock(&s.out);
+        if runtime::Endpoint::is_closed(core) {
+            return Err(PublishError::Closed);
+        }
+        if let Some(mut new) = s.pending.take() {
+            out.conns.append(&mut new);
+        }
+        let shared = if s.goes_large(len, &out.conns) {
+            s.take_block(&mut out, len, s.block_deadline())
+        } else {
+            None
+        };
+        let buf = match (shared, &out.payload) {
+            (Some(block), Segment::Ready(seg)) => Buf::Shared(seg.lend(block)),
+            _ => Buf::Private(vec![0; len]),
+        };
+        Ok(Loan {
+            publisher: self,
+            buf,
+        })
+    }
+
+    /// Publishes a `len`-byte message written in place by `fill`: [`Publisher::loan`], then
+    /// [`Loan::send`].
+    ///
+    /// # Errors
+    /// As [`Publisher::loan`] and [`Publisher::publish`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("tensors")?;
+    /// publisher.publish_with(4 << 20, |buf| {
+    ///     for (i, chunk) in buf.chunks_mut(4).enumerate() {
+    ///         chunk.copy_from_slice(&(i as f32).to_le_bytes());
+    ///     }
+    /// })?;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn publish_with(&self, len: usize, fill: impl FnOnce(&mut [u8])) -> Result<(), PublishError> {
+        let mut loan = self.loan(len)?;
+        fill(&mut loan);
+        loan.send()
+    }
+}
+
+impl Loan<'_> {
+    /// Publishes the message: as [`Publisher::publish`] of these bytes, without copying them
+    /// when they are in shared memory.
+    ///
+    /// # Errors
+    /// As [`Publisher::publish`].
+    ///
+    /// # Examples
+    ///
+    /// ```no_run
+    /// let publisher = mmipc::Publisher::new("camera")?;
+    /// let mut frame = publisher.loan(4096)?;
+    /// frame.copy_from_slice(&[1; 4096]);
+    /// frame.send()?;
+    /// # Ok::<(), mmipc::Error>(())
+    /// ```
+    pub fn send(mut self) -> Result<(), PublishError> {
+        let publisher = self.publisher;
+        match std::mem::replace(&mut self.buf, Buf::Gone) {
+            Buf::Private(bytes) => publisher.publish(&bytes),
+            Buf::Shared(loaned) => {
+                let core = &*publisher.core;
+                let s = &core.role;
+                let block = loaned.block();
+                drop(loaned);
+                let mut out = lock(&s.out);
+                if runtime::Endpoint::is_closed(core) {
+                    if let Segment::Ready(seg) = &mut out.payload {
+                        seg.release(block);
+                    }
+                    return Err(PublishError::Closed);
+                }
+                let seq = s.next_seq(core, &mut out);
+                if let Segment::Ready(seg) = &mut out.payload {
+                    seg.seal(block, seq);
+                }
+                s.deliver(core, &mut out, seq, block).result(s, block.len as usize)
+            }
+            Buf::Gone => Ok(()),
+        }
+    }
+}
+
+impl std::ops::Deref for Loan<'_> {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match &self.buf {
+            Buf::Shared(loaned) => loaned.bytes(),
+            Buf::Private(bytes) => bytes,
+            Buf::Gone => &[],
+        }
+    }
+}
+
+impl std::ops::DerefMut for Loan<'_> {
+    fn deref_mut(&mut self) -> &mut [u8] {
+        match &mut self.buf {
+            Buf::Shared(loaned) => loaned.bytes_mut(),
+            Buf::Private(bytes) => bytes,
+            Buf::Gone => &mut [],
+        }
+    }
+}
+
+impl Drop for Loan<'_> {
+    fn drop(&mut self) {
+        if let Buf::Shared(loaned) = std::mem::replace(&mut self.buf, Buf::Gone) {
+            let block = loaned.block();
+            drop(loaned);
+            let mut out = lock(&self.publisher.core.role.out);
+            if let Segment::Ready(seg) = &mut out.payload {
+                seg.release(block);
+            }
+        }
+    }
+}
+
+impl std::fmt::Debug for Loan<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Loan")
+            .field("len", &self.len())
+            .field("shared", &matches!(self.buf, Buf::Shared(_)))
+            .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::Subscriber;
+
+    /// Bytes of the payload segment in use.
+    fn used_bytes(publisher: &Publisher) -> Option<u64> {
+        match &lock(&publisher.core.role.out).payload {
+            Segment::Ready(seg) => Some(seg.capacity() - seg.free_bytes()),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn large_messages_reach_two_subscribers_and_their_blocks_come_back() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut subs: Vec<Subscriber> = (0..2)
+            .map(|_| Subscriber::builder("large").dir(dir.path()).build().unwrap())
+            .collect();
+        let publisher = Publisher::builder("large")
+            .dir(dir.path())
+            .deliver_to_same_process(true)
+            .payload_capacity(8 << 20)
+            .build()
+            .unwrap();
+        publisher
+            .wait_for_subscribers(2, Duration::from_secs(10))
+            .unwrap();
+        for i in 0..40u8 {
+            let len = 100_000 + usize::from(i) * 1000;
+            if i % 2 == 0 {
+                publisher.publish(&vec![i; len]).unwrap();
+            } else {
+                publisher.publish_with(len, |b| b.fill(i)).unwrap();
+            }
+            for sub in &mut subs {
+                let msg = sub.recv_ref_timeout(Duration::from_secs(10)).unwrap();
+                assert_eq!(msg.len(), len);
+                assert!(msg.iter().all(|&b| b == i));
+                assert_eq!(msg.sequence(), u64::from(i) + 1);
+            }
+        }
+        // One more publish reclaims what the subscribers released.
+        publisher.publish(&[0; 40_000]).unwrap();
+        assert_eq!(used_bytes(&publisher), Some(crate::connection::payload::block_size(40_000)));
+        for sub in &mut subs {
+            assert_eq!(sub.recv_timeout(Duration::from_secs(10)).unwrap().len(), 40_000);
+        }
+    }
+}
