@@ -174,7 +174,6 @@ impl PayloadOut {
     }
 
     /// Free bytes (not necessarily contiguous).
-    #[cfg(test)]
     pub(crate) fn free_bytes(&self) -> u64 {
         self.alloc.free_bytes
     }

@@ -219,7 +219,11 @@ impl Sending {
             } else {
                 self.write_as_policy(c, &[&header, seg.payload(block)])
             };
-            outcome.settle(self, c, result, len, &core.events)
+            let stays = outcome.settle(self, c, result, len, &core.events);
+            if !stays {
+                c.holdings.release_all(seg);
+            }
+            stays
         });
         seg.release(block);
         outcome
@@ -411,6 +415,32 @@ impl Publisher {
     }
 }
 
+impl Publisher {
+    /// Bytes of the payload segment in use now: blocks of large messages some subscriber
+    /// has not yet released, and unsent loans (a diagnostic: it reloads every subscriber's
+    /// read position first). `0` once every subscriber has read everything.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir()?;
+    /// let publisher = mmipc::Publisher::builder("docs").dir(dir.path()).build()?;
+    /// assert_eq!(publisher.payload_in_use(), 0);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn payload_in_use(&self) -> usize {
+        let mut out = lock(&self.core.role.out);
+        let Out { conns, payload, .. } = &mut *out;
+        let Segment::Ready(seg) = payload else {
+            return 0;
+        };
+        for c in conns.iter_mut() {
+            c.reclaim(seg);
+        }
+        (seg.capacity() - seg.free_bytes()) as usize
+    }
+}
+
 impl Loan<'_> {
     /// Publishes the message: as [`Publisher::publish`] of these bytes, without copying them
     /// when they are in shared memory.
@@ -504,14 +534,6 @@ mod tests {
     use super::*;
     use crate::Subscriber;
 
-    /// Bytes of the payload segment in use.
-    fn used_bytes(publisher: &Publisher) -> Option<u64> {
-        match &lock(&publisher.core.role.out).payload {
-            Segment::Ready(seg) => Some(seg.capacity() - seg.free_bytes()),
-            _ => None,
-        }
-    }
-
     #[test]
     fn large_messages_reach_two_subscribers_and_their_blocks_come_back() {
         let dir = tempfile::tempdir().unwrap();
@@ -543,7 +565,10 @@ mod tests {
         }
         // One more publish reclaims what the subscribers released.
         publisher.publish(&[0; 40_000]).unwrap();
-        assert_eq!(used_bytes(&publisher), Some(crate::connection::payload::block_size(40_000)));
+        assert_eq!(
+            publisher.payload_in_use() as u64,
+            crate::connection::payload::block_size(40_000)
+        );
         for sub in &mut subs {
             assert_eq!(sub.recv_timeout(Duration::from_secs(10)).unwrap().len(), 40_000);
         }
