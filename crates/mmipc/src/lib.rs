@@ -65,6 +65,14 @@ pub mod ring;
 mod sync;
 mod sys;
 
+/// Under loom, of the connection layer only the payload segment's bookkeeping (its reuse rule
+/// is modelled in `ring::loom_tests`).
+#[cfg(loom)]
+#[allow(dead_code)]
+mod connection {
+    pub(crate) mod payload;
+}
+
 cfg_not_loom! {
     mod callbacks;
     mod channel;

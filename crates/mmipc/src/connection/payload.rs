@@ -45,11 +45,6 @@ pub(crate) fn block_size(len: u64) -> u64 {
     (BLOCK_HEADER + len).div_ceil(BLOCK_HEADER) * BLOCK_HEADER
 }
 
-/// The file of publisher `publisher`'s payload segment.
-pub(crate) fn path(segments: &Path, publisher: crate::discovery::EndpointId) -> PathBuf {
-    segments.join(format!("pub-{publisher}.pay"))
-}
-
 /// First-fit allocator of 64-byte-aligned extents of the segment's block area, lowest
 /// address first (so that the pages in use stay few and warm). Private memory only: nothing
 /// here is shared.
@@ -125,6 +120,53 @@ pub(crate) struct Block {
 impl Block {
     pub(crate) fn size(&self) -> u64 {
         block_size(self.len)
+    }
+}
+
+/// The descriptors one connection was sent and its subscriber has not released yet, oldest
+/// first, each with the ring position just after its record: once the subscriber's
+/// published read position reaches that, it has finished with the block (it publishes its
+/// position only after dropping the message, and rings are read in order).
+#[derive(Debug, Default)]
+pub(crate) struct Holdings {
+    held: std::collections::VecDeque<(u64, Block)>,
+    bytes: u64,
+}
+
+impl Holdings {
+    /// A descriptor of `block` was written, ending at ring position `until`.
+    pub(crate) fn push(&mut self, until: u64, block: Block) {
+        self.held.push_back((until, block));
+        self.bytes += block.size();
+    }
+
+    /// Lets go (through `release`) of every block whose descriptor the subscriber's read
+    /// position `read` has passed.
+    pub(crate) fn reclaim(&mut self, read: u64, mut release: impl FnMut(Block)) {
+        while let Some(&(until, block)) = self.held.front()
+            && until <= read
+        {
+            self.bytes -= block.size();
+            release(block);
+            self.held.pop_front();
+        }
+    }
+
+    /// Lets go of everything: the connection ended (its subscriber crashed, left, or was
+    /// judged hung and is told so by its closed ring).
+    pub(crate) fn release_all(&mut self, release: impl FnMut(Block)) {
+        self.held.drain(..).map(|(_, b)| b).for_each(release);
+        self.bytes = 0;
+    }
+
+    /// Bytes of the blocks held.
+    pub(crate) fn bytes(&self) -> u64 {
+        self.bytes
+    }
+
+    /// The ring position that releases the oldest block held.
+    pub(crate) fn oldest(&self) -> Option<u64> {
+        self.held.front().map(|&(until, _)| until)
     }
 }
 
@@ -408,7 +450,7 @@ mod tests {
     }
 
     #[test]
-    fn freed_neighbours_merge_back_into_one_extent() {
+    fn allocator_merges_freed_neighbours_into_one_extent() {
         let mut a = Allocator::new(64, 64 * 10);
         let x = a.alloc(128).unwrap();
         let y = a.alloc(128).unwrap();
@@ -426,7 +468,7 @@ mod tests {
         /// Against a model (a byte map of who owns what): allocations never overlap, stay in
         /// bounds, and an allocation fails only when no free run is long enough.
         #[test]
-        fn allocations_never_overlap_and_fail_only_without_a_free_run(
+        fn allocator_never_overlaps_and_fails_only_without_a_free_run(
             ops in proptest::collection::vec((any::<bool>(), 1u64..12, any::<prop::sample::Index>()), 1..200)
         ) {
             let units = 32u64;
@@ -465,6 +507,33 @@ mod tests {
         }
     }
 
+    #[test]
+    fn allocator_holdings_release_in_ring_order() {
+        let mut h = Holdings::default();
+        let (a, b) = (
+            Block {
+                offset: 64,
+                len: 10,
+            },
+            Block {
+                offset: 128,
+                len: 100,
+            },
+        );
+        h.push(40, a);
+        h.push(80, b);
+        assert_eq!((h.bytes(), h.oldest()), (128 + 192, Some(40)));
+        let mut released = Vec::new();
+        h.reclaim(39, |x| released.push(x));
+        assert!(released.is_empty());
+        h.reclaim(79, |x| released.push(x));
+        assert_eq!(released, [a]);
+        assert_eq!((h.bytes(), h.oldest()), (192, Some(80)));
+        h.release_all(|x| released.push(x));
+        assert_eq!(released, [a, b]);
+        assert_eq!((h.bytes(), h.oldest()), (0, None));
+    }
+
     fn segment(dir: &Path, capacity: u64) -> (PayloadOut, PayloadIn) {
         let path = dir.join("pub-x.pay");
         let out = PayloadOut::create(&path, capacity, sys::Access::Private).unwrap();
@@ -479,7 +548,10 @@ mod tests {
         let block = out.try_alloc(5).unwrap();
         out.fill(block, 7, &[b"he", b"llo"]);
         let d = descriptor(7, block);
-        assert_eq!(u64::from_le_bytes(d[..8].try_into().unwrap()), 7 | DESCRIPTOR_FLAG);
+        assert_eq!(
+            u64::from_le_bytes(d[..8].try_into().unwrap()),
+            7 | DESCRIPTOR_FLAG
+        );
         let got = view.resolve(7, &d[8..], 100).unwrap();
         assert_eq!(view.payload(got), b"hello");
         // The block is reused only after every holder let it go.

@@ -20,6 +20,11 @@ pub(crate) fn publisher_pipe_path(dirs: &ChannelDirs, publisher: EndpointId) -> 
     dirs.segments.join(format!("pub-{publisher}.wake"))
 }
 
+/// The payload segment of publisher `publisher` (`connection::payload`), beside its rings.
+pub(crate) fn payload_path(dirs: &ChannelDirs, publisher: EndpointId) -> PathBuf {
+    dirs.segments.join(format!("pub-{publisher}.pay"))
+}
+
 /// The ring of connection `generation` from `publisher` to `sub`.
 pub(crate) fn ring_path(
     dirs: &ChannelDirs,

@@ -11,7 +11,6 @@
 //! held by several slow subscribers at once), the message is copied into the rings inline,
 //! as small messages are, rather than waiting for slow subscribers against the policy.
 
-use std::collections::VecDeque;
 use std::time::Instant;
 
 use super::{Delivery, Out, Outgoing, Publisher, Sending};
@@ -31,57 +30,22 @@ pub(super) enum Segment {
     Unavailable,
 }
 
-/// A descriptor a connection was sent and its subscriber has not yet released.
-pub(super) struct Held {
-    /// The ring position after the descriptor's record.
-    until: u64,
-    block: Block,
-}
-
-/// What a connection holds of the payload segment.
-#[derive(Default)]
-pub(super) struct Holdings {
-    held: VecDeque<Held>,
-    bytes: u64,
-}
-
-impl Holdings {
-    /// Lets go of the descriptors the subscriber has read (its ring position passed them).
-    fn reclaim(&mut self, read: u64, seg: &mut PayloadOut) {
-        while let Some(h) = self.held.front()
-            && h.until <= read
-        {
-            self.bytes -= h.block.size();
-            seg.release(h.block);
-            self.held.pop_front();
-        }
-    }
-
-    /// Lets go of everything: the connection ended.
-    pub(super) fn release_all(&mut self, seg: &mut PayloadOut) {
-        for h in self.held.drain(..) {
-            seg.release(h.block);
-        }
-        self.bytes = 0;
-    }
-}
-
 impl Outgoing {
     /// Lets go of what this connection held of the payload segment: it is being dropped.
     pub(super) fn forget(&mut self, payload: &mut Segment) {
         if let Segment::Ready(seg) = payload {
-            self.holdings.release_all(seg);
+            self.holdings.release_all(|b| seg.release(b));
         }
     }
 
     /// Reloads the subscriber's read position and lets go of what it released.
     fn reclaim(&mut self, seg: &mut PayloadOut) {
-        if self.holdings.held.is_empty() {
+        if self.holdings.oldest().is_none() {
             return;
         }
         // A ring that failed keeps its holdings until the connection is dropped.
         if let Ok(read) = self.producer.consumed() {
-            self.holdings.reclaim(read, seg);
+            self.holdings.reclaim(read, |b| seg.release(b));
         }
     }
 
@@ -96,14 +60,14 @@ impl Outgoing {
     ) -> Result<bool, RingError> {
         loop {
             self.reclaim(seg);
-            let h = &self.holdings;
-            if h.bytes == 0 || h.bytes + size <= budget {
+            let held = self.holdings.bytes();
+            if held == 0 || held + size <= budget {
                 return Ok(true);
             }
             let Some(deadline) = wait else {
                 return Ok(false);
             };
-            let Some(until) = h.held.front().map(|h| h.until) else {
+            let Some(until) = self.holdings.oldest() else {
                 return Ok(true);
             };
             match self.producer.wait_consumed(until, deadline) {
@@ -151,8 +115,8 @@ impl Sending {
             let c = conns
                 .iter_mut()
                 .filter(|c| c.info.is_live())
-                .max_by_key(|c| c.holdings.bytes)?;
-            let until = c.holdings.held.front()?.until;
+                .max_by_key(|c| c.holdings.bytes())?;
+            let until = c.holdings.oldest()?;
             if let Err(RingError::Timeout) = c.producer.wait_consumed(until, deadline) {
                 return None;
             }
@@ -192,7 +156,7 @@ impl Sending {
         };
         conns.retain_mut(|c| {
             if !c.info.is_live() {
-                c.holdings.release_all(seg);
+                c.holdings.release_all(|b| seg.release(b));
                 return false;
             }
             if c.too_large(len, &core.events) {
@@ -204,11 +168,7 @@ impl Sending {
                     Ok(true) => {
                         let written = self.write_as_policy(c, &[&descriptor]);
                         if written.is_ok() {
-                            c.holdings.held.push_back(Held {
-                                until: c.producer.position(),
-                                block,
-                            });
-                            c.holdings.bytes += size;
+                            c.holdings.push(c.producer.position(), block);
                             seg.hold(block);
                         }
                         written
@@ -221,7 +181,7 @@ impl Sending {
             };
             let stays = outcome.settle(self, c, result, len, &core.events);
             if !stays {
-                c.holdings.release_all(seg);
+                c.holdings.release_all(|b| seg.release(b));
             }
             stays
         });

@@ -234,7 +234,7 @@ impl PublisherBuilder {
             EndpointKind::Publisher,
             |dirs, id| match payload_capacity {
                 0 => Ok(large::Segment::Unavailable),
-                cap => PayloadOut::create(&payload::path(&dirs.segments, id), cap, dirs.access)
+                cap => PayloadOut::create(&segment::payload_path(dirs, id), cap, dirs.access)
                     .map(large::Segment::Ready),
             },
         )?;
@@ -324,7 +324,7 @@ struct Outgoing {
     /// The subscriber reads descriptors of the payload segment.
     payloads: bool,
     /// What it holds of the payload segment.
-    holdings: large::Holdings,
+    holdings: payload::Holdings,
 }
 
 impl Outgoing {
@@ -816,7 +816,7 @@ impl Sending {
             #[cfg(all(windows, feature = "tokio"))]
             space_listener: None,
             payloads: sub.record.payloads,
-            holdings: large::Holdings::default(),
+            holdings: payload::Holdings::default(),
         });
         let silence = core.silence_for(&info, &sub.record);
         let extra = Subscribed {

@@ -177,3 +177,52 @@ fn loom_pipe_listener_is_told_of_every_message() {
         assert!(seen || pipe.load(Ordering::Relaxed) != 0, "a lost wake-up");
     });
 }
+
+/// One-copy fan-out's reuse rule (`connection::payload`): a block of the payload segment is
+/// rewritten only after the consumer's published read position passed the descriptor naming
+/// it. The payload area is loom-tracked memory too, so a rewrite not ordered after the
+/// reader's last read of the block fails the model. Two blocks, three messages: the third
+/// must wait for the first to be released (on the space bell, as a blocked publish does).
+#[test]
+fn loom_a_payload_block_is_reused_only_after_its_reader_released_it() {
+    use crate::connection::payload::{Allocator, Block, Holdings};
+    loom::model(|| {
+        let (mut tx, mut rx) = with_capacity(64);
+        tx.set_wait_strategy(WaitStrategy::Park);
+        rx.set_wait_strategy(WaitStrategy::Park);
+        let area = Region::heap(128);
+        let reader_area = area.share();
+        let writer = thread::spawn(move || {
+            let mut alloc = Allocator::new(0, 128);
+            let mut holdings = Holdings::default();
+            for i in 0..3u8 {
+                let offset = loop {
+                    let read = tx.consumed().unwrap();
+                    holdings.reclaim(read, |b| alloc.release(b.offset, b.size()));
+                    if let Some(offset) = alloc.alloc(64) {
+                        break offset;
+                    }
+                    let until = holdings.oldest().expect("a block is held");
+                    tx.wait_consumed(until, None).unwrap();
+                };
+                // SAFETY: `offset..offset + 8` is inside the 128-byte area, in a block the
+                // allocator gave us (nobody holds its descriptor).
+                unsafe { area.data().write(offset, &[i; 8]) };
+                tx.write(&offset.to_le_bytes()).unwrap();
+                // A 0-byte payload occupies one 64-byte block (the header's size).
+                holdings.push(tx.position(), Block { offset, len: 0 });
+            }
+        });
+        for i in 0..3u8 {
+            let mut guard = rx.read_in_place(None).unwrap();
+            let offset = u64::from_le_bytes(guard[..8].try_into().unwrap());
+            let mut got = [0u8; 8];
+            // SAFETY: the writer put its blocks inside the 128-byte area.
+            unsafe { reader_area.data().read(offset, &mut got) };
+            assert_eq!(got, [i; 8]);
+            guard.release_promptly();
+            drop(guard);
+        }
+        writer.join().unwrap();
+    });
+}

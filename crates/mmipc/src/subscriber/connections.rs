@@ -13,7 +13,7 @@ use std::time::Duration;
 use super::{Draining, Incoming, Receiving};
 use crate::connection::framing::FRAME_HEADER;
 use crate::connection::liveness::{ConnInfo, PeerEnd, departure};
-use crate::connection::payload::{self, PayloadIn};
+use crate::connection::payload::PayloadIn;
 use crate::connection::segment;
 use crate::discovery::{self, EndpointId, EndpointKind, Listing};
 use crate::endpoint::{Conn, Core, Maint, Role};
@@ -127,7 +127,7 @@ impl Receiving {
         );
         // Mapped now if it exists (it may go with its publisher before we read its first
         // descriptor), else on the first descriptor.
-        let payload_path = payload::path(&core.dirs.segments, publisher.id);
+        let payload_path = segment::payload_path(&core.dirs, publisher.id);
         s.pending.push(Incoming {
             consumer,
             info,
@@ -308,7 +308,7 @@ impl Role for Receiving {
 /// their rings, so the name is no longer needed). Each subscriber removes its ring before
 /// looking, so the last of several finishing at once sees none.
 fn remove_payload_if_last(core: &Core<Receiving>, publisher: EndpointId) {
-    let path = payload::path(&core.dirs.segments, publisher);
+    let path = segment::payload_path(&core.dirs, publisher);
     if path.exists()
         && !discovery::is_alive(&core.dirs, EndpointKind::Publisher, publisher)
         && discovery::rings_of(&core.dirs, EndpointKind::Publisher, publisher).is_empty()

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use self::connections::connect_to_live_publishers;
 use crate::connection::framing::{self, FRAME_HEADER, Frame};
 use crate::connection::liveness::ConnInfo;
-use crate::connection::payload::{self, Block, PayloadIn};
+use crate::connection::payload::{Block, PayloadIn};
 use crate::connection::segment;
 use crate::connection::doorbell::Doorbell;
 use crate::discovery::{EndpointId, EndpointKind};
@@ -648,7 +648,7 @@ fn stage(c: &mut Incoming, core: &Core<Receiving>) -> Staged {
 /// refused (the publisher broke the protocol).
 fn resolve(c: &mut Incoming, core: &Core<Receiving>, seq: u64) -> Option<Block> {
     if c.payload.is_none() {
-        let path = payload::path(&core.dirs.segments, c.info.peer.id);
+        let path = segment::payload_path(&core.dirs, c.info.peer.id);
         c.payload = Some(PayloadIn::open(&path, core.dirs.access).ok()?);
     }
     let desc = c.consumer.staged()?.get(FRAME_HEADER..)?;
