@@ -88,9 +88,9 @@ pub const DEFAULT_REASSEMBLY_BUDGET: usize = 256 << 20;
 /// # Examples
 ///
 /// ```
-/// assert_eq!(mmipc::DEFAULT_PAYLOAD_THRESHOLD, 32 * 1024);
+/// assert_eq!(mmipc::DEFAULT_PAYLOAD_THRESHOLD, 16 * 1024);
 /// ```
-pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 32 * 1024;
+pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 16 * 1024;
 
 /// Bytes of a publisher's payload segment (see
 /// [`PublisherBuilder::payload_capacity`](crate::PublisherBuilder::payload_capacity)): made on

@@ -370,16 +370,18 @@ fn a_publisher_killed_mid_fan_out_leaves_whole_messages_then_nothing() {
         .collect();
     let publisher = spawn_child(CHILD, "endless", &child_env(root.path(), "killed", &[]));
     let mut publisher = Reaper(vec![publisher]);
-    for sub in &mut subs {
-        for _ in 0..20 {
+    // In turns: each subscriber may hold only so much (its ring capacity) before the
+    // publisher waits for it.
+    for _ in 0..20 {
+        for sub in &mut subs {
             let msg = sub.recv_ref_timeout(WATCHDOG).unwrap();
             verify_endless(&msg).unwrap();
         }
     }
+    let events: Vec<_> = subs.iter().map(Subscriber::events).collect();
     publisher.0[0].kill().unwrap();
     publisher.0[0].wait().unwrap();
-    for sub in &mut subs {
-        let events = sub.events();
+    for (sub, events) in subs.iter_mut().zip(&events) {
         let mut last = 20;
         let deadline = Instant::now() + WATCHDOG;
         let reason = loop {

@@ -141,7 +141,9 @@ impl PublisherBuilder {
     /// written once into this publisher's payload segment, and each subscriber's ring gets
     /// a 24-byte descriptor of it instead of a copy: publishing costs one copy whatever the
     /// number of subscribers, and [`Publisher::loan`] none. Smaller messages are copied into
-    /// each ring, which is faster for them. `usize::MAX` sends everything inline.
+    /// each ring, which is faster for them; so are messages of [`Publisher::publish`] to a
+    /// single subscriber that fit whole in its ring (one copy either way, and the ring stays
+    /// warm in the cache). `usize::MAX` sends everything inline.
     ///
     /// # Examples
     ///
@@ -162,9 +164,10 @@ impl PublisherBuilder {
     /// large message; pages are used as blocks are written, and a block is reused once every
     /// subscriber released it. Messages larger than half of it go inline (in fragments);
     /// `0` sends everything inline. Each subscriber may hold at most a share of it
-    /// (`capacity / (subscribers + 1)`, or one message): beyond that it is treated as a full
-    /// ring under the [`OnFull`] policy, so a stalled subscriber cannot hold the others
-    /// hostage.
+    /// (`capacity / (subscribers + 1)`, and no more than the
+    /// [`ring_capacity`](Self::ring_capacity); always one message): beyond that it is
+    /// treated as a full ring under the [`OnFull`] policy, so a stalled subscriber cannot
+    /// hold the others hostage, and the blocks in use stay few (warm in the cache).
     ///
     /// # Examples
     ///
@@ -492,7 +495,7 @@ impl Publisher {
             return Err(PublishError::Closed);
         }
         let seq = s.next_seq(core, &mut out);
-        let large = if s.goes_large(len, &out.conns) {
+        let large = if s.goes_large(len, &out.conns, false) {
             s.publish_large(core, &mut out, seq, parts, len)
         } else {
             None

@@ -93,6 +93,10 @@ impl Gather<'_> {
     }
 }
 
+/// Longest spin of [`Producer::wait_consumed`] before it parks (under a spin-then-park
+/// strategy): it waits for a consumer to finish with a large message, which takes longer.
+const RELEASE_SPIN: std::time::Duration = std::time::Duration::from_micros(2);
+
 enum Blocking {
     /// All or nothing: the whole message fits now, or `Full` and nothing is written.
     No,
@@ -350,7 +354,11 @@ impl Producer {
         if self.consumed()? >= pos {
             return Ok(());
         }
-        let strategy = self.strategy;
+        // The consumer is reading a large message: worth a short spin at most.
+        let strategy = match self.strategy {
+            WaitStrategy::SpinThenPark(spin) => WaitStrategy::SpinThenPark(spin.min(RELEASE_SPIN)),
+            other => other,
+        };
         let region = self.region.share();
         let result = wait_until(
             region.futex(),
