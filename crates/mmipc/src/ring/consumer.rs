@@ -429,7 +429,7 @@ impl Consumer {
         if self.staged.is_some() || self.failed.is_some() || self.more_known() {
             return true;
         }
-        !matches!(self.refresh(), Ok(false))
+        !matches!(self.refresh(false), Ok(false))
     }
 
     /// Whether we know of a record at our read position: its header says it is published
@@ -497,7 +497,7 @@ impl Consumer {
                 if self.more_known() {
                     return Ok(true);
                 }
-                self.refresh()
+                self.refresh(false)
             },
         );
         match result {
@@ -507,50 +507,56 @@ impl Consumer {
         }
     }
 
-    /// Reloads the producer's position. `Ok(true)` if it is past our read position (a record
-    /// is published there); `Err(Closed)` if it is not and the producer closed.
-    fn refresh(&mut self) -> Result<bool, RingError> {
-        let cap = self.region.capacity();
-        let mut closed = false;
-        loop {
-            // SYNC POINT position: pairs with the Release store in `Producer::commit`.
-            let write = self.region.header().producer.pos.load(Ordering::Acquire);
-            // Aligned, never backwards, within a capacity of our position either way: it may
-            // lag behind what we read through headers (by less than a capacity), except once
-            // the producer closed (it stored its final position before its flag).
-            let ahead = write.wrapping_sub(self.read) as i64;
-            let forward = write.wrapping_sub(self.write_cache) as i64 >= 0;
-            let lag_ok = if closed {
-                ahead >= 0
-            } else {
-                ahead >= -(cap as i64)
-            };
-            if !write.is_multiple_of(ALIGN) || !forward || ahead > cap as i64 || !lag_ok {
-                return Err(Violation::Position {
-                    ours: self.read,
-                    theirs: write,
-                    capacity: cap,
-                }
-                .into());
-            }
-            self.write_cache = write;
-            if ahead > 0 {
-                return Ok(true);
-            }
-            // Nothing left to read: hand back everything we held, before anyone waits.
-            if self.released != self.read {
-                self.release();
-            }
-            if closed {
-                return Err(RingError::Closed);
-            }
-            // The producer stores its position before its closed flag: after seeing the flag,
-            // one more load of the position sees everything it wrote.
-            if self.region.header().producer.closed.load(Ordering::Acquire) == OPEN {
-                return Ok(false);
-            }
-            closed = true;
+    /// Looks at the producer's side after the header at our read position showed nothing
+    /// there. `Ok(true)` if a record is there after all (or the producer's position says so:
+    /// the caller then requires its header), `Ok(false)` if not, `Err(Closed)` if not and
+    /// the producer closed.
+    ///
+    /// With `position` (a read), the producer's position is loaded and validated too. A
+    /// waiter's look skips it: it reads only the closed flag, on a line nobody writes while
+    /// the ring is open, so that spinning on a ring pulls the next record's header line and
+    /// nothing else.
+    fn refresh(&mut self, position: bool) -> Result<bool, RingError> {
+        if position && self.load_position()? {
+            return Ok(true);
         }
+        // Nothing left to read: hand back everything we held, before anyone waits.
+        if self.released != self.read {
+            self.release();
+        }
+        // SYNC POINT close: pairs with the Release store of the flag in `Producer::drop` (or
+        // `RingControl::close_producer_side`); the producer stores its headers and position
+        // before its flag.
+        if self.region.header().producer_closed.load(Ordering::Acquire) == OPEN {
+            return Ok(false);
+        }
+        if self.load_position()? || self.more_known() {
+            return Ok(true);
+        }
+        Err(RingError::Closed)
+    }
+
+    /// Loads and validates the producer's position; whether it is past our read position.
+    /// It must be aligned, never go backwards, and stay within a capacity of our position
+    /// either way: it may lag behind what we read through headers (the producer stores a
+    /// record's header before its position), and after a close too (a producer that died
+    /// between the two).
+    fn load_position(&mut self) -> Result<bool, RingError> {
+        let cap = self.region.capacity();
+        // SYNC POINT position: pairs with the Release store in `Producer::commit`.
+        let write = self.region.header().producer.pos.load(Ordering::Acquire);
+        let ahead = write.wrapping_sub(self.read) as i64;
+        let forward = write.wrapping_sub(self.write_cache) as i64 >= 0;
+        if !write.is_multiple_of(ALIGN) || !forward || ahead.unsigned_abs() > cap {
+            return Err(Violation::Position {
+                ours: self.read,
+                theirs: write,
+                capacity: cap,
+            }
+            .into());
+        }
+        self.write_cache = write;
+        Ok(ahead > 0)
     }
 
     /// Publishes our read position and wakes a producer waiting for space.
@@ -623,7 +629,7 @@ impl Consumer {
                     }
                     .into());
                 }
-                if !self.refresh()? {
+                if !self.refresh(true)? {
                     return Ok(None);
                 }
                 continue; // the position moved past us: the header must be there now

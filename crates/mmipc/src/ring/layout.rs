@@ -49,7 +49,8 @@ pub(crate) struct Side {
     pub pos: AtomicU64,
     /// A counter the owner bumps periodically; liveness is judged by the layer above.
     pub heartbeat: AtomicU64,
-    /// [`OPEN`], [`CLOSED`] or [`VIOLATED`].
+    /// [`OPEN`], [`CLOSED`] or [`VIOLATED`] (the consumer's; the producer's flag is
+    /// `Header::producer_closed`).
     pub closed: AtomicU32,
 }
 
@@ -85,8 +86,15 @@ pub(crate) struct Header {
     /// (zero) space: older peers ignore it.
     pub creator_pid: AtomicU32,
     _pad: u32,
-    _reserved: [u64; 4],
-    /// Producer's line: write position, heartbeat, closed flag.
+    /// The producer's closed flag ([`OPEN`], [`CLOSED`] or [`VIOLATED`]), since version 2:
+    /// on this line, which nothing writes after initialisation but a close, rather than on
+    /// the producer's, which every record's position store writes, so that a waiting consumer
+    /// polls it beside the next record's header without pulling a busy line.
+    pub producer_closed: AtomicU32,
+    _pad2: u32,
+    _reserved: [u64; 3],
+    /// Producer's line: write position and heartbeat (its `closed` is unused since version 2,
+    /// see `producer_closed`).
     pub producer: Side,
     /// Consumer's line: read position, heartbeat, closed flag.
     pub consumer: Side,
@@ -104,6 +112,7 @@ pub(crate) struct Header {
 const _: () = {
     assert!(core::mem::size_of::<Header>() <= HEADER_LEN);
     assert!(core::mem::offset_of!(Header, creator_pid) == 24);
+    assert!(core::mem::offset_of!(Header, producer_closed) == 32);
     assert!(core::mem::offset_of!(Header, producer) == 64);
     assert!(core::mem::offset_of!(Header, consumer) == 128);
     assert!(core::mem::offset_of!(Header, data_bell) == 192);
@@ -133,7 +142,9 @@ impl Header {
             capacity: AtomicU64::new(capacity),
             creator_pid: AtomicU32::new(0),
             _pad: 0,
-            _reserved: [0; 4],
+            producer_closed: AtomicU32::new(OPEN),
+            _pad2: 0,
+            _reserved: [0; 3],
             producer: side(),
             consumer: side(),
             data_bell: bell(),

@@ -468,7 +468,7 @@ impl Producer {
     fn fail(&mut self, err: RingError) -> RingError {
         if let RingError::Violation(_) = err {
             let h = self.region.header();
-            h.producer.closed.store(VIOLATED, Ordering::Release);
+            h.producer_closed.store(VIOLATED, Ordering::Release);
             self.wake_consumer();
         }
         self.failed = Some(err.clone());
@@ -702,8 +702,11 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         let h = self.region.header();
-        if h.producer.closed.load(Ordering::Relaxed) == OPEN {
-            h.producer.closed.store(CLOSED, Ordering::Release);
+        // Our position first (padding may be published by its header only), then the closed
+        // flag (PROTOCOL.md): a consumer that sees us closed sees everything we wrote.
+        h.producer.pos.store(self.write, Ordering::Release);
+        if h.producer_closed.load(Ordering::Relaxed) == OPEN {
+            h.producer_closed.store(CLOSED, Ordering::Release);
         }
         self.wake_consumer();
     }

@@ -426,7 +426,7 @@ fn corrupt_read_position_is_a_violation_for_the_producer() {
         Err(RingError::Violation(Violation::Position { .. }))
     ));
     assert_eq!(
-        rx.region.header().producer.closed.load(Ordering::Acquire),
+        rx.region.header().producer_closed.load(Ordering::Acquire),
         layout::VIOLATED
     );
 }
