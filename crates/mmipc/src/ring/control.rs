@@ -98,9 +98,9 @@ impl RingControl {
     /// consumer's doorbell.
     pub(crate) fn close_producer_side(&self) {
         let h = self.region.header();
-        let _ = h
-            .producer_closed
-            .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        let _ =
+            h.producer_closed
+                .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
         notify(self.region.futex(), &h.data_bell);
     }
 

@@ -489,6 +489,29 @@ impl Producer {
     ) -> Result<(), RingError> {
         self.check_usable()?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        let cap = self.region.capacity();
+        // The fast path: a whole record that fits in the contiguous free space as last seen
+        // (what `plan` decides first), nothing to resume and no abort owed.
+        let span = record_len(total as u64);
+        let off = self.write & (cap - 1);
+        if *done == 0
+            && !self.abort_pending
+            && span <= cap - off
+            && span <= cap - (self.write - self.read_cache)
+        {
+            let data = self.region.data();
+            let mut at = off + RECORD_HEADER;
+            for part in parts {
+                // SAFETY: the record's `span` bytes from `off` are free and within the data
+                // area (checked above); the parts add up to its payload.
+                unsafe { data.write(at, part) };
+                at += part.len() as u64;
+            }
+            self.put(Kind::Whole, total as u64, span);
+            *done = total as u64;
+            self.commit();
+            return Ok(());
+        }
         if let Blocking::No = blocking
             && !self.fits_now(total as u64)
             && (!self.refresh()? || !self.fits_now(total as u64))
@@ -501,7 +524,6 @@ impl Producer {
             // Never between the fragments of a message being resumed.
             self.flush_abort(&blocking)?;
         }
-        let cap = self.region.capacity();
         let mask = cap - 1;
         let mut src = Gather {
             parts,
