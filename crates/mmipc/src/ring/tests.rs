@@ -436,6 +436,144 @@ fn corrupt_read_position_is_a_violation_for_the_producer() {
     );
 }
 
+// --- Record headers as the reader's signal (ring version 2). ---
+
+/// The 8-byte word at `off` in the data area.
+fn word_at(tx: &Producer, off: u64) -> u64 {
+    // SAFETY: callers pass in-bounds, 8-aligned offsets.
+    unsafe { tx.region.data().load_header(off) }
+}
+
+/// A reader learns of a record from its header alone: before the producer stores its
+/// position, and the header carries the record's lap.
+#[test]
+fn a_record_is_read_from_its_header_before_the_position_is_loaded() {
+    let (mut tx, mut rx) = with_capacity(64);
+    tx.try_write(&[5; 8]).unwrap();
+    // Hide the position: the header must be enough.
+    tx.region.header().producer.pos.store(0, Ordering::Release);
+    let mut buf = Vec::new();
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert_eq!(buf, [5; 8]);
+    // Lap 1: the record at position 64 carries tag 1; the slot after it was emptied.
+    for i in 0..4u8 {
+        tx.try_write(&[i; 8]).unwrap();
+        assert!(rx.try_read(&mut buf).unwrap());
+    }
+    let (len, kind, tag) = layout::decode(word_at(&tx, 0));
+    assert_eq!((len, Kind::from_u32(kind), tag), (8, Some(Kind::Whole), 1));
+    assert_eq!(word_at(&tx, 16), 0, "the next record's slot is empty");
+}
+
+/// Defect this version closes: a payload word of an earlier lap that looks exactly like the
+/// header the next lap will store there (kind, length, lap tag) must not be taken for it.
+/// The producer empties the next record's slot before it publishes a record.
+#[test]
+fn a_payload_that_looks_like_a_next_lap_header_is_never_taken() {
+    let (mut tx, mut rx) = with_capacity(64);
+    let mut a = vec![1u8; 8];
+    a.extend_from_slice(&encode(0, Kind::Whole, 1).to_ne_bytes()); // lands on offset 16
+    let mut buf = Vec::new();
+    for msg in [&a[..], &[2; 32], &[3; 8]] {
+        tx.try_write(msg).unwrap();
+        assert!(rx.try_read(&mut buf).unwrap());
+        assert_eq!(buf, msg);
+    }
+    // The reader is at position 80 (offset 16, lap 1): nothing there.
+    assert!(!rx.try_read(&mut buf).unwrap());
+    assert!(!rx.poll());
+    assert_eq!(rx.try_read_in_place().unwrap().map(|g| g.len()), None);
+}
+
+/// A full ring: the word where the next record goes is the header of the record the reader
+/// has not released yet, one lap older. The reader at that position (after reading
+/// everything, before the producer writes there) must see nothing.
+#[test]
+fn a_header_of_the_previous_lap_is_not_a_new_record() {
+    let (mut tx, mut rx) = with_capacity(64);
+    for i in 0..4u8 {
+        tx.try_write(&[i; 8]).unwrap(); // fills the ring; nothing could be emptied ahead
+    }
+    let mut buf = Vec::new();
+    for i in 0..4u8 {
+        assert!(rx.try_read(&mut buf).unwrap());
+        assert_eq!(buf, [i; 8]);
+    }
+    assert_eq!(
+        layout::decode(word_at(&tx, 0)).2,
+        0,
+        "still the lap-0 header"
+    );
+    assert!(!rx.try_read(&mut buf).unwrap());
+    assert!(!rx.poll());
+    tx.try_write(&[9; 8]).unwrap();
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert_eq!(buf, [9; 8]);
+}
+
+/// The producer's position covers a record whose header is not there (an empty slot, or a
+/// header of another lap): a violation, not a wait for ever.
+#[test]
+fn a_position_covering_a_missing_or_stale_header_is_a_violation() {
+    for word in [
+        0,
+        encode(8, Kind::Whole, 1),
+        encode(8, Kind::Whole, (1 << 24) - 1),
+    ] {
+        assert!(
+            matches!(
+                corrupt_first_record(word, 16),
+                Violation::Unpublished {
+                    offset: 0,
+                    expected: 0,
+                    ..
+                }
+            ),
+            "{word:#x}"
+        );
+    }
+}
+
+/// A producer that dies between storing a record's header and its position, then is closed
+/// by someone else: the reader still drains what the headers published, then sees the end.
+#[test]
+fn records_published_by_their_headers_are_drained_after_a_close() {
+    let (tx, mut rx) = with_capacity(64);
+    scribble(&tx, 0, encode(3, Kind::Whole, 0));
+    scribble(&tx, 16, encode(0, Kind::Whole, 0));
+    tx.control().close_producer_side();
+    std::mem::forget(tx); // it died: no position, no drop
+    let mut buf = Vec::new();
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert_eq!(buf.len(), 3);
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert!(buf.is_empty());
+    assert_eq!(rx.try_read(&mut buf), Err(RingError::Closed));
+}
+
+/// A peer speaking the previous ring version (whose readers follow the position, not the
+/// headers) is refused cleanly when the segment is opened.
+#[test]
+#[cfg_attr(miri, ignore = "maps a file")]
+fn a_segment_of_the_previous_version_is_refused_at_open() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ring");
+    let seg = RingSegment::create(&path, 4096).unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.seek(SeekFrom::Start(8)).unwrap();
+    file.write_all(&1u32.to_ne_bytes()).unwrap();
+    let Err(err) = RingSegment::open(&path) else {
+        panic!("version 1 must be refused");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("version 1") && text.contains("speaks 2"),
+        "{text}"
+    );
+    drop(seg);
+}
+
 // --- Property tests against a VecDeque model. ---
 
 #[derive(Debug, Clone)]
@@ -600,6 +738,64 @@ proptest! {
         }
         writer.join().unwrap();
         prop_assert_eq!(rx.read(&mut buf), Err(RingError::Closed));
+    }
+
+    /// Forged record headers (this lap's tag or another, any kind, any length, with or
+    /// without a position covering them, in a ring that may have lapped) are read, reported
+    /// as a violation, or seen as nothing yet: never a panic, an access out of the data area
+    /// or a record beyond the room.
+    #[test]
+    fn forged_headers_are_violations_never_panics(
+        laps in 0u64..3,
+        slot in 0u64..8,
+        len in prop_oneof![0u32..80, any::<u32>()],
+        kind in prop_oneof![0u32..8, any::<u8>().prop_map(u32::from)],
+        tag_shift in prop_oneof![Just(0i64), Just(-1i64), Just(1i64), any::<i64>()],
+        pos_ahead in prop_oneof![Just(None), (0u64..9).prop_map(Some)],
+    ) {
+        let cap = 64u64;
+        let (mut tx, mut rx) = with_capacity(cap as usize);
+        let mut buf = Vec::new();
+        // Lap the ring `laps` times, then move to `slot`.
+        for _ in 0..(laps * 4 + slot / 2) {
+            tx.try_write(&[7; 8]).unwrap();
+            prop_assert!(rx.try_read(&mut buf).unwrap());
+        }
+        let read = rx.read;
+        let expected = layout::lap_tag(read, cap) as i64;
+        let tag = (expected.wrapping_add(tag_shift)).rem_euclid(1 << layout::TAG_BITS) as u64;
+        let word = u64::from(len) | (u64::from(kind & 0xff) << 32) | (tag << 40);
+        scribble(&tx, read & (cap - 1), word);
+        if let Some(n) = pos_ahead {
+            tx.region.header().producer.pos.store(read + 8 * n, Ordering::Release);
+        }
+        let published = layout::published(word, read, cap);
+        let r = rx.try_read(&mut buf);
+        match &r {
+            Ok(true) => {
+                // Only a well-formed whole record of this lap within the room is read.
+                prop_assert!(published && kind == Kind::Whole as u32);
+                prop_assert!(layout::record_len(u64::from(len)) <= cap - (read & (cap - 1)));
+                prop_assert_eq!(buf.len(), len as usize);
+            }
+            Ok(false) => prop_assert!(
+                !published || kind == Kind::First as u32 || kind == Kind::Padding as u32,
+                "a published record {word:#x} was ignored"
+            ),
+            Err(RingError::Violation(_)) => {}
+            Err(e) => prop_assert!(false, "unexpected {e:?}"),
+        }
+        if published && Kind::from_u32(kind).is_none() {
+            prop_assert!(matches!(r, Err(RingError::Violation(Violation::Kind { .. }))), "{r:?}");
+        }
+        if published && kind == Kind::Whole as u32
+            && layout::record_len(u64::from(len)) > cap - (read & (cap - 1))
+        {
+            prop_assert!(matches!(r, Err(RingError::Violation(Violation::Overrun { .. }))), "{r:?}");
+        }
+        if !published && pos_ahead.is_some_and(|n| n > 0) {
+            prop_assert!(matches!(r, Err(RingError::Violation(Violation::Unpublished { .. }))), "{r:?}");
+        }
     }
 
     /// Arbitrary bytes in the header words and records never crash the consumer: it either
