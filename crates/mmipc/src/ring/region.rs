@@ -383,7 +383,7 @@ impl Data {
     }
 
     /// The record header word at `off`, as an atomic. In production it is the data area's
-    /// own 8 bytes; under loom a model atomic per word stands for them ([`Data::sync_words`]
+    /// own 8 bytes; under loom a model atomic per word stands for them (`Data::sync_words`
     /// copies payload bytes into it, so a stale payload can still pass for a header there).
     ///
     /// # Safety
