@@ -235,3 +235,25 @@ fn loom_a_payload_forging_a_next_lap_header_is_never_taken() {
         writer.join().unwrap();
     });
 }
+
+/// Records that do not fit before the end of the ring: the producer publishes a padding
+/// record by its header alone (its position is stored with the next record), and the reader,
+/// following headers, passes it and finds the next record at offset 0 of the next lap.
+#[test]
+fn loom_header_polling_reader_passes_padding_into_the_next_lap() {
+    loom::model(|| {
+        let (mut tx, mut rx) = with_capacity(64);
+        tx.set_wait_strategy(WaitStrategy::Park);
+        rx.set_wait_strategy(WaitStrategy::Park);
+        let writer = thread::spawn(move || {
+            for i in 0..4u8 {
+                tx.write(&[i; 16]).unwrap(); // 24-byte records: the third pads 48..64
+            }
+        });
+        for i in 0..4u8 {
+            assert_eq!(&*rx.read_in_place(None).unwrap(), &[i; 16]);
+        }
+        assert!(matches!(rx.read_in_place(None), Err(RingError::Closed)));
+        writer.join().unwrap();
+    });
+}
