@@ -407,13 +407,13 @@ fn mutate(map: &MmapMut, cap: u64, rng: &mut Rng) {
         2 => poke(map, 12, rng.next(), false),        // header_len
         3 => poke(map, 16, 1 << rng.below(64), true), // capacity
         4 => poke(map, 64, ppos, true),               // producer.pos
-        5 => poke(map, 80, rng.below(4), false),      // producer.closed
+        5 => poke(map, 32, rng.below(4), false),      // producer.closed
         6 => poke(map, 128, cpos, true),              // consumer.pos
         7 => poke(map, 144, rng.below(4), false),     // consumer.closed
         8 => poke(map, 192 + 4 * rng.below(4), rng.next(), false), // bells: seq, waiters
         9 => poke(map, 72 + 64 * rng.below(2), rng.next(), true), // heartbeats
         10 => poke(map, data(rec), weird, false),     // record len
-        11 => poke(map, data(rec + 4), rng.below(9), false), // record kind
+        11 => poke(map, data(rec + 4), rng.below(9), false), // record kind and lap tag
         12 => poke(map, data(rec + 8), weird, true),  // fragment total or frame seq
         13 => poke(map, data(rec + 8), rng.below(4), true), // a frame seq going backwards
         _ => poke(map, data(rng.below(cap)), rng.next(), true), // payload bytes

@@ -192,12 +192,9 @@ impl PayloadOut {
             path: path.to_owned(),
             problem: "the mapping is not 64-aligned".into(),
         })?;
-        // SAFETY: offsets 0 and 8 are 8-aligned and within the 64-byte file header, which
-        // only this publisher writes (nobody knows the name's use before a descriptor).
-        unsafe {
-            bytes.data().write_word(0, MAGIC);
-            bytes.data().write_word(8, VERSION);
-        }
+        // SAFETY: the 16 bytes are within the 64-byte file header, which only this publisher
+        // writes (nobody reads the segment before a descriptor names a block of it).
+        unsafe { bytes.data().write(0, &words(MAGIC, VERSION)) };
         Ok(PayloadOut {
             bytes,
             path: path.to_owned(),
@@ -268,11 +265,13 @@ impl PayloadOut {
 
     /// Writes the block header of message `seq` (after the payload was filled in place).
     pub(crate) fn seal(&mut self, block: Block, seq: u64) {
-        // SAFETY: 8-aligned words of the block's header, ours until the descriptor is sent.
+        // SAFETY: the first 16 bytes of the block's header, inside the mapping; the block is
+        // ours until its descriptor is sent.
         unsafe {
-            self.bytes.data().write_word(block.offset, seq);
-            self.bytes.data().write_word(block.offset + 8, block.len);
-        }
+            self.bytes
+                .data()
+                .write(block.offset, &words(seq, block.len))
+        };
     }
 
     /// Lends `block` (from [`PayloadOut::try_alloc`], not yet sent) to be filled in place.
@@ -332,6 +331,14 @@ impl Loaned {
     }
 }
 
+/// Two little-endian words.
+fn words(a: u64, b: u64) -> [u8; 16] {
+    let mut w = [0; 16];
+    w[..8].copy_from_slice(&a.to_le_bytes());
+    w[8..].copy_from_slice(&b.to_le_bytes());
+    w
+}
+
 /// The descriptor frame of message `seq` in `block`, for a ring.
 pub(crate) fn descriptor(seq: u64, block: Block) -> [u8; 8 + DESCRIPTOR_LEN] {
     let mut d = [0; 8 + DESCRIPTOR_LEN];
@@ -375,9 +382,10 @@ impl PayloadIn {
         )?;
         let bytes = MappedBytes::new(Arc::new(segment))
             .ok_or_else(|| bad("the mapping is not 64-aligned"))?;
-        // SAFETY: offsets 0 and 8 are 8-aligned and within the mapping (at least 128 bytes).
-        let (magic, version) = unsafe { (bytes.data().read_word(0), bytes.data().read_word(8)) };
-        if magic != MAGIC || version != VERSION {
+        let mut header = [0u8; 16];
+        // SAFETY: within the mapping (at least 128 bytes).
+        unsafe { bytes.data().read(0, &mut header) };
+        if header != words(MAGIC, VERSION) {
             return Err(bad("not a payload segment of this protocol version"));
         }
         Ok(PayloadIn { bytes })
@@ -409,14 +417,10 @@ impl PayloadIn {
         {
             return Err(Refused::OutOfBounds { offset, len });
         }
-        // SAFETY: `offset` is 64-aligned and `offset + 64 <= len of the mapping` (checked).
-        let (hseq, hlen) = unsafe {
-            (
-                self.bytes.data().read_word(offset),
-                self.bytes.data().read_word(offset + 8),
-            )
-        };
-        if hseq != seq || hlen != len {
+        let mut header = [0u8; 16];
+        // SAFETY: `offset + 64 <= len of the mapping` (checked above).
+        unsafe { self.bytes.data().read(offset, &mut header) };
+        if header != words(seq, len) {
             return Err(Refused::Stale { offset });
         }
         Ok(Block { offset, len })

@@ -1,14 +1,16 @@
 //! The reading end: [`Consumer`], its in-place [`ReadGuard`], and reassembly of fragmented
 //! messages under a shared [`Budget`]. It owns the read position and validates every
-//! position, length and record kind it reads before use. It must not write the data area
-//! (only the consumer's side of the header) nor trust anything the producer wrote.
+//! position, length, record kind and lap tag it reads before use. It learns of a record from
+//! the record's header word (one cache line for a small message), and loads the producer's
+//! position only when the header says nothing is there (to tell an empty ring from a closed
+//! or corrupt one, and to wait). It must not write the data area (only the consumer's side of
+//! the header) nor trust anything the producer wrote.
 
 use std::time::Instant;
 
-use super::check_position;
 use super::control::RingControl;
 use super::error::{RingError, Violation};
-use super::layout::{self, CLOSED, Kind, OPEN, RECORD_HEADER, VIOLATED, record_len};
+use super::layout::{self, ALIGN, CLOSED, Kind, OPEN, RECORD_HEADER, VIOLATED, record_len};
 use super::region::Region;
 use super::wait::{WaitError, WaitStrategy, notify, wait_until};
 use crate::sync::{AtomicU64, Ordering};
@@ -125,9 +127,13 @@ pub struct Consumer {
     /// batches of an eighth of the ring, and everything as soon as we find no more data, so
     /// that a producer spinning on a full ring does not pull our cache line once per message.
     released: u64,
-    /// The producer's write position as last loaded and validated.
+    /// The producer's write position as last loaded and validated. It may be behind `read`:
+    /// the producer stores a record's header before its position, and the reader follows
+    /// headers.
     write_cache: u64,
     max_message_len: usize,
+    /// Reads that found nothing (see `refresh`).
+    empty_reads: u32,
     /// Fragments of the message being reassembled, and its announced total. The buffer
     /// grows with what arrives, never by what a peer announces.
     pub(super) assembly: Vec<u8>,
@@ -160,6 +166,7 @@ impl Consumer {
             released: 0,
             write_cache: 0,
             max_message_len: DEFAULT_MAX_MESSAGE_LEN,
+            empty_reads: 0,
             assembly: Vec::new(),
             assembling: None,
             budget: None,
@@ -272,6 +279,15 @@ impl Consumer {
             return Ok(true);
         }
         self.check_usable()?;
+        if let Some(Place::Ring { payload, len, end }) = self.whole_here() {
+            out.clear();
+            // SAFETY: `whole_here` checked that the record is published and lies within the
+            // data area, contiguous.
+            unsafe { self.region.data().read_append(payload, len, out) };
+            self.read = end;
+            self.release_some();
+            return Ok(true);
+        }
         match self.step(Some(out)) {
             Ok(Some(_)) => Ok(true),
             Ok(None) => Ok(false),
@@ -377,6 +393,10 @@ impl Consumer {
             return Ok(true);
         }
         self.check_usable()?;
+        if let Some(place) = self.whole_here() {
+            self.staged = Some(place);
+            return Ok(true);
+        }
         match self.step(None) {
             Ok(place) => {
                 self.staged = place;
@@ -410,9 +430,10 @@ impl Consumer {
     fn bytes(&self, place: &Place) -> &[u8] {
         match *place {
             Place::Ring { payload, len, .. } => {
-                // SAFETY: validated by `next_record` to lie within published, contiguous
-                // bytes that the producer will not reuse before they are released (the
-                // staged or guarded message holds `self.read` back).
+                // SAFETY: validated by `next_record` to lie within the data area, contiguous
+                // and published (its header, loaded with Acquire, carried this lap's tag);
+                // the producer will not reuse the bytes before they are released (the staged
+                // or guarded message holds `self.read` back).
                 unsafe { self.region.data().slice(payload, len) }
             }
             Place::Assembled | Place::Copied => &self.assembly,
@@ -422,10 +443,25 @@ impl Consumer {
     /// Whether a read might make progress now: unread bytes are published, or the ring is
     /// closed or failed (so a read would report it). Never blocks.
     pub(crate) fn poll(&mut self) -> bool {
-        if self.staged.is_some() || self.failed.is_some() || self.read != self.write_cache {
+        if self.staged.is_some() || self.failed.is_some() || self.more_known() {
             return true;
         }
-        !matches!(self.refresh(), Ok(false))
+        !matches!(self.refresh(false), Ok(false))
+    }
+
+    /// Whether we know of a record at our read position: its header says it is published
+    /// (not validated yet), or the producer's position as last loaded is past it.
+    #[inline]
+    fn more_known(&self) -> bool {
+        if self.write_cache.wrapping_sub(self.read) as i64 > 0 {
+            return true;
+        }
+        let cap = self.region.capacity();
+        // SAFETY: `read` is a multiple of 8 (every record length is), so the 8-byte word at
+        // its offset, below the capacity, is in bounds.
+        // SYNC POINT data: pairs with the Release store in `Producer::put`.
+        let word = unsafe { self.region.data().load_header(self.read & (cap - 1)) };
+        layout::published(word, self.read, cap)
     }
 
     /// A handle on the shared header for a supervising thread (heartbeats, liveness).
@@ -475,10 +511,10 @@ impl Consumer {
             strategy,
             deadline,
             || {
-                if self.read != self.write_cache {
+                if self.more_known() {
                     return Ok(true);
                 }
-                self.refresh()
+                self.refresh(false)
             },
         );
         match result {
@@ -488,33 +524,62 @@ impl Consumer {
         }
     }
 
-    /// Reloads the producer's position. `Ok(true)` if there is new data; `Err(Closed)` if
-    /// there is none and the producer closed.
-    fn refresh(&mut self) -> Result<bool, RingError> {
-        let cap = self.region.capacity();
-        let mut closed = false;
-        loop {
-            // SYNC POINT data: pairs with the Release store in `Producer::commit`.
-            let write = self.region.header().producer.pos.load(Ordering::Acquire);
-            check_position(write, self.write_cache, self.read, write, self.read, cap)?;
-            self.write_cache = write;
-            if write != self.read {
+    /// Looks at the producer's side after the header at our read position showed nothing
+    /// there. `Ok(true)` if a record is there after all (or the producer's position says so:
+    /// the caller then requires its header), `Ok(false)` if not, `Err(Closed)` if not and
+    /// the producer closed.
+    ///
+    /// With `position` (a read), the producer's position is loaded and validated too, once
+    /// in 64 such reads. A waiter's look skips it: it reads only the closed flag, on a line
+    /// nobody writes while the ring is open, so that spinning on a ring pulls the next
+    /// record's header line and nothing else. After a close the position is always loaded.
+    fn refresh(&mut self, position: bool) -> Result<bool, RingError> {
+        if position {
+            // One read in 64 that finds nothing loads the position too (the first one
+            // included): it is validated, and a position covering a record whose header is
+            // not there is caught, without pulling the producer's busy line on every read.
+            self.empty_reads = self.empty_reads.wrapping_add(1);
+            if self.empty_reads % 64 == 1 && self.load_position()? {
                 return Ok(true);
             }
-            // Nothing left to read: hand back everything we held, before anyone waits.
-            if self.released != self.read {
-                self.release();
-            }
-            if closed {
-                return Err(RingError::Closed);
-            }
-            // The producer stores its position before its closed flag: after seeing the flag,
-            // one more load of the position sees everything it wrote.
-            if self.region.header().producer.closed.load(Ordering::Acquire) == OPEN {
-                return Ok(false);
-            }
-            closed = true;
         }
+        // Nothing left to read: hand back everything we held, before anyone waits.
+        if self.released != self.read {
+            self.release();
+        }
+        // SYNC POINT close: pairs with the Release store of the flag in `Producer::drop` (or
+        // `RingControl::close_producer_side`); the producer stores its headers and position
+        // before its flag.
+        if self.region.header().producer_closed.load(Ordering::Acquire) == OPEN {
+            return Ok(false);
+        }
+        if self.load_position()? || self.more_known() {
+            return Ok(true);
+        }
+        Err(RingError::Closed)
+    }
+
+    /// Loads and validates the producer's position; whether it is past our read position.
+    /// It must be aligned, never go backwards, and stay within a capacity of our position
+    /// either way: it may lag behind what we read through headers (the producer stores a
+    /// record's header before its position), and after a close too (a producer that died
+    /// between the two).
+    fn load_position(&mut self) -> Result<bool, RingError> {
+        let cap = self.region.capacity();
+        // SYNC POINT position: pairs with the Release store in `Producer::commit`.
+        let write = self.region.header().producer.pos.load(Ordering::Acquire);
+        let ahead = write.wrapping_sub(self.read) as i64;
+        let forward = write.wrapping_sub(self.write_cache) as i64 >= 0;
+        if !write.is_multiple_of(ALIGN) || !forward || ahead.unsigned_abs() > cap {
+            return Err(Violation::Position {
+                ours: self.read,
+                theirs: write,
+                capacity: cap,
+            }
+            .into());
+        }
+        self.write_cache = write;
+        Ok(ahead > 0)
     }
 
     /// Publishes our read position and wakes a producer waiting for space.
@@ -548,41 +613,93 @@ impl Consumer {
     }
 
     /// Publishes our read position once an eighth of the ring has been read since the last
-    /// time, or once we have read all we know of; `refresh` publishes the rest when it finds
+    /// time, or once we have read all there is; `refresh` publishes the rest when it finds
     /// the ring empty.
     #[inline]
     fn release_some(&mut self) {
-        // Also when we have caught up with everything we know was written: an idle ring is
-        // seen empty by the producer at once.
-        if self.read == self.write_cache || self.read - self.released >= self.region.capacity() / 8
-        {
+        // Also when the next record is not there (a look at the header word we would load
+        // next anyway): an idle ring is seen empty by the producer at once.
+        if self.read - self.released >= self.region.capacity() / 8 || !self.more_known() {
             self.release();
         }
     }
 
+    /// The fast path of a read: the record at our read position is a published whole
+    /// message (its header carries this lap's tag) that lies within the data area and the
+    /// room, and within the size limit. `None` for anything else (nothing there, padding, a
+    /// fragment, a record that fails a check): the general path (`step`) then reads the
+    /// header again and handles or reports it.
+    #[inline]
+    fn whole_here(&self) -> Option<Place> {
+        if self.assembling.is_some() {
+            return None; // a whole record there would be out of sequence
+        }
+        let cap = self.region.capacity();
+        let offset = self.read & (cap - 1);
+        // SAFETY: `read` is a multiple of 8 (every record length is), so the 8-byte word at
+        // its offset, below the capacity, is in bounds.
+        // SYNC POINT data: pairs with the Release store in `Producer::put`.
+        let word = unsafe { self.region.data().load_header(offset) };
+        let (len, kind, tag) = layout::decode(word);
+        let span = record_len(u64::from(len));
+        if kind != Kind::Whole as u32
+            || tag != layout::lap_tag(self.read, cap)
+            || span > cap - offset
+            || self.read + span > self.released + cap
+            || len as usize > self.max_message_len
+        {
+            return None;
+        }
+        Some(Place::Ring {
+            payload: offset + RECORD_HEADER,
+            len: len as usize,
+            end: self.read + span,
+        })
+    }
+
     /// Locates and validates the next non-padding record, if any is published.
+    ///
+    /// The record's header word says whether it is published (its lap tag is this lap's and
+    /// it is not an empty slot); only when it says no is the producer's position loaded, to
+    /// tell "nothing yet" and "closed" apart, and to catch a producer whose position covers a
+    /// record whose header is not there (a violation).
     fn next_record(&mut self) -> Result<Option<Record>, RingError> {
         let cap = self.region.capacity();
         loop {
-            if self.read == self.write_cache && !self.refresh()? {
-                return Ok(None);
-            }
-            let avail = self.write_cache - self.read;
             let offset = self.read & (cap - 1);
             let contig = cap - offset;
-            debug_assert!(avail >= RECORD_HEADER && offset.is_multiple_of(8));
-            // SAFETY: `offset` is 8-aligned (positions are validated as multiples of 8) and
-            // below the capacity, so the 8-byte header is in bounds; the producer published
-            // it (`avail >= 8`).
-            let word = unsafe { self.region.data().read_word(offset) };
-            let (len, raw_kind) = layout::decode(word);
+            debug_assert!(offset.is_multiple_of(ALIGN));
+            // SAFETY: `offset` is 8-aligned (every record length is a multiple of 8) and
+            // below the capacity, so the 8-byte word is in bounds.
+            // SYNC POINT data: pairs with the Release store in `Producer::put`.
+            let word = unsafe { self.region.data().load_header(offset) };
+            if !layout::published(word, self.read, cap) {
+                if self.write_cache.wrapping_sub(self.read) as i64 > 0 {
+                    // The producer's position covers a record here, and the header that it
+                    // stored before that position is not here.
+                    let (_, _, tag) = layout::decode(word);
+                    return Err(Violation::Unpublished {
+                        offset,
+                        tag,
+                        expected: layout::lap_tag(self.read, cap),
+                    }
+                    .into());
+                }
+                if !self.refresh(true)? {
+                    return Ok(None);
+                }
+                continue; // the position moved past us: the header must be there now
+            }
+            let (len, raw_kind, _) = layout::decode(word);
             let kind = Kind::from_u32(raw_kind).ok_or(Violation::Kind {
                 kind: raw_kind,
                 offset,
             })?;
-            let room = avail.min(contig);
+            // A record never passes the end of the data area, nor goes a capacity past what we
+            // handed back (the producer writes only there).
+            let room = contig.min((self.released + cap).saturating_sub(self.read));
             if kind == Kind::Padding {
-                if u64::from(len) + RECORD_HEADER != contig || avail < contig {
+                if u64::from(len) + RECORD_HEADER != contig || contig > room {
                     return Err(Violation::Overrun { len, offset, room }.into());
                 }
                 self.read += contig;
@@ -629,8 +746,8 @@ impl Consumer {
                         }));
                     };
                     out.clear();
-                    // SAFETY: `next_record` checked the record lies within the published,
-                    // contiguous bytes.
+                    // SAFETY: `next_record` checked that the record is published and lies
+                    // within the data area, contiguous.
                     unsafe { data.read_append(rec.payload, len, out) };
                     self.read = end;
                     self.release_some();

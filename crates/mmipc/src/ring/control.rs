@@ -69,7 +69,7 @@ impl RingControl {
 
     /// Whether the producer side is closed (normally or after a violation).
     pub(crate) fn producer_closed(&self) -> bool {
-        self.region.header().producer.closed.load(Ordering::Acquire) != OPEN
+        self.region.header().producer_closed.load(Ordering::Acquire) != OPEN
     }
 
     /// Whether the consumer side is closed (normally or after a violation).
@@ -80,7 +80,7 @@ impl RingControl {
     /// Whether either side closed because it found a protocol violation.
     pub(crate) fn violated(&self) -> bool {
         let h = self.region.header();
-        h.producer.closed.load(Ordering::Acquire) == VIOLATED
+        h.producer_closed.load(Ordering::Acquire) == VIOLATED
             || h.consumer.closed.load(Ordering::Acquire) == VIOLATED
     }
 
@@ -99,8 +99,7 @@ impl RingControl {
     pub(crate) fn close_producer_side(&self) {
         let h = self.region.header();
         let _ =
-            h.producer
-                .closed
+            h.producer_closed
                 .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
         notify(self.region.futex(), &h.data_bell);
     }

@@ -65,7 +65,21 @@ pub enum Violation {
         /// Offset of the record in the data area.
         offset: u64,
     },
-    /// A record is longer than the published bytes or the space before the end of the ring.
+    /// The producer's position says a record is published at `offset`, but the record's
+    /// header is not there: an empty slot, or a lap tag of another lap.
+    #[error(
+        "no record header at offset {offset} (lap tag {tag}, expected {expected}) although the producer's position covers it"
+    )]
+    Unpublished {
+        /// Offset of the record in the data area.
+        offset: u64,
+        /// The lap tag read there.
+        tag: u32,
+        /// The lap tag of a record published there now.
+        expected: u32,
+    },
+    /// A record is longer than the space before the end of the ring, or reaches further than
+    /// a capacity past the space the consumer handed back.
     #[error("record of {len} bytes at offset {offset} overruns the {room} bytes available")]
     Overrun {
         /// Payload length read.

@@ -5,17 +5,20 @@
 //! offset 256  data: `capacity` bytes (a power of two), a sequence of records
 //! ```
 //!
-//! A record is an 8-byte header (`len: u32`, `kind: u32`, native endian) followed by `len`
-//! payload bytes, padded to a multiple of 8. Records never wrap around the end of the data
-//! area: the producer fills the tail with a [`Kind::Padding`] record instead. docs/PROTOCOL.md
-//! is the normative description.
+//! A record is an 8-byte header word (`len: u32`, then `kind: u8` and a 24-bit lap tag, see
+//! [`encode`]) followed by `len` payload bytes, padded to a multiple of 8. Records never wrap
+//! around the end of the data area: the producer fills the tail with a [`Kind::Padding`]
+//! record instead. The producer stores the header word last (Release), so a consumer learns of
+//! a record from its header alone; the lap tag tells a header of this lap from a stale one of
+//! an earlier lap. docs/PROTOCOL.md is the normative description.
 
 use crate::sync::{AtomicU32, AtomicU64};
 
 /// `b"mmipcRNG"` read as a little-endian `u64`.
 pub(crate) const MAGIC: u64 = u64::from_le_bytes(*b"mmipcRNG");
-/// Protocol version of the ring layout. Bumped on any incompatible change.
-pub(crate) const VERSION: u32 = 1;
+/// Protocol version of the ring layout. Bumped on any incompatible change (2: record headers
+/// carry a lap tag and publish their record).
+pub(crate) const VERSION: u32 = 2;
 /// Size of [`Header`] and offset of the data area.
 pub(crate) const HEADER_LEN: usize = 256;
 /// Size of a record header.
@@ -46,7 +49,8 @@ pub(crate) struct Side {
     pub pos: AtomicU64,
     /// A counter the owner bumps periodically; liveness is judged by the layer above.
     pub heartbeat: AtomicU64,
-    /// [`OPEN`], [`CLOSED`] or [`VIOLATED`].
+    /// [`OPEN`], [`CLOSED`] or [`VIOLATED`] (the consumer's; the producer's flag is
+    /// `Header::producer_closed`).
     pub closed: AtomicU32,
 }
 
@@ -82,8 +86,15 @@ pub(crate) struct Header {
     /// (zero) space: older peers ignore it.
     pub creator_pid: AtomicU32,
     _pad: u32,
-    _reserved: [u64; 4],
-    /// Producer's line: write position, heartbeat, closed flag.
+    /// The producer's closed flag ([`OPEN`], [`CLOSED`] or [`VIOLATED`]), since version 2:
+    /// on this line, which nothing writes after initialisation but a close, rather than on
+    /// the producer's, which every record's position store writes, so that a waiting consumer
+    /// polls it beside the next record's header without pulling a busy line.
+    pub producer_closed: AtomicU32,
+    _pad2: u32,
+    _reserved: [u64; 3],
+    /// Producer's line: write position and heartbeat (its `closed` is unused since version 2,
+    /// see `producer_closed`).
     pub producer: Side,
     /// Consumer's line: read position, heartbeat, closed flag.
     pub consumer: Side,
@@ -101,6 +112,7 @@ pub(crate) struct Header {
 const _: () = {
     assert!(core::mem::size_of::<Header>() <= HEADER_LEN);
     assert!(core::mem::offset_of!(Header, creator_pid) == 24);
+    assert!(core::mem::offset_of!(Header, producer_closed) == 32);
     assert!(core::mem::offset_of!(Header, producer) == 64);
     assert!(core::mem::offset_of!(Header, consumer) == 128);
     assert!(core::mem::offset_of!(Header, data_bell) == 192);
@@ -130,7 +142,9 @@ impl Header {
             capacity: AtomicU64::new(capacity),
             creator_pid: AtomicU32::new(0),
             _pad: 0,
-            _reserved: [0; 4],
+            producer_closed: AtomicU32::new(OPEN),
+            _pad2: 0,
+            _reserved: [0; 3],
             producer: side(),
             consumer: side(),
             data_bell: bell(),
@@ -173,16 +187,38 @@ impl Kind {
     }
 }
 
-/// Packs a record header into the 8 bytes stored in the ring.
+/// Bits of the lap tag in a record header word.
+pub(crate) const TAG_BITS: u32 = 24;
+
+/// The lap tag of a record starting at position `pos`: the number of the lap it is in
+/// (`pos / capacity`), modulo 2^24.
 #[inline]
-pub(crate) fn encode(len: u32, kind: Kind) -> u64 {
-    u64::from(len) | (u64::from(kind as u32) << 32)
+pub(crate) fn lap_tag(pos: u64, capacity: u64) -> u32 {
+    ((pos >> capacity.trailing_zeros()) & ((1 << TAG_BITS) - 1)) as u32
 }
 
-/// Splits a stored record header into `(len, kind)`; the kind is unvalidated.
+/// Packs a record header into the 8-byte word stored in the ring: `len` in bits 0..32,
+/// `kind` in bits 32..40, `tag` (a [`lap_tag`]) in bits 40..64. An all-zero word (kind 0) is
+/// an empty slot: what the producer stores where the next record will go.
 #[inline]
-pub(crate) fn decode(word: u64) -> (u32, u32) {
-    (word as u32, (word >> 32) as u32)
+pub(crate) fn encode(len: u32, kind: Kind, tag: u32) -> u64 {
+    debug_assert!(tag < 1 << TAG_BITS);
+    u64::from(len) | (u64::from(kind as u32) << 32) | (u64::from(tag) << 40)
+}
+
+/// Splits a stored record header into `(len, kind, tag)`; nothing is validated.
+#[inline]
+pub(crate) fn decode(word: u64) -> (u32, u32, u32) {
+    (word as u32, (word >> 32) as u32 & 0xff, (word >> 40) as u32)
+}
+
+/// Whether `word`, read where a record starting at `pos` would have its header, says that
+/// record is published: its lap tag is `pos`'s and it is not an empty slot. Says nothing of
+/// the rest (kind, length), which the reader validates.
+#[inline]
+pub(crate) fn published(word: u64, pos: u64, capacity: u64) -> bool {
+    let (_, kind, tag) = decode(word);
+    kind != 0 && tag == lap_tag(pos, capacity)
 }
 
 /// Bytes a record with `payload` bytes occupies: header plus payload rounded up to 8.
@@ -289,10 +325,37 @@ mod tests {
 
     #[test]
     fn header_round_trips_through_encoding() {
-        let (len, kind) = decode(encode(12345, Kind::Last));
-        assert_eq!((len, Kind::from_u32(kind)), (12345, Some(Kind::Last)));
+        let (len, kind, tag) = decode(encode(12345, Kind::Last, 0xab_cdef));
+        assert_eq!(
+            (len, Kind::from_u32(kind), tag),
+            (12345, Some(Kind::Last), 0xab_cdef)
+        );
         assert_eq!(Kind::from_u32(0), None);
         assert_eq!(Kind::from_u32(7), None);
+    }
+
+    #[test]
+    fn lap_tags_tell_laps_apart_and_empty_slots_are_never_published() {
+        let cap = 1024;
+        assert_eq!(lap_tag(0, cap), 0);
+        assert_eq!(lap_tag(1016, cap), 0);
+        assert_eq!(lap_tag(1024, cap), 1);
+        assert_eq!(lap_tag(5 * 1024 + 8, cap), 5);
+        assert_eq!(
+            lap_tag((1 << TAG_BITS) * cap, cap),
+            0,
+            "wraps after 2^24 laps"
+        );
+        let word = encode(8, Kind::Whole, lap_tag(2048, cap));
+        assert!(published(word, 2048, cap));
+        assert!(
+            !published(word, 2048 + cap, cap),
+            "a header of the previous lap"
+        );
+        assert!(!published(word, 2048 - cap, cap));
+        for pos in [0, 8, cap, (1 << TAG_BITS) * cap] {
+            assert!(!published(0, pos, cap), "an empty slot at {pos}");
+        }
     }
 
     #[test]

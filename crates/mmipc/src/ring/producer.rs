@@ -1,14 +1,17 @@
 //! The writing end: [`Producer`] and its in-place [`WriteGuard`]. It owns the write
 //! position, plans records with `layout::plan`, copies bytes in through `region::Data` and
-//! publishes with Release. It must not read the data area (only the consumer's published
-//! position, which it validates) nor touch the consumer's side of the header except to read.
+//! publishes each record by storing its header word last, with Release (`put`), then its
+//! position. It must not read the data area (only the consumer's published position, which
+//! it validates) nor touch the consumer's side of the header except to read.
 
 use std::time::Instant;
 
 use super::check_position;
 use super::control::RingControl;
 use super::error::RingError;
-use super::layout::{CLOSED, Kind, OPEN, RECORD_HEADER, Step, VIOLATED, encode, plan, record_len};
+use super::layout::{
+    CLOSED, Kind, OPEN, RECORD_HEADER, Step, VIOLATED, encode, lap_tag, plan, record_len,
+};
 use super::region::SharedBell;
 use super::region::{self, Region};
 use super::wait::{WaitError, WaitStrategy, notify, wait_until};
@@ -523,7 +526,7 @@ impl Producer {
     fn fail(&mut self, err: RingError) -> RingError {
         if let RingError::Violation(_) = err {
             let h = self.region.header();
-            h.producer.closed.store(VIOLATED, Ordering::Release);
+            h.producer_closed.store(VIOLATED, Ordering::Release);
             self.wake_consumer();
         }
         self.failed = Some(err.clone());
@@ -544,6 +547,29 @@ impl Producer {
     ) -> Result<(), RingError> {
         self.check_usable()?;
         let total: usize = parts.iter().map(|p| p.len()).sum();
+        let cap = self.region.capacity();
+        // The fast path: a whole record that fits in the contiguous free space as last seen
+        // (what `plan` decides first), nothing to resume and no abort owed.
+        let span = record_len(total as u64);
+        let off = self.write & (cap - 1);
+        if *done == 0
+            && !self.abort_pending
+            && span <= cap - off
+            && span <= cap - (self.write - self.read_cache)
+        {
+            let data = self.region.data();
+            let mut at = off + RECORD_HEADER;
+            for part in parts {
+                // SAFETY: the record's `span` bytes from `off` are free and within the data
+                // area (checked above); the parts add up to its payload.
+                unsafe { data.write(at, part) };
+                at += part.len() as u64;
+            }
+            self.put(Kind::Whole, total as u64, span);
+            *done = total as u64;
+            self.commit();
+            return Ok(());
+        }
         if let Blocking::No = blocking
             && !self.fits_now(total as u64)
             && (!self.refresh()? || !self.fits_now(total as u64))
@@ -556,7 +582,6 @@ impl Producer {
             // Never between the fragments of a message being resumed.
             self.flush_abort(&blocking)?;
         }
-        let cap = self.region.capacity();
         let mask = cap - 1;
         let mut src = Gather {
             parts,
@@ -575,14 +600,13 @@ impl Producer {
                     // SAFETY: `plan` chose a record that fits in `min(free, capacity - off)`,
                     // bytes the consumer has released to us.
                     unsafe {
-                        data.write_word(off, encode((chunk + lead) as u32, kind));
                         if lead != 0 {
                             data.write(off + RECORD_HEADER, &(total as u64).to_ne_bytes());
                         }
                         src.copy_to(data, off + RECORD_HEADER + lead, chunk as usize);
                     }
                     src.skip_empty();
-                    self.write += record_len(chunk + lead);
+                    self.put(kind, chunk + lead, record_len(chunk + lead));
                     remaining -= chunk;
                     *done += chunk;
                     first = false;
@@ -639,10 +663,8 @@ impl Producer {
         while self.abort_pending {
             let cap = self.region.capacity();
             if self.write - self.read_cache + RECORD_HEADER <= cap {
-                let off = self.write & (cap - 1);
-                // SAFETY: 8 free bytes at `off` (offsets are 8-aligned, so they are contiguous).
-                unsafe { self.region.data().write_word(off, encode(0, Kind::Abort)) };
-                self.write += RECORD_HEADER;
+                // 8 free bytes at the write position (8-aligned, so they are contiguous).
+                self.put(Kind::Abort, 0, RECORD_HEADER);
                 self.commit();
                 self.abort_pending = false;
             } else {
@@ -654,26 +676,56 @@ impl Producer {
         Ok(())
     }
 
-    /// Fills the tail of the data area with a padding record (not yet published).
+    /// Fills the tail of the data area with a padding record (its header is published; the
+    /// position is stored by the next `commit`).
     fn pad(&mut self) {
         let cap = self.region.capacity();
-        let off = self.write & (cap - 1);
-        let contig = cap - off;
-        // SAFETY: `plan` returns `Pad` only when the whole tail is free; `off` is 8-aligned
-        // and below the capacity, so the 8-byte header fits.
-        unsafe {
-            self.region
-                .data()
-                .write_word(off, encode((contig - RECORD_HEADER) as u32, Kind::Padding))
-        };
-        self.write += contig;
+        let contig = cap - (self.write & (cap - 1));
+        // `plan` returns `Pad` only when the whole tail is free.
+        self.put(Kind::Padding, contig - RECORD_HEADER, contig);
     }
 
-    /// Publishes everything written so far and wakes a parked consumer.
+    /// Publishes the record of `kind` at the write position, `span` bytes long with a
+    /// `len`-byte payload already written (none for padding, whose payload is just skipped),
+    /// and advances the write position past it. The record must lie in free space.
+    ///
+    /// The header word goes last, with Release, and carries the record's lap tag: a reader
+    /// polling it sees either an older word or the whole record. First, the slot where the
+    /// *next* record's header will go is emptied if it is free, so that nothing there (a
+    /// payload of an earlier lap) can pass for that header; if it is not free, it is the
+    /// header of the record the consumer has yet to release, one lap older than the next
+    /// record's tag (docs/PROTOCOL.md, section 3).
+    #[inline]
+    fn put(&mut self, kind: Kind, len: u64, span: u64) {
+        let cap = self.region.capacity();
+        let off = self.write & (cap - 1);
+        let next = self.write + span;
+        debug_assert!(next - self.read_cache <= cap && off + span <= cap);
+        let data = self.region.data();
+        if next + RECORD_HEADER <= self.read_cache + cap {
+            // SAFETY: `next` is 8-aligned and its 8 bytes are free (checked just above).
+            unsafe { data.clear_header(next & (cap - 1)) };
+        }
+        let payload = if kind == Kind::Padding { 0 } else { len };
+        // SAFETY: the record lies in free space (the caller's contract, from `plan`); `off` is
+        // 8-aligned.
+        // SYNC POINT data: pairs with the Acquire load in `Consumer::next_record`.
+        unsafe {
+            data.store_header(
+                off,
+                encode(len as u32, kind, lap_tag(self.write, cap)),
+                payload,
+            )
+        };
+        self.write = next;
+    }
+
+    /// Publishes the write position (every record's header is already published) and wakes
+    /// a parked consumer.
     #[inline]
     fn commit(&mut self) {
         let h = self.region.header();
-        // SYNC POINT data: pairs with the Acquire load in `Consumer::refresh`.
+        // SYNC POINT position: pairs with the Acquire load in `Consumer::refresh`.
         h.producer.pos.store(self.write, Ordering::Release);
         self.wake_consumer();
     }
@@ -702,13 +754,13 @@ impl Producer {
         let deadline = match blocking {
             Blocking::No => return Err(RingError::Full),
             Blocking::Partial => {
-                // The consumer must be able to pass padding written before the wait.
+                // Padding written before the wait: its position too.
                 self.commit();
                 return Err(RingError::Full);
             }
             Blocking::Until(d) => *d,
         };
-        // Publish pending padding before sleeping: the consumer must be able to pass it.
+        // Publish the position (pending padding's too) and wake the consumer before sleeping.
         self.commit();
         let strategy = self.strategy;
         let region = self.region.share();
@@ -730,8 +782,11 @@ impl Producer {
 impl Drop for Producer {
     fn drop(&mut self) {
         let h = self.region.header();
-        if h.producer.closed.load(Ordering::Relaxed) == OPEN {
-            h.producer.closed.store(CLOSED, Ordering::Release);
+        // Our position first (padding may be published by its header only), then the closed
+        // flag (PROTOCOL.md): a consumer that sees us closed sees everything we wrote.
+        h.producer.pos.store(self.write, Ordering::Release);
+        if h.producer_closed.load(Ordering::Relaxed) == OPEN {
+            h.producer_closed.store(CLOSED, Ordering::Release);
         }
         self.wake_consumer();
     }
@@ -779,14 +834,9 @@ impl WriteGuard<'_> {
         let p = self.producer;
         match self.target {
             Target::InPlace { len } => {
-                let off = p.write & (p.region.capacity() - 1);
-                // SAFETY: `reserve_with` checked that a whole record of `len` fits at `off`.
-                unsafe {
-                    p.region
-                        .data()
-                        .write_word(off, encode(len as u32, Kind::Whole))
-                };
-                p.write += record_len(len as u64);
+                // `reserve_with` checked that a whole record of `len` fits at the write
+                // position; the payload was filled in place.
+                p.put(Kind::Whole, len as u64, record_len(len as u64));
                 p.commit();
                 Ok(())
             }

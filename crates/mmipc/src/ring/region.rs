@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use super::layout::{Bell, HEADER_LEN, Header, MAGIC, VERSION, valid_capacity};
 use super::wait::RingFutex;
-use crate::sync::{AccessLog, Ordering};
+use crate::sync::{AccessLog, AtomicU64, Ordering};
 
 /// A header and a data area of `capacity` bytes, shared by a producer and a consumer.
 pub(crate) struct Region {
@@ -397,6 +397,9 @@ pub(crate) struct Data {
     ptr: *mut u8,
     len: u64,
     log: AccessLog,
+    /// Under loom, the model atomics standing for the header words (one per 8 bytes).
+    #[cfg(loom)]
+    headers: Arc<[AtomicU64]>,
 }
 
 impl Data {
@@ -405,6 +408,8 @@ impl Data {
             ptr,
             len,
             log: AccessLog::new(len),
+            #[cfg(loom)]
+            headers: (0..len / 8).map(|_| AtomicU64::new(0)).collect(),
         }
     }
 
@@ -413,6 +418,8 @@ impl Data {
             ptr: self.ptr,
             len: self.len,
             log: self.log.clone(),
+            #[cfg(loom)]
+            headers: Arc::clone(&self.headers),
         }
     }
 
@@ -422,33 +429,81 @@ impl Data {
         off <= self.len && n as u64 <= self.len - off
     }
 
-    /// Reads the 8-byte record header at `off`.
+    /// The record header word at `off`, as an atomic. In production it is the data area's
+    /// own 8 bytes; under loom a model atomic per word stands for them (`Data::sync_words`
+    /// copies payload bytes into it, so a stale payload can still pass for a header there).
+    ///
+    /// # Safety
+    /// `off` is a multiple of 8 and `off + 8 <= capacity`.
+    #[inline(always)]
+    unsafe fn header_word(&self, off: u64) -> &AtomicU64 {
+        debug_assert!(off.is_multiple_of(8) && self.in_bounds(off, 8));
+        #[cfg(not(loom))]
+        {
+            // SAFETY: in bounds and 8-aligned per the contract (the data area starts
+            // 64-aligned); the memory lives as long as `self`'s owner. Peers access these
+            // words atomically where they race (record headers) and otherwise only in the
+            // order the ring protocol gives.
+            unsafe { &*self.ptr.add(off as usize).cast::<AtomicU64>() }
+        }
+        #[cfg(loom)]
+        {
+            &self.headers[(off / 8) as usize]
+        }
+    }
+
+    /// Loads the record header word at `off` (Acquire: the record's bytes, written before
+    /// its header was stored, are then visible).
     ///
     /// # Safety
     /// `off` is a multiple of 8 and `off + 8 <= capacity`.
     #[inline]
-    pub(crate) unsafe fn read_word(&self, off: u64) -> u64 {
-        debug_assert!(off.is_multiple_of(8) && self.in_bounds(off, 8));
-        self.log.read(off, 8);
-        // SAFETY: in bounds and 8-aligned per the contract (the data area starts 64-aligned).
-        // Volatile: the peer may write it concurrently; we read it exactly once.
-        unsafe { self.ptr.add(off as usize).cast::<u64>().read_volatile() }
+    pub(crate) unsafe fn load_header(&self, off: u64) -> u64 {
+        // SAFETY: per the contract.
+        unsafe { self.header_word(off) }.load(Ordering::Acquire)
     }
 
-    /// Writes the 8-byte record header at `off`.
+    /// Publishes the record at `off`: stores its header word (Release) after its `payload`
+    /// bytes at `off + 8`, already written.
+    ///
+    /// # Safety
+    /// `off` is a multiple of 8, `off + 8 + payload <= capacity`, and the producer owns
+    /// those bytes.
+    #[inline]
+    pub(crate) unsafe fn store_header(&self, off: u64, word: u64, payload: u64) {
+        self.log.write(off, 8);
+        #[cfg(loom)]
+        self.sync_words(off + 8, payload);
+        let _ = payload;
+        // SAFETY: per the contract.
+        unsafe { self.header_word(off) }.store(word, Ordering::Release);
+    }
+
+    /// Empties the header slot at `off` (stores 0, Relaxed): where the next record will go,
+    /// so that what the bytes held before (a payload of an earlier lap) cannot pass for its
+    /// header. Ordered before the reader by the next [`Data::store_header`].
     ///
     /// # Safety
     /// `off` is a multiple of 8, `off + 8 <= capacity`, and the producer owns those bytes.
     #[inline]
-    pub(crate) unsafe fn write_word(&self, off: u64, word: u64) {
-        debug_assert!(off.is_multiple_of(8) && self.in_bounds(off, 8));
+    pub(crate) unsafe fn clear_header(&self, off: u64) {
         self.log.write(off, 8);
-        // SAFETY: in bounds and aligned per the contract.
-        unsafe {
-            self.ptr
-                .add(off as usize)
-                .cast::<u64>()
-                .write_volatile(word)
+        // SAFETY: per the contract.
+        unsafe { self.header_word(off) }.store(0, Ordering::Relaxed);
+    }
+
+    /// Under loom: copies the bytes `off..off + len` (rounded out to words) into the model
+    /// atomics that stand for header words, so that a header load there sees the payload.
+    #[cfg(loom)]
+    fn sync_words(&self, off: u64, len: u64) {
+        let (start, end) = (off / 8 * 8, (off + len).div_ceil(8) * 8);
+        for w in (start..end.min(self.len)).step_by(8) {
+            let mut bytes = [0u8; 8];
+            // SAFETY: in bounds (`w + 8 <= len`); written only by this producer thread.
+            unsafe {
+                core::ptr::copy_nonoverlapping(self.ptr.add(w as usize), bytes.as_mut_ptr(), 8)
+            };
+            self.headers[(w / 8) as usize].store(u64::from_ne_bytes(bytes), Ordering::Relaxed);
         }
     }
 

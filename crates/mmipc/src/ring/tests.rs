@@ -305,18 +305,34 @@ fn misaligned_or_backward_write_position_is_a_violation() {
     let (mut tx, mut rx) = with_capacity(64);
     tx.try_write(&[1; 8]).unwrap();
     rx.try_read(&mut Vec::new()).unwrap();
+    // Finding nothing more, the reader loads the position (16).
+    assert!(!rx.try_read(&mut Vec::new()).unwrap());
     tx.region.header().producer.pos.store(0, Ordering::Release);
-    // pos went from 16 back to 0 while read is 16.
-    assert!(matches!(
-        violated(rx.try_read(&mut Vec::new())),
-        Violation::Position { .. }
-    ));
+    // pos went from 16 back to 0 while read is 16. (Behind our read position but not
+    // behind what we loaded before, it could be a position lagging behind its headers.) A
+    // reader that finds nothing loads the position once in 64 reads.
+    let mut r = Ok(false);
+    for _ in 0..64 {
+        r = rx.try_read(&mut Vec::new());
+        if r.is_err() {
+            break;
+        }
+    }
+    assert!(matches!(violated(r), Violation::Position { .. }));
+}
+
+/// Stores `word` at `off` in the data area as a hostile producer might: no emptied slot
+/// ahead, no checks. `off` must be 8-aligned and within the callers' ring; nobody else
+/// touches the region meanwhile in these tests.
+fn scribble(tx: &Producer, off: u64, word: u64) {
+    assert!(off.is_multiple_of(8) && off + 8 <= tx.capacity() as u64);
+    // SAFETY: in bounds and aligned (asserted); single-threaded test.
+    unsafe { tx.region.data().store_header(off, word, 0) };
 }
 
 fn corrupt_first_record(word: u64, pos: u64) -> Violation {
     let (tx, mut rx) = with_capacity(64);
-    // SAFETY: offset 0 is in bounds and nobody else touches the region in this test.
-    unsafe { tx.region.data().write_word(0, word) };
+    scribble(&tx, 0, word);
     tx.region
         .header()
         .producer
@@ -328,7 +344,7 @@ fn corrupt_first_record(word: u64, pos: u64) -> Violation {
 #[test]
 fn unknown_record_kind_is_a_violation() {
     assert!(matches!(
-        corrupt_first_record(encode(0, Kind::Whole) | (99 << 32), 8),
+        corrupt_first_record(encode(0, Kind::Whole, 0) | (99 << 32), 8),
         Violation::Kind { kind: 99, .. }
     ));
 }
@@ -336,11 +352,11 @@ fn unknown_record_kind_is_a_violation() {
 #[test]
 fn record_longer_than_published_bytes_is_a_violation() {
     assert!(matches!(
-        corrupt_first_record(encode(100, Kind::Whole), 16),
+        corrupt_first_record(encode(100, Kind::Whole, 0), 16),
         Violation::Overrun { len: 100, .. }
     ));
     assert!(matches!(
-        corrupt_first_record(encode(u32::MAX, Kind::Whole), 64),
+        corrupt_first_record(encode(u32::MAX, Kind::Whole, 0), 64),
         Violation::Overrun { .. }
     ));
 }
@@ -348,7 +364,7 @@ fn record_longer_than_published_bytes_is_a_violation() {
 #[test]
 fn padding_that_does_not_reach_the_end_is_a_violation() {
     assert!(matches!(
-        corrupt_first_record(encode(8, Kind::Padding), 64),
+        corrupt_first_record(encode(8, Kind::Padding, 0), 64),
         Violation::Overrun { .. }
     ));
 }
@@ -356,11 +372,11 @@ fn padding_that_does_not_reach_the_end_is_a_violation() {
 #[test]
 fn fragment_out_of_sequence_is_a_violation() {
     assert!(matches!(
-        corrupt_first_record(encode(0, Kind::Middle), 8),
+        corrupt_first_record(encode(0, Kind::Middle, 0), 8),
         Violation::Sequence { .. }
     ));
     assert!(matches!(
-        corrupt_first_record(encode(0, Kind::Abort), 8),
+        corrupt_first_record(encode(0, Kind::Abort, 0), 8),
         Violation::Sequence { .. }
     ));
 }
@@ -377,11 +393,8 @@ fn oversized_messages_are_refused_before_allocating() {
 
     // A first fragment announcing an absurd total.
     let (tx, mut rx) = with_capacity(64);
-    // SAFETY: offsets 0..16 are in bounds and unshared in this test.
-    unsafe {
-        tx.region.data().write_word(0, encode(8, Kind::First));
-        tx.region.data().write_word(8, u64::MAX);
-    }
+    scribble(&tx, 0, encode(8, Kind::First, 0));
+    scribble(&tx, 8, u64::MAX);
     tx.region.header().producer.pos.store(16, Ordering::Release);
     assert!(matches!(
         violated(rx.try_read(&mut Vec::new())),
@@ -392,12 +405,9 @@ fn oversized_messages_are_refused_before_allocating() {
 #[test]
 fn fragments_exceeding_the_announced_total_are_a_violation() {
     let (tx, mut rx) = with_capacity(64);
-    // SAFETY: offsets 0..40 are in bounds and unshared in this test.
-    unsafe {
-        tx.region.data().write_word(0, encode(16, Kind::First)); // 8 bytes of payload
-        tx.region.data().write_word(8, 10); // announced total: 10
-        tx.region.data().write_word(24, encode(8, Kind::Last)); // 8 more: 16 > 10
-    }
+    scribble(&tx, 0, encode(16, Kind::First, 0)); // 8 bytes of payload
+    scribble(&tx, 8, 10); // announced total: 10
+    scribble(&tx, 24, encode(8, Kind::Last, 0)); // 8 more: 16 > 10
     tx.region.header().producer.pos.store(40, Ordering::Release);
     assert!(matches!(
         violated(rx.try_read(&mut Vec::new())),
@@ -421,9 +431,149 @@ fn corrupt_read_position_is_a_violation_for_the_producer() {
         Err(RingError::Violation(Violation::Position { .. }))
     ));
     assert_eq!(
-        rx.region.header().producer.closed.load(Ordering::Acquire),
+        rx.region.header().producer_closed.load(Ordering::Acquire),
         layout::VIOLATED
     );
+}
+
+// --- Record headers as the reader's signal (ring version 2). ---
+
+/// The 8-byte word at `off` in the data area.
+fn word_at(tx: &Producer, off: u64) -> u64 {
+    // SAFETY: callers pass in-bounds, 8-aligned offsets.
+    unsafe { tx.region.data().load_header(off) }
+}
+
+/// A reader learns of a record from its header alone: before the producer stores its
+/// position, and the header carries the record's lap.
+#[test]
+fn a_record_is_read_from_its_header_before_the_position_is_loaded() {
+    let (mut tx, mut rx) = with_capacity(64);
+    tx.try_write(&[5; 8]).unwrap();
+    // Hide the position: the header must be enough.
+    tx.region.header().producer.pos.store(0, Ordering::Release);
+    let mut buf = Vec::new();
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert_eq!(buf, [5; 8]);
+    // Lap 1: the record at position 64 carries tag 1; the slot after it was emptied.
+    for i in 0..4u8 {
+        tx.try_write(&[i; 8]).unwrap();
+        assert!(rx.try_read(&mut buf).unwrap());
+    }
+    let (len, kind, tag) = layout::decode(word_at(&tx, 0));
+    assert_eq!((len, Kind::from_u32(kind), tag), (8, Some(Kind::Whole), 1));
+    assert_eq!(word_at(&tx, 16), 0, "the next record's slot is empty");
+}
+
+/// Defect this version closes: a payload word of an earlier lap that looks exactly like the
+/// header the next lap will store there (kind, length, lap tag) must not be taken for it.
+/// The producer empties the next record's slot before it publishes a record.
+#[test]
+fn a_payload_that_looks_like_a_next_lap_header_is_never_taken() {
+    let (mut tx, mut rx) = with_capacity(64);
+    let mut a = vec![1u8; 8];
+    a.extend_from_slice(&encode(0, Kind::Whole, 1).to_ne_bytes()); // lands on offset 16
+    let mut buf = Vec::new();
+    for msg in [&a[..], &[2; 32], &[3; 8]] {
+        tx.try_write(msg).unwrap();
+        assert!(rx.try_read(&mut buf).unwrap());
+        assert_eq!(buf, msg);
+    }
+    // The reader is at position 80 (offset 16, lap 1): nothing there.
+    assert!(!rx.try_read(&mut buf).unwrap());
+    assert!(!rx.poll());
+    assert_eq!(rx.try_read_in_place().unwrap().map(|g| g.len()), None);
+}
+
+/// A full ring: the word where the next record goes is the header of the record the reader
+/// has not released yet, one lap older. The reader at that position (after reading
+/// everything, before the producer writes there) must see nothing.
+#[test]
+fn a_header_of_the_previous_lap_is_not_a_new_record() {
+    let (mut tx, mut rx) = with_capacity(64);
+    for i in 0..4u8 {
+        tx.try_write(&[i; 8]).unwrap(); // fills the ring; nothing could be emptied ahead
+    }
+    let mut buf = Vec::new();
+    for i in 0..4u8 {
+        assert!(rx.try_read(&mut buf).unwrap());
+        assert_eq!(buf, [i; 8]);
+    }
+    assert_eq!(
+        layout::decode(word_at(&tx, 0)).2,
+        0,
+        "still the lap-0 header"
+    );
+    assert!(!rx.try_read(&mut buf).unwrap());
+    assert!(!rx.poll());
+    tx.try_write(&[9; 8]).unwrap();
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert_eq!(buf, [9; 8]);
+}
+
+/// The producer's position covers a record whose header is not there (an empty slot, or a
+/// header of another lap): a violation, not a wait for ever.
+#[test]
+fn a_position_covering_a_missing_or_stale_header_is_a_violation() {
+    for word in [
+        0,
+        encode(8, Kind::Whole, 1),
+        encode(8, Kind::Whole, (1 << 24) - 1),
+    ] {
+        assert!(
+            matches!(
+                corrupt_first_record(word, 16),
+                Violation::Unpublished {
+                    offset: 0,
+                    expected: 0,
+                    ..
+                }
+            ),
+            "{word:#x}"
+        );
+    }
+}
+
+/// A producer that dies between storing a record's header and its position, then is closed
+/// by someone else: the reader still drains what the headers published, then sees the end.
+#[test]
+fn records_published_by_their_headers_are_drained_after_a_close() {
+    let (tx, mut rx) = with_capacity(64);
+    scribble(&tx, 0, encode(3, Kind::Whole, 0));
+    scribble(&tx, 16, encode(0, Kind::Whole, 0));
+    // It died: no position stored, its side closed by a supervisor (the producer value
+    // stays alive, undropped, until the end: it stands for the dead process).
+    tx.control().close_producer_side();
+    let mut buf = Vec::new();
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert_eq!(buf.len(), 3);
+    assert!(rx.try_read(&mut buf).unwrap());
+    assert!(buf.is_empty());
+    assert_eq!(rx.try_read(&mut buf), Err(RingError::Closed));
+    drop(tx);
+}
+
+/// A peer speaking the previous ring version (whose readers follow the position, not the
+/// headers) is refused cleanly when the segment is opened.
+#[test]
+#[cfg_attr(miri, ignore = "maps a file")]
+fn a_segment_of_the_previous_version_is_refused_at_open() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ring");
+    let seg = RingSegment::create(&path, 4096).unwrap();
+    let mut file = std::fs::OpenOptions::new().write(true).open(&path).unwrap();
+    file.seek(SeekFrom::Start(8)).unwrap();
+    file.write_all(&1u32.to_ne_bytes()).unwrap();
+    let Err(err) = RingSegment::open(&path) else {
+        panic!("version 1 must be refused");
+    };
+    let text = err.to_string();
+    assert!(
+        text.contains("version 1") && text.contains("speaks 2"),
+        "{text}"
+    );
+    drop(seg);
 }
 
 // --- Property tests against a VecDeque model. ---
@@ -592,6 +742,64 @@ proptest! {
         prop_assert_eq!(rx.read(&mut buf), Err(RingError::Closed));
     }
 
+    /// Forged record headers (this lap's tag or another, any kind, any length, with or
+    /// without a position covering them, in a ring that may have lapped) are read, reported
+    /// as a violation, or seen as nothing yet: never a panic, an access out of the data area
+    /// or a record beyond the room.
+    #[test]
+    fn forged_headers_are_violations_never_panics(
+        laps in 0u64..3,
+        slot in 0u64..8,
+        len in prop_oneof![0u32..80, any::<u32>()],
+        kind in prop_oneof![0u32..8, any::<u8>().prop_map(u32::from)],
+        tag_shift in prop_oneof![Just(0i64), Just(-1i64), Just(1i64), any::<i64>()],
+        pos_ahead in prop_oneof![Just(None), (0u64..9).prop_map(Some)],
+    ) {
+        let cap = 64u64;
+        let (mut tx, mut rx) = with_capacity(cap as usize);
+        let mut buf = Vec::new();
+        // Lap the ring `laps` times, then move to `slot`.
+        for _ in 0..(laps * 4 + slot / 2) {
+            tx.try_write(&[7; 8]).unwrap();
+            prop_assert!(rx.try_read(&mut buf).unwrap());
+        }
+        let read = rx.read;
+        let expected = layout::lap_tag(read, cap) as i64;
+        let tag = (expected.wrapping_add(tag_shift)).rem_euclid(1 << layout::TAG_BITS) as u64;
+        let word = u64::from(len) | (u64::from(kind & 0xff) << 32) | (tag << 40);
+        scribble(&tx, read & (cap - 1), word);
+        if let Some(n) = pos_ahead {
+            tx.region.header().producer.pos.store(read + 8 * n, Ordering::Release);
+        }
+        let published = layout::published(word, read, cap);
+        let r = rx.try_read(&mut buf);
+        match &r {
+            Ok(true) => {
+                // Only a well-formed whole record of this lap within the room is read.
+                prop_assert!(published && kind == Kind::Whole as u32);
+                prop_assert!(layout::record_len(u64::from(len)) <= cap - (read & (cap - 1)));
+                prop_assert_eq!(buf.len(), len as usize);
+            }
+            Ok(false) => prop_assert!(
+                !published || kind == Kind::First as u32 || kind == Kind::Padding as u32,
+                "a published record {word:#x} was ignored"
+            ),
+            Err(RingError::Violation(_)) => {}
+            Err(e) => prop_assert!(false, "unexpected {e:?}"),
+        }
+        if published && Kind::from_u32(kind).is_none() {
+            prop_assert!(matches!(r, Err(RingError::Violation(Violation::Kind { .. }))), "{r:?}");
+        }
+        if published && kind == Kind::Whole as u32
+            && layout::record_len(u64::from(len)) > cap - (read & (cap - 1))
+        {
+            prop_assert!(matches!(r, Err(RingError::Violation(Violation::Overrun { .. }))), "{r:?}");
+        }
+        if !published && pos_ahead.is_some_and(|n| n > 0) {
+            prop_assert!(matches!(r, Err(RingError::Violation(Violation::Unpublished { .. }))), "{r:?}");
+        }
+    }
+
     /// Arbitrary bytes in the header words and records never crash the consumer: it either
     /// reads something or reports an error.
     #[test]
@@ -603,8 +811,8 @@ proptest! {
         let (mut tx, mut rx) = with_capacity(64);
         for _ in 0..cached { let _ = tx.try_write(&[1, 2, 3]); let _ = rx.try_read(&mut Vec::new()); }
         for (i, w) in words.iter().enumerate() {
-            // SAFETY: 8 words of 8 bytes cover the 64-byte data area exactly.
-            unsafe { tx.region.data().write_word(i as u64 * 8, *w) };
+            // 8 words of 8 bytes cover the 64-byte data area exactly.
+            scribble(&tx, i as u64 * 8, *w);
         }
         tx.region.header().producer.pos.store(pos, Ordering::Release);
         let mut buf = Vec::new();
@@ -622,13 +830,9 @@ proptest! {
 
 /// Writes a first fragment carrying `payload` bytes of a message announced as `total` bytes.
 fn plant_first_fragment(tx: &Producer, payload: usize, total: u64) {
-    let data = tx.region.data();
-    // SAFETY: the callers' rings have room for the record at offset 0; nobody else touches
-    // the region in these tests.
-    unsafe {
-        data.write_word(0, encode((8 + payload) as u32, Kind::First));
-        data.write_word(8, total);
-    }
+    // The callers' rings have room for the record at offset 0.
+    scribble(tx, 0, encode((8 + payload) as u32, Kind::First, 0));
+    scribble(tx, 8, total);
     let end = (8 + 8 + payload as u64).next_multiple_of(8);
     tx.region
         .header()
