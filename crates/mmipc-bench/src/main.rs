@@ -89,7 +89,8 @@ struct CompareArgs {
     /// Only these mechanisms (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "MECH,...")]
     only: Vec<Mech>,
-    /// Only these groups of rows (comma-separated).
+    /// Only these groups of rows (comma-separated) [default: all but threshold-sweep; with
+    /// --quick also without fanout-large, which --quick runs at 1 MiB only when named].
     #[arg(long, value_delimiter = ',', value_name = "GROUP,...")]
     rows: Vec<Group>,
     /// Recorded or counted time of each run, after the warm-up, in ms [default: 300; 60 with
@@ -184,7 +185,7 @@ fn compare(args: &CompareArgs) -> Result<bool> {
                 .collect()
         },
         groups: if args.rows.is_empty() {
-            Group::ALL.to_vec()
+            Group::defaults(args.quick)
         } else {
             args.rows.clone()
         },
@@ -192,6 +193,7 @@ fn compare(args: &CompareArgs) -> Result<bool> {
         mmipc_ring: args.mmipc_ring_capacity,
         idle: Duration::from_millis(args.idle_ms.unwrap_or(2000)),
         sizes: None,
+        quick: args.quick,
         gap: Duration::ZERO,
         spin_window: None,
         sampled_check: false,
