@@ -708,6 +708,38 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_has_a_row_per_size_and_fan_out_with_the_groups_mechanisms() {
+        let mut s = test_settings();
+        s.groups = vec![Group::Fanout, Group::FanoutLarge];
+        let plan = plan(&s);
+        let rows: Vec<_> = plan.iter().map(|(r, _)| *r).collect();
+        assert_eq!(rows.len(), 2 + 3 * 3);
+        assert_eq!(rows[0], (Group::Fanout, 64, 2));
+        assert_eq!(rows[2], (Group::FanoutLarge, 64 << 10, 1));
+        assert_eq!(rows[10], (Group::FanoutLarge, 4 << 20, 4));
+        assert!(!plan[0].1.contains(&Mech::MmipcLoan));
+        assert!(!plan[0].1.contains(&Mech::Floor), "a ping-pong device");
+        let mut want = Group::FanoutLarge.mechs().unwrap().to_vec();
+        want.sort();
+        assert_eq!(plan[2].1, want, "the group's, in report order");
+        s.quick = true;
+        assert_eq!(super::plan(&s).len(), 2 + 3);
+        s.mechs = vec![Mech::Uds];
+        assert_eq!(
+            super::plan(&s).len(),
+            2,
+            "no large rows without their mechanisms"
+        );
+    }
+
+    #[test]
+    fn cpu_per_message_needs_messages_and_time() {
+        assert_eq!(per_message(3000, 3), Some(1000.0));
+        assert_eq!(per_message(3000, 0), None);
+        assert_eq!(per_message(0, 5), None);
+    }
+
+    #[test]
     fn only_measured_groups_have_sizes() {
         for g in Group::ALL {
             let measured = matches!(

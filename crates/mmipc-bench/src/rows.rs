@@ -430,3 +430,70 @@ impl Row {
         out
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_fan_out_rows_have_their_own_mechanisms_and_ids() {
+        assert_eq!(Group::FanoutLarge.sizes(), [64 << 10, 1 << 20, 4 << 20]);
+        assert_eq!(Group::FanoutLarge.quick_sizes(), [1 << 20]);
+        assert_eq!(Group::FanoutLarge.fan_outs(), [1, 2, 4]);
+        assert_eq!(Group::Fanout.fan_outs(), [2]);
+        assert_eq!(Group::Throughput.fan_outs(), [1]);
+        assert_eq!(
+            Group::FanoutLarge.row_id(1 << 20, 4),
+            "fanout-large-1to4-1048576"
+        );
+        assert_eq!(Group::Fanout.row_id(64, 2), "fanout2-64");
+        assert_eq!(Group::Throughput.quick_sizes(), Group::Throughput.sizes());
+        let row = Row::measured(Group::FanoutLarge, 4 << 20, 2);
+        assert_eq!(
+            (row.title.as_str(), row.group.as_str()),
+            ("4 MiB 1→2", FANOUT_LARGE)
+        );
+        assert_eq!(row.receivers, Some(2));
+        // The new variants only in their groups; the old rows keep their mechanisms.
+        assert!(Group::FanoutLarge.takes(Mech::MmipcLoan));
+        assert!(Group::FanoutLarge.takes(Mech::MmipcDefault));
+        assert!(!Group::FanoutLarge.takes(Mech::Uds));
+        assert!(!Group::Fanout.takes(Mech::MmipcLoan));
+        assert!(!Group::Latency.takes(Mech::Iox2LoanEvent));
+        assert!(Group::Fanout.takes(Mech::Iox2Event));
+        assert!(Group::ThresholdSweep.takes(Mech::MmipcPayload));
+        assert!(!Group::ThresholdSweep.takes(Mech::MmipcDefault));
+    }
+
+    #[test]
+    fn quick_runs_leave_out_the_large_groups_unless_named() {
+        let full = Group::defaults(false);
+        assert!(full.contains(&Group::FanoutLarge));
+        assert!(!full.contains(&Group::ThresholdSweep));
+        let quick = Group::defaults(true);
+        assert!(!quick.contains(&Group::FanoutLarge));
+        assert_eq!(quick.len(), Group::ALL.len() - 2);
+    }
+
+    #[test]
+    fn the_sender_cpu_is_summarised_over_rounds() {
+        let mut row = Row::measured(Group::FanoutLarge, 1 << 20, 1);
+        for cpu in [Some(3000.0), None, Some(1000.0), Some(2000.0)] {
+            row.add(
+                Mech::MmipcLoan,
+                Ok(Sample::Throughput {
+                    msgs_per_s: 1.0,
+                    bytes_per_s: 1.0,
+                    per_receiver: vec![1.0],
+                    messages: 1,
+                    measured: 1,
+                    sender_cpu_ns: cpu,
+                }),
+            );
+        }
+        let cell = &row.cells[&Mech::MmipcLoan];
+        assert_eq!(cell.sender_cpu_rounds(), [3000.0, 1000.0, 2000.0]);
+        assert_eq!(cell.sender_cpu(), Some(2000.0));
+        assert_eq!(cell.sender_cpu_range(), Some((1000.0, 3000.0)));
+    }
+}
