@@ -54,6 +54,8 @@ pub struct Settings {
     pub idle: Duration,
     /// Payload sizes of every measured row instead of each group's own ([`Group::sizes`]).
     pub sizes: Option<Vec<usize>>,
+    /// A `--quick` run: the groups' [`Group::quick_sizes`].
+    pub quick: bool,
     /// Pause of the pinger between two round trips (none: back to back).
     pub gap: Duration,
     /// mmipc wait strategy `SpinThenPark(window)` instead of the mechanism's (ring alone).
@@ -73,6 +75,7 @@ impl Settings {
     pub fn sizes(&self, group: Group) -> &[usize] {
         match &self.sizes {
             Some(sizes) if !group.sizes().is_empty() => sizes,
+            _ if self.quick => group.quick_sizes(),
             _ => group.sizes(),
         }
     }
@@ -165,10 +168,22 @@ impl Ctx {
         Ok((dir, name))
     }
 
-    /// One measurement of `mech` for the row of `group` and `size`, in fresh processes.
+    /// One measurement of `mech` for the row of `group` and `size` (to the group's first
+    /// number of receivers), in fresh processes.
     pub fn measure(&self, s: &Settings, group: Group, size: usize, mech: Mech) -> Result<Sample> {
+        self.measure_fan(s, (group, size, group.fan_outs()[0]), mech)
+    }
+
+    /// One measurement of `mech` for the row of `group`, `size` and `receivers`, in fresh
+    /// processes.
+    pub fn measure_fan(
+        &self,
+        s: &Settings,
+        row: (Group, usize, usize),
+        mech: Mech,
+    ) -> Result<Sample> {
         let (dir, name) = self.fresh()?;
-        let result = self.measure_in(s, group, size, mech, &dir, name);
+        let result = self.measure_in(s, row, mech, &dir, name);
         let _ = std::fs::remove_dir_all(&dir);
         result
     }
@@ -176,14 +191,12 @@ impl Ctx {
     fn measure_in(
         &self,
         s: &Settings,
-        group: Group,
-        size: usize,
+        (group, size, receivers): (Group, usize, usize),
         mech: Mech,
         dir: &Path,
         name: String,
     ) -> Result<Sample> {
         let (warm, measure) = s.timing(group);
-        let receivers = group.receivers();
         let link = LinkSpec {
             mech,
             pattern: group.pattern(),
@@ -279,7 +292,15 @@ fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sampl
                 cpu: [cpu, *echo_cpu],
             })
         }
-        (PeerResult::Sent { count, sum }, receivers) if !receivers.is_empty() => {
+        (
+            PeerResult::Sent {
+                count,
+                sum,
+                measured: sent_measured,
+                cpu_ns,
+            },
+            receivers,
+        ) if !receivers.is_empty() => {
             let mut rates = Vec::new();
             let mut measured = u64::MAX;
             for (i, r) in receivers.iter().enumerate() {
@@ -311,41 +332,32 @@ fn evaluate(sent: PeerResult, got: Vec<PeerResult>, size: usize) -> Result<Sampl
                 per_receiver: rates,
                 messages: count,
                 measured,
+                sender_cpu_ns: per_message(cpu_ns, sent_measured),
             })
         }
         (sent, got) => bail!("unexpected reports: {sent:?} and {got:?}"),
     }
 }
 
+/// CPU time per message, ns: `cpu_ns` over `messages` (none without messages or time).
+pub fn per_message(cpu_ns: u64, messages: u64) -> Option<f64> {
+    (messages > 0 && cpu_ns > 0).then(|| cpu_ns as f64 / messages as f64)
+}
+
 /// Plans and runs every row: per row, `rounds` rounds, each measuring every mechanism once in
 /// rotating order.
 pub fn run_rows(ctx: &Ctx, s: &Settings) -> Vec<Row> {
-    let plan: Vec<(Group, usize, Vec<Mech>)> = s
-        .groups
-        .iter()
-        .flat_map(|&g| {
-            s.sizes(g).iter().map(move |&size| {
-                let mechs = s
-                    .mechs
-                    .iter()
-                    .copied()
-                    .filter(|m| m.supports(g.pattern(), g.receivers()))
-                    .collect();
-                (g, size, mechs)
-            })
-        })
-        .filter(|(_, _, mechs): &(Group, usize, Vec<Mech>)| !mechs.is_empty())
-        .collect();
-    let total: usize = plan.iter().map(|(_, _, m)| m.len() * s.rounds).sum();
+    let plan = plan(s);
+    let total: usize = plan.iter().map(|(_, m)| m.len() * s.rounds).sum();
     let started = Instant::now();
     let mut done = 0;
     let mut rows = Vec::new();
-    for (group, size, mechs) in plan {
-        let mut row = Row::measured(group, size);
+    for ((group, size, receivers), mechs) in plan {
+        let mut row = Row::measured(group, size, receivers);
         for round in 0..s.rounds {
             for k in 0..mechs.len() {
                 let mech = mechs[(k + round) % mechs.len()];
-                let outcome = ctx.measure(s, group, size, mech);
+                let outcome = ctx.measure_fan(s, (group, size, receivers), mech);
                 done += 1;
                 let what = match &outcome {
                     Ok(sample) => sample.describe(),
@@ -365,6 +377,28 @@ pub fn run_rows(ctx: &Ctx, s: &Settings) -> Vec<Row> {
         rows.push(row);
     }
     rows
+}
+
+/// The measured rows of a run, in order: (group, size, receivers) and the mechanisms each
+/// measures (the group's, among those chosen, that can carry it).
+pub fn plan(s: &Settings) -> Vec<((Group, usize, usize), Vec<Mech>)> {
+    let mut plan = Vec::new();
+    for &g in &s.groups {
+        for &size in s.sizes(g) {
+            for &n in g.fan_outs() {
+                let mechs: Vec<Mech> = s
+                    .mechs
+                    .iter()
+                    .copied()
+                    .filter(|&m| g.takes(m) && m.supports(g.pattern(), n))
+                    .collect();
+                if !mechs.is_empty() {
+                    plan.push(((g, size, n), mechs));
+                }
+            }
+        }
+    }
+    plan
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -648,6 +682,7 @@ pub(crate) fn test_settings() -> Settings {
         mmipc_ring: None,
         idle: Duration::from_secs(2),
         sizes: None,
+        quick: false,
         gap: Duration::ZERO,
         spin_window: None,
         sampled_check: false,
@@ -673,9 +708,48 @@ mod tests {
     }
 
     #[test]
+    fn the_plan_has_a_row_per_size_and_fan_out_with_the_groups_mechanisms() {
+        let mut s = test_settings();
+        s.groups = vec![Group::Fanout, Group::FanoutLarge];
+        let plan = plan(&s);
+        let rows: Vec<_> = plan.iter().map(|(r, _)| *r).collect();
+        assert_eq!(rows.len(), 2 + 3 * 3);
+        assert_eq!(rows[0], (Group::Fanout, 64, 2));
+        assert_eq!(rows[2], (Group::FanoutLarge, 64 << 10, 1));
+        assert_eq!(rows[10], (Group::FanoutLarge, 4 << 20, 4));
+        assert!(!plan[0].1.contains(&Mech::MmipcLoan));
+        assert!(!plan[0].1.contains(&Mech::Floor), "a ping-pong device");
+        let mut want = Group::FanoutLarge.mechs().unwrap().to_vec();
+        want.sort();
+        assert_eq!(plan[2].1, want, "the group's, in report order");
+        s.quick = true;
+        assert_eq!(super::plan(&s).len(), 2 + 3);
+        s.mechs = vec![Mech::Uds];
+        assert_eq!(
+            super::plan(&s).len(),
+            2,
+            "no large rows without their mechanisms"
+        );
+    }
+
+    #[test]
+    fn cpu_per_message_needs_messages_and_time() {
+        assert_eq!(per_message(3000, 3), Some(1000.0));
+        assert_eq!(per_message(3000, 0), None);
+        assert_eq!(per_message(0, 5), None);
+    }
+
+    #[test]
     fn only_measured_groups_have_sizes() {
         for g in Group::ALL {
-            let measured = matches!(g, Group::Latency | Group::Throughput | Group::Fanout);
+            let measured = matches!(
+                g,
+                Group::Latency
+                    | Group::Throughput
+                    | Group::Fanout
+                    | Group::FanoutLarge
+                    | Group::ThresholdSweep
+            );
             assert_eq!(!g.sizes().is_empty(), measured, "{g:?}");
         }
     }

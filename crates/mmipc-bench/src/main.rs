@@ -8,11 +8,20 @@
 //! cargo run --release -p mmipc-bench -- compare --rows latency --only mmipc-spin,iox2-poll,floor
 //! cargo run --release -p mmipc-bench -- compare --json results.json --md   # + bench/RESULTS.md
 //! cargo run --release -p mmipc-bench -- compare --rows lifecycle,memory,idle  # the rest
+//! cargo run --release -p mmipc-bench -- compare --rows fanout-large    # 64 KiB-4 MiB to 1, 2, 4
+//! cargo run --release -p mmipc-bench -- compare --rows threshold-sweep # payload threshold
 //! cargo run --release -p mmipc-bench -- ring --quick            # the ring alone, see `ring`
 //! ```
 //!
 //! `ring` measures mmipc's ring without the pub/sub layer, in each wait mode, beside a Unix
 //! domain socket (the tables of the former `examples/ring_bench`), with the same harness.
+//!
+//! `fanout-large` sends 64 KiB, 1 MiB and 4 MiB messages to 1, 2 and 4 receiver processes
+//! through mmipc's one-copy fan-out (a loan read in place with `recv_ref`; `publish` +
+//! `recv`; inline, the payload segment off) and iceoryx2's loans, and reports the sender
+//! process's CPU time per message beside the rates (not part of `--quick` unless named;
+//! then 1 MiB only). `threshold-sweep` (only when named) compares mmipc `publish` + `recv`
+//! with the payload segment for every message and for none, 4 KiB to 256 KiB.
 //!
 //! Besides round trips, throughput and fan-out (`--rows latency,throughput,fanout`), it
 //! measures connection set-up and crash detection (`lifecycle`), resident and shared memory
@@ -89,7 +98,8 @@ struct CompareArgs {
     /// Only these mechanisms (comma-separated).
     #[arg(long, value_delimiter = ',', value_name = "MECH,...")]
     only: Vec<Mech>,
-    /// Only these groups of rows (comma-separated).
+    /// Only these groups of rows (comma-separated) [default: all but threshold-sweep; with
+    /// --quick also without fanout-large, which --quick runs at 1 MiB only when named].
     #[arg(long, value_delimiter = ',', value_name = "GROUP,...")]
     rows: Vec<Group>,
     /// Recorded or counted time of each run, after the warm-up, in ms [default: 300; 60 with
@@ -184,7 +194,7 @@ fn compare(args: &CompareArgs) -> Result<bool> {
                 .collect()
         },
         groups: if args.rows.is_empty() {
-            Group::ALL.to_vec()
+            Group::defaults(args.quick)
         } else {
             args.rows.clone()
         },
@@ -192,6 +202,7 @@ fn compare(args: &CompareArgs) -> Result<bool> {
         mmipc_ring: args.mmipc_ring_capacity,
         idle: Duration::from_millis(args.idle_ms.unwrap_or(2000)),
         sizes: None,
+        quick: args.quick,
         gap: Duration::ZERO,
         spin_window: None,
         sampled_check: false,

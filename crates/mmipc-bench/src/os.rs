@@ -69,6 +69,11 @@ impl Usage {
         Usage::of(libc::RUSAGE_THREAD)
     }
 
+    /// What every thread of this process has used so far.
+    pub fn process() -> Usage {
+        Usage::of(libc::RUSAGE_SELF)
+    }
+
     fn of(who: libc::c_int) -> Usage {
         let mut ru = std::mem::MaybeUninit::<libc::rusage>::zeroed();
         // SAFETY: `ru` is a writable rusage; the kernel fills it in.

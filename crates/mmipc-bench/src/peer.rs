@@ -148,12 +148,19 @@ pub enum PeerResult {
         #[serde(default)]
         cpu: os::Usage,
     },
-    /// Send: messages sent and their checksum.
+    /// Send: messages sent and their checksum, and the process's CPU time after the
+    /// warm-up.
     Sent {
         /// Messages sent (not counting the end marker).
         count: u64,
         /// Checksum over them.
         sum: u64,
+        /// Messages sent after the warm-up.
+        #[serde(default)]
+        measured: u64,
+        /// CPU time (user + system) of this whole process while sending them, ns.
+        #[serde(default)]
+        cpu_ns: u64,
     },
     /// Receive: messages received and checked, their checksum, and the rate after the
     /// warm-up.
@@ -260,7 +267,7 @@ fn run<T: Transport>(spec: &PeerSpec) -> Result<()> {
                 )?
             }
             Role::MemSend => send_count(&mut t, link.size, spec.count)?,
-            _ => send(&mut t, link.size, warm + measure)?,
+            _ => send(&mut t, link.size, (warm, measure))?,
         };
         say(&PeerLine::Done(result))?;
         // The harness closes stdin once every responder is done.
@@ -375,23 +382,47 @@ fn clock_every(size: usize) -> u64 {
     ((1usize << 20) / size.max(1)).clamp(1, 1024) as u64
 }
 
-/// One-way, sender side: as many messages as fit in `run`, then the end marker.
-fn send<T: Transport>(t: &mut T, size: usize, run: Duration) -> Result<PeerResult> {
+/// One-way, sender side: as many messages as fit in `warm` + `measure`, then the end
+/// marker. Each message is written by [`write_sampled`] into the sender's buffer, or in
+/// place into the mechanism's loan ([`Transport::send_with`]). The CPU time of the whole
+/// process is read at the first look at the clock past `warm` and at the end (before the end
+/// marker), for the messages in between.
+fn send<T: Transport>(
+    t: &mut T,
+    size: usize,
+    (warm, measure): (Duration, Duration),
+) -> Result<PeerResult> {
     let mut buf = vec![0u8; size];
     let every = clock_every(size);
-    let end = Instant::now() + run;
+    let start = Instant::now();
+    let (warm_end, end) = (start + warm, start + warm + measure);
+    let mut from: Option<(u64, os::Usage)> = None;
     let (mut seq, mut sum) = (0u64, 0u64);
     loop {
-        write_sampled(&mut buf, seq);
-        t.send(&buf)?;
+        t.send_with(&mut buf, |b| write_sampled(b, seq))?;
         sum = sum.wrapping_add(mix(seq, size));
         seq += 1;
-        if seq.is_multiple_of(every) && Instant::now() >= end {
-            break;
+        if seq.is_multiple_of(every) {
+            let now = Instant::now();
+            if from.is_none() && now >= warm_end {
+                from = Some((seq, os::Usage::process()));
+            }
+            if now >= end {
+                break;
+            }
         }
     }
+    let (measured, cpu_ns) = match from {
+        Some((n0, u0)) => (seq - n0, os::Usage::process().since(u0).cpu_ns),
+        None => (0, 0),
+    };
     t.send(&end_marker(seq, sum))?;
-    Ok(PeerResult::Sent { count: seq, sum })
+    Ok(PeerResult::Sent {
+        count: seq,
+        sum,
+        measured,
+        cpu_ns,
+    })
 }
 
 /// One-way, sender side, for the memory figures: `count` messages, then the end marker; then

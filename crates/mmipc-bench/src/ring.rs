@@ -156,6 +156,7 @@ fn settings(args: &RingArgs, mechs: Vec<Mech>, groups: Vec<Group>) -> Settings {
         mmipc_ring: Some(args.capacity),
         idle: Duration::ZERO,
         sizes: (!args.sizes.is_empty()).then(|| args.sizes.clone()),
+        quick: false,
         gap: Duration::ZERO,
         spin_window: None,
         sampled_check: true,

@@ -20,6 +20,10 @@ pub const LIFE_CYCLE: &str = "life cycle";
 pub const MEMORY: &str = "memory";
 /// See [`LIFE_CYCLE`].
 pub const IDLE: &str = "idle";
+/// Group name of the large-message fan-out rows ([`Group::FanoutLarge`]).
+pub const FANOUT_LARGE: &str = "fanout-large";
+/// Group name of the threshold rows ([`Group::ThresholdSweep`]).
+pub const THRESHOLD: &str = "threshold";
 
 /// A group of rows, selectable with `--rows`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, clap::ValueEnum)]
@@ -31,6 +35,15 @@ pub enum Group {
     Throughput,
     /// One publisher process → two subscriber processes.
     Fanout,
+    /// Large messages (64 KiB to 4 MiB), one publisher process → 1, 2 and 4 subscriber
+    /// processes: mmipc's one-copy fan-out (loans, `publish`, and inline for comparison)
+    /// beside iceoryx2's loans, with the publisher's CPU time per message. Not in `--quick`
+    /// unless named.
+    FanoutLarge,
+    /// mmipc `publish` + `recv` with the payload segment for every message (threshold 0)
+    /// and for none (threshold off), 4 KiB to 256 KiB, 1 → 1 and 1 → 2: where the default
+    /// threshold should be. Only when named.
+    ThresholdSweep,
     /// Connection set-up of a new subscriber process, and detection of a `kill -9`ed peer.
     Lifecycle,
     /// Shared and resident memory of publisher and subscriber processes.
@@ -39,16 +52,31 @@ pub enum Group {
     Idle,
 }
 
+/// Sizes of the large-message fan-out rows.
+const LARGE: &[usize] = &[64 << 10, 1 << 20, 4 << 20];
+
 impl Group {
     /// Every group, in report order.
-    pub const ALL: [Group; 6] = [
+    pub const ALL: [Group; 8] = [
         Group::Latency,
         Group::Throughput,
         Group::Fanout,
+        Group::FanoutLarge,
+        Group::ThresholdSweep,
         Group::Lifecycle,
         Group::Memory,
         Group::Idle,
     ];
+
+    /// The groups measured when `--rows` names none: every group but the threshold sweep
+    /// and, with `--quick`, the large-message fan-out.
+    pub fn defaults(quick: bool) -> Vec<Group> {
+        Group::ALL
+            .into_iter()
+            .filter(|g| *g != Group::ThresholdSweep)
+            .filter(|g| !(quick && *g == Group::FanoutLarge))
+            .collect()
+    }
 
     /// Payload sizes of the group's rows (none for the groups measured in `crate::hooks`).
     pub fn sizes(self) -> &'static [usize] {
@@ -56,7 +84,18 @@ impl Group {
             Group::Latency => &[8, 64, 1 << 10, 64 << 10],
             Group::Throughput => &[64, 4 << 10, 1 << 20],
             Group::Fanout => &[64, 4 << 10],
+            Group::FanoutLarge => LARGE,
+            Group::ThresholdSweep => &[4 << 10, 16 << 10, 32 << 10, 64 << 10, 256 << 10],
             Group::Lifecycle | Group::Memory | Group::Idle => &[],
+        }
+    }
+
+    /// Payload sizes of the group's rows in a `--quick` run: fewer for the large groups.
+    pub fn quick_sizes(self) -> &'static [usize] {
+        match self {
+            Group::FanoutLarge => &[1 << 20],
+            Group::ThresholdSweep => &[16 << 10, 64 << 10],
+            other => other.sizes(),
         }
     }
 
@@ -68,20 +107,49 @@ impl Group {
         }
     }
 
-    /// Receiving processes of a row of the group.
-    pub fn receivers(self) -> usize {
+    /// Receiving processes of the group's rows: one row per size and per entry.
+    pub fn fan_outs(self) -> &'static [usize] {
         match self {
-            Group::Fanout => 2,
-            _ => 1,
+            Group::Fanout => &[2],
+            Group::FanoutLarge => &[1, 2, 4],
+            Group::ThresholdSweep => &[1, 2],
+            _ => &[1],
         }
     }
 
-    /// The row id for payload `size` (`rtt-64`, `tput-4096`, `fanout2-64`).
-    pub fn row_id(self, size: usize) -> String {
+    /// The mechanisms the group's rows are for: its own list, or (`None`) every mechanism
+    /// but the large-message variants.
+    pub fn mechs(self) -> Option<&'static [Mech]> {
+        match self {
+            Group::FanoutLarge => Some(&[
+                Mech::MmipcLoan,
+                Mech::MmipcDefault,
+                Mech::MmipcInline,
+                Mech::Iox2LoanPoll,
+                Mech::Iox2LoanEvent,
+            ]),
+            Group::ThresholdSweep => Some(&[Mech::MmipcPayload, Mech::MmipcInline]),
+            _ => None,
+        }
+    }
+
+    /// Whether rows of the group measure `mech`.
+    pub fn takes(self, mech: Mech) -> bool {
+        match self.mechs() {
+            Some(list) => list.contains(&mech),
+            None => !mech.is_payload_variant(),
+        }
+    }
+
+    /// The row id for payload `size` to `receivers` processes (`rtt-64`, `tput-4096`,
+    /// `fanout2-64`, `fanout-large-1to4-1048576`, `threshold-1to2-16384`).
+    pub fn row_id(self, size: usize, receivers: usize) -> String {
         match self {
             Group::Latency => format!("rtt-{size}"),
             Group::Throughput => format!("tput-{size}"),
             Group::Fanout => format!("fanout2-{size}"),
+            Group::FanoutLarge => format!("fanout-large-1to{receivers}-{size}"),
+            Group::ThresholdSweep => format!("threshold-1to{receivers}-{size}"),
             Group::Lifecycle => format!("lifecycle-{size}"),
             Group::Memory => format!("memory-{size}"),
             Group::Idle => format!("idle-{size}"),
@@ -127,6 +195,9 @@ pub enum Sample {
         messages: u64,
         /// Messages counted after the warm-up (the slowest receiver's count).
         measured: u64,
+        /// CPU time (user + system, every thread) of the sender process per message sent
+        /// after its warm-up, ns (`None` if the sender did not measure it).
+        sender_cpu_ns: Option<f64>,
     },
     /// Any other figure, in the row's unit (for rows added through `crate::hooks`).
     Scalar(f64),
@@ -205,11 +276,36 @@ impl Cell {
 
     /// The lowest and highest round.
     pub fn range(&self) -> Option<(f64, f64)> {
-        let r = self.rounds();
-        let lo = r.iter().copied().reduce(f64::min)?;
-        let hi = r.iter().copied().reduce(f64::max)?;
-        Some((lo, hi))
+        range(&self.rounds())
     }
+
+    /// Each round's CPU time of the sender per message (ns), where measured.
+    pub fn sender_cpu_rounds(&self) -> Vec<f64> {
+        self.samples
+            .iter()
+            .filter_map(|s| match s {
+                Sample::Throughput { sender_cpu_ns, .. } => *sender_cpu_ns,
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// The median over rounds of the sender's CPU time per message (ns).
+    pub fn sender_cpu(&self) -> Option<f64> {
+        median(self.sender_cpu_rounds())
+    }
+
+    /// The lowest and highest round of the sender's CPU time per message (ns).
+    pub fn sender_cpu_range(&self) -> Option<(f64, f64)> {
+        range(&self.sender_cpu_rounds())
+    }
+}
+
+/// The lowest and highest of `values`.
+fn range(values: &[f64]) -> Option<(f64, f64)> {
+    let lo = values.iter().copied().reduce(f64::min)?;
+    let hi = values.iter().copied().reduce(f64::max)?;
+    Some((lo, hi))
 }
 
 /// One row of the report: one figure for every mechanism.
@@ -223,6 +319,8 @@ pub struct Row {
     pub title: String,
     /// Payload size, when the row has one.
     pub size: Option<usize>,
+    /// Receiving processes of a measured row.
+    pub receivers: Option<usize>,
     /// Unit of the headline figure (`ns`, `msgs/s`, or the scalar's).
     pub unit: String,
     /// Whether a larger headline figure is better.
@@ -236,15 +334,16 @@ impl Row {
     /// tests.
     #[cfg(test)]
     pub fn with(group: Group, size: usize, rounds: &[(Mech, Result<f64, &str>)]) -> Row {
-        let mut row = Row::measured(group, size);
+        let mut row = Row::measured(group, size, group.fan_outs()[0]);
         for (mech, round) in rounds {
             row.add(*mech, round.map(Sample::Scalar).map_err(String::from));
         }
         row
     }
 
-    /// An empty row of one of the measured groups.
-    pub fn measured(group: Group, size: usize) -> Row {
+    /// An empty row of one of the measured groups, `size`-byte messages to `receivers`
+    /// processes.
+    pub fn measured(group: Group, size: usize, receivers: usize) -> Row {
         let (g, title, unit, higher) = match group {
             Group::Latency => ("latency", format!("RTT {}", fmt_size(size)), "ns", false),
             Group::Throughput => (
@@ -254,16 +353,29 @@ impl Row {
                 true,
             ),
             Group::Fanout => ("fanout", format!("{} 1→2", fmt_size(size)), "msgs/s", true),
+            Group::FanoutLarge => (
+                FANOUT_LARGE,
+                format!("{} 1→{receivers}", fmt_size(size)),
+                "msgs/s",
+                true,
+            ),
+            Group::ThresholdSweep => (
+                THRESHOLD,
+                format!("{} 1→{receivers}", fmt_size(size)),
+                "msgs/s",
+                true,
+            ),
             // Rows of these groups are scalar rows made by `crate::hooks`.
             Group::Lifecycle => (LIFE_CYCLE, fmt_size(size), "", false),
             Group::Memory => (MEMORY, fmt_size(size), "", false),
             Group::Idle => (IDLE, fmt_size(size), "", false),
         };
         Row {
-            id: group.row_id(size),
+            id: group.row_id(size, receivers),
             group: g.into(),
             title,
             size: Some(size),
+            receivers: Some(receivers),
             unit: unit.into(),
             higher_is_better: higher,
             cells: BTreeMap::new(),
@@ -277,6 +389,7 @@ impl Row {
             group: group.into(),
             title: title.into(),
             size: None,
+            receivers: None,
             unit: unit.into(),
             higher_is_better,
             cells: BTreeMap::new(),
@@ -315,5 +428,72 @@ impl Row {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn large_fan_out_rows_have_their_own_mechanisms_and_ids() {
+        assert_eq!(Group::FanoutLarge.sizes(), [64 << 10, 1 << 20, 4 << 20]);
+        assert_eq!(Group::FanoutLarge.quick_sizes(), [1 << 20]);
+        assert_eq!(Group::FanoutLarge.fan_outs(), [1, 2, 4]);
+        assert_eq!(Group::Fanout.fan_outs(), [2]);
+        assert_eq!(Group::Throughput.fan_outs(), [1]);
+        assert_eq!(
+            Group::FanoutLarge.row_id(1 << 20, 4),
+            "fanout-large-1to4-1048576"
+        );
+        assert_eq!(Group::Fanout.row_id(64, 2), "fanout2-64");
+        assert_eq!(Group::Throughput.quick_sizes(), Group::Throughput.sizes());
+        let row = Row::measured(Group::FanoutLarge, 4 << 20, 2);
+        assert_eq!(
+            (row.title.as_str(), row.group.as_str()),
+            ("4 MiB 1→2", FANOUT_LARGE)
+        );
+        assert_eq!(row.receivers, Some(2));
+        // The new variants only in their groups; the old rows keep their mechanisms.
+        assert!(Group::FanoutLarge.takes(Mech::MmipcLoan));
+        assert!(Group::FanoutLarge.takes(Mech::MmipcDefault));
+        assert!(!Group::FanoutLarge.takes(Mech::Uds));
+        assert!(!Group::Fanout.takes(Mech::MmipcLoan));
+        assert!(!Group::Latency.takes(Mech::Iox2LoanEvent));
+        assert!(Group::Fanout.takes(Mech::Iox2Event));
+        assert!(Group::ThresholdSweep.takes(Mech::MmipcPayload));
+        assert!(!Group::ThresholdSweep.takes(Mech::MmipcDefault));
+    }
+
+    #[test]
+    fn quick_runs_leave_out_the_large_groups_unless_named() {
+        let full = Group::defaults(false);
+        assert!(full.contains(&Group::FanoutLarge));
+        assert!(!full.contains(&Group::ThresholdSweep));
+        let quick = Group::defaults(true);
+        assert!(!quick.contains(&Group::FanoutLarge));
+        assert_eq!(quick.len(), Group::ALL.len() - 2);
+    }
+
+    #[test]
+    fn the_sender_cpu_is_summarised_over_rounds() {
+        let mut row = Row::measured(Group::FanoutLarge, 1 << 20, 1);
+        for cpu in [Some(3000.0), None, Some(1000.0), Some(2000.0)] {
+            row.add(
+                Mech::MmipcLoan,
+                Ok(Sample::Throughput {
+                    msgs_per_s: 1.0,
+                    bytes_per_s: 1.0,
+                    per_receiver: vec![1.0],
+                    messages: 1,
+                    measured: 1,
+                    sender_cpu_ns: cpu,
+                }),
+            );
+        }
+        let cell = &row.cells[&Mech::MmipcLoan];
+        assert_eq!(cell.sender_cpu_rounds(), [3000.0, 1000.0, 2000.0]);
+        assert_eq!(cell.sender_cpu(), Some(2000.0));
+        assert_eq!(cell.sender_cpu_range(), Some((1000.0, 3000.0)));
     }
 }

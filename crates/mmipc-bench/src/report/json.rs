@@ -4,7 +4,7 @@
 
 use serde_json::{Value, json};
 
-use super::targets::{limits, targets};
+use super::targets::{fan_targets, limits, targets};
 use super::{Meta, outcome};
 use crate::rows::{Cell, MMIPC_RING_RULE, Row, Sample};
 use crate::transport::Mech;
@@ -57,6 +57,13 @@ fn cell_json(row: &Row, cell: &Cell) -> Value {
             Sample::Throughput { messages, .. } => Some(*messages),
             _ => None,
         });
+        v["sender_cpu_us_per_msg"] = json!(cell.sender_cpu().map(|ns| ns / 1e3));
+        v["sender_cpu_us_per_msg_rounds"] = json!(
+            cell.sender_cpu_rounds()
+                .iter()
+                .map(|ns| ns / 1e3)
+                .collect::<Vec<_>>()
+        );
     } else {
         v["unit"] = json!(row.unit);
     }
@@ -82,6 +89,7 @@ pub fn json(meta: &Meta, rows: &[Row]) -> Value {
                 "group": r.group,
                 "title": r.title,
                 "size": r.size,
+                "receivers": r.receivers,
                 "unit": r.unit,
                 "higher_is_better": r.higher_is_better,
                 "mmipc_ring_capacity": ring,
@@ -115,6 +123,24 @@ pub fn json(meta: &Meta, rows: &[Row]) -> Value {
             "ratio": l.value / l.target.limit,
             "met": l.met(),
             "reading": l.reading(),
+        })
+    }));
+    targets.extend(fan_targets(rows).iter().map(|t| {
+        json!({
+            "row": t.target.a.0,
+            "mmipc": t.target.a.1.id(),
+            "peer": t.target.b.1.id(),
+            "peer_row": t.target.b.0,
+            "target": t.name(),
+            "figure": match t.target.figure {
+                super::targets::Figure::Rate => "msgs_per_s",
+                super::targets::Figure::SenderCpu => "sender_cpu_us_per_msg",
+            },
+            "ratio": t.ratio,
+            "bound": t.target.bound,
+            "at_least": t.target.at_least,
+            "met": t.met(),
+            "reading": t.reading(),
         })
     }));
     let (ok, peers_ok) = outcome(rows);

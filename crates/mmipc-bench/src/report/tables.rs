@@ -41,11 +41,21 @@ fn stat_table(
     mechs: &[Mech],
     stats: impl Fn(&Row) -> Vec<(&'static str, Box<StatFn>)>,
 ) -> String {
-    let mut t = vec![header("size", "", mechs)];
+    labelled_table(rows, mechs, ("size", |r| r.size.map(fmt_size)), stats)
+}
+
+/// A [`stat_table`] whose first column is headed `first.0` and says `first.1(row)`.
+fn labelled_table(
+    rows: &[&Row],
+    mechs: &[Mech],
+    first: (&str, fn(&Row) -> Option<String>),
+    stats: impl Fn(&Row) -> Vec<(&'static str, Box<StatFn>)>,
+) -> String {
+    let mut t = vec![header(first.0, "", mechs)];
     for row in rows {
         for (i, (name, stat)) in stats(row).iter().enumerate() {
             let size = match i {
-                0 => row.size.map(fmt_size).unwrap_or_default(),
+                0 => first.1(row).unwrap_or_default(),
                 _ => String::new(),
             };
             let mut line = vec![size, (*name).to_string()];
@@ -79,23 +89,60 @@ pub(super) fn latency_table(rows: &[&Row], mechs: &[Mech]) -> String {
 
 /// Rates: msgs/s and MB/s (medians of the rounds), the msgs/s range.
 pub(super) fn throughput_table(rows: &[&Row], mechs: &[Mech]) -> String {
-    stat_table(rows, mechs, |row| {
-        let size = row.size.unwrap_or(0) as f64;
+    stat_table(rows, mechs, rate_stats)
+}
+
+/// As [`throughput_table`], one row per size and number of receivers ("1 MiB 1→4").
+pub(super) fn fan_table(rows: &[&Row], mechs: &[Mech]) -> String {
+    labelled_table(rows, mechs, ("row", |r| Some(r.title.clone())), rate_stats)
+}
+
+/// The sender's CPU time per message (µs, median of the rounds) and its range, one row per
+/// size and number of receivers.
+pub(super) fn cpu_table(rows: &[&Row], mechs: &[Mech]) -> String {
+    labelled_table(rows, mechs, ("row", |r| Some(r.title.clone())), |_| {
         vec![
-            ("msgs/s", Box::new(|c: &Cell| c.headline().map(fmt_rate))),
             (
-                "MB/s",
-                Box::new(move |c: &Cell| c.headline().map(|r| fmt_mb(r * size))),
+                "µs/msg",
+                Box::new(|c: &Cell| c.sender_cpu().map(|ns| fmt_cpu_us(ns / 1e3))),
             ),
             (
-                "msgs/s range",
+                "range",
                 Box::new(|c: &Cell| {
-                    c.range()
-                        .map(|(lo, hi)| format!("{}–{}", fmt_rate(lo), fmt_rate(hi)))
+                    c.sender_cpu_range().map(|(lo, hi)| {
+                        format!("{}–{}", fmt_cpu_us(lo / 1e3), fmt_cpu_us(hi / 1e3))
+                    })
                 }),
             ),
         ]
     })
+}
+
+/// CPU µs with three significant digits or so.
+pub fn fmt_cpu_us(us: f64) -> String {
+    match us {
+        _ if us >= 100.0 => format!("{us:.0}"),
+        _ if us >= 10.0 => format!("{us:.1}"),
+        _ => format!("{us:.2}"),
+    }
+}
+
+fn rate_stats(row: &Row) -> Vec<(&'static str, Box<StatFn>)> {
+    let size = row.size.unwrap_or(0) as f64;
+    vec![
+        ("msgs/s", Box::new(|c: &Cell| c.headline().map(fmt_rate))),
+        (
+            "MB/s",
+            Box::new(move |c: &Cell| c.headline().map(|r| fmt_mb(r * size))),
+        ),
+        (
+            "msgs/s range",
+            Box::new(|c: &Cell| {
+                c.range()
+                    .map(|(lo, hi)| format!("{}–{}", fmt_rate(lo), fmt_rate(hi)))
+            }),
+        ),
+    ]
 }
 
 /// Heading and explanatory note of a table of scalar rows.
@@ -203,5 +250,8 @@ mod tests {
         assert_eq!(fmt_scalar(0.026, "%"), "0.026");
         assert_eq!(fmt_scalar(2.345, "ms"), "2.35");
         assert_eq!(fmt_scalar(12.34, "ms"), "12.3");
+        assert_eq!(fmt_cpu_us(1.234), "1.23");
+        assert_eq!(fmt_cpu_us(56.78), "56.8");
+        assert_eq!(fmt_cpu_us(345.6), "346");
     }
 }

@@ -5,7 +5,7 @@
 use mmipc_benchkit::units::fmt_ratio;
 
 use super::tables::fmt_scalar;
-use crate::rows::Row;
+use crate::rows::{Cell, Row};
 use crate::transport::Mech;
 
 /// The comparisons the project has targets for.
@@ -154,6 +154,149 @@ impl Checked<'_> {
     }
 }
 
+/// Which figure of a cell a [`RatioTarget`] compares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Figure {
+    /// Messages per second per receiver (the row's headline).
+    Rate,
+    /// The sender process's CPU time per message.
+    SenderCpu,
+}
+
+impl Figure {
+    fn of(self, cell: &Cell) -> Option<f64> {
+        match self {
+            Figure::Rate => cell.headline(),
+            Figure::SenderCpu => cell.sender_cpu(),
+        }
+    }
+}
+
+/// A target on the ratio of two figures of the same run, `a` ÷ `b`: at least or at most
+/// `bound` (issue 15, one-copy fan-out of large messages).
+#[derive(Debug, Clone, Copy)]
+pub struct RatioTarget {
+    /// What the target is about.
+    pub what: &'static str,
+    /// The figure compared.
+    pub figure: Figure,
+    /// Row id and mechanism of the numerator.
+    pub a: (&'static str, Mech),
+    /// Row id and mechanism of the denominator.
+    pub b: (&'static str, Mech),
+    /// The ratio must be at least `bound` (else: at most).
+    pub at_least: bool,
+    /// The bound on the ratio.
+    pub bound: f64,
+}
+
+const MIB_1: &str = "fanout-large-1to1-1048576";
+const MIB_2: &str = "fanout-large-1to2-1048576";
+const MIB_4: &str = "fanout-large-1to4-1048576";
+
+/// The large-message targets.
+pub const FAN_TARGETS: &[RatioTarget] = &[
+    RatioTarget {
+        what: "publisher CPU per 1 MiB message, 1→4 ÷ 1→1, mmipc loan",
+        figure: Figure::SenderCpu,
+        a: (MIB_4, Mech::MmipcLoan),
+        b: (MIB_1, Mech::MmipcLoan),
+        at_least: false,
+        bound: 1.5,
+    },
+    RatioTarget {
+        what: "publisher CPU per 1 MiB message, 1→4 ÷ 1→1, mmipc publish (for reference)",
+        figure: Figure::SenderCpu,
+        a: (MIB_4, Mech::MmipcDefault),
+        b: (MIB_1, Mech::MmipcDefault),
+        at_least: false,
+        bound: 1.5,
+    },
+    RatioTarget {
+        what: "1 MiB 1→2 msgs/s per subscriber, mmipc loan ÷ iceoryx2 loan, event",
+        figure: Figure::Rate,
+        a: (MIB_2, Mech::MmipcLoan),
+        b: (MIB_2, Mech::Iox2LoanEvent),
+        at_least: true,
+        bound: 1.0,
+    },
+    RatioTarget {
+        what: "1 MiB 1→2 msgs/s per subscriber, mmipc loan ÷ iceoryx2 loan, busy-poll",
+        figure: Figure::Rate,
+        a: (MIB_2, Mech::MmipcLoan),
+        b: (MIB_2, Mech::Iox2LoanPoll),
+        at_least: true,
+        bound: 1.0,
+    },
+    RatioTarget {
+        what: "1 MiB 1→1 msgs/s, mmipc loan ÷ iceoryx2 loan, event",
+        figure: Figure::Rate,
+        a: (MIB_1, Mech::MmipcLoan),
+        b: (MIB_1, Mech::Iox2LoanEvent),
+        at_least: true,
+        bound: 1.2,
+    },
+    RatioTarget {
+        what: "1 MiB 1→1 msgs/s, mmipc loan ÷ iceoryx2 loan, busy-poll",
+        figure: Figure::Rate,
+        a: (MIB_1, Mech::MmipcLoan),
+        b: (MIB_1, Mech::Iox2LoanPoll),
+        at_least: true,
+        bound: 1.2,
+    },
+];
+
+/// A [`RatioTarget`] and the ratio measured for it.
+pub(super) struct FanChecked {
+    pub(super) target: RatioTarget,
+    pub(super) ratio: f64,
+}
+
+/// The [`FAN_TARGETS`] whose two figures the run has.
+pub(super) fn fan_targets(rows: &[Row]) -> Vec<FanChecked> {
+    check_ratios(FAN_TARGETS, rows)
+}
+
+fn check_ratios(list: &[RatioTarget], rows: &[Row]) -> Vec<FanChecked> {
+    let figure = |(id, mech): (&str, Mech), f: Figure| {
+        rows.iter()
+            .find(|r| r.id == id)
+            .and_then(|r| r.cells.get(&mech))
+            .and_then(|c| f.of(c))
+    };
+    list.iter()
+        .filter_map(|&target| {
+            let a = figure(target.a, target.figure)?;
+            let b = figure(target.b, target.figure).filter(|&b| b > 0.0)?;
+            Some(FanChecked {
+                target,
+                ratio: a / b,
+            })
+        })
+        .collect()
+}
+
+impl FanChecked {
+    pub(super) fn met(&self) -> bool {
+        match self.target.at_least {
+            true => self.ratio >= self.target.bound,
+            false => self.ratio <= self.target.bound,
+        }
+    }
+
+    /// "… ≥ 1.2×".
+    pub(super) fn name(&self) -> String {
+        let op = if self.target.at_least { "≥" } else { "≤" };
+        format!("{} {op} {}×", self.target.what, self.target.bound)
+    }
+
+    /// "met: 1.31×" or "MISSED: 0.85×".
+    pub(super) fn reading(&self) -> String {
+        let verdict = if self.met() { "met" } else { "MISSED" };
+        format!("{verdict}: {:.2}×", self.ratio)
+    }
+}
+
 pub(super) struct Target<'a> {
     pub(super) row: &'a Row,
     pub(super) a: Mech,
@@ -234,6 +377,58 @@ mod tests {
         let t = targets(&rows);
         assert_eq!(t.len(), 1);
         assert_eq!(t[0].reading(), "mmipc 2.00× faster");
+    }
+
+    fn fan_row(receivers: usize, cells: &[(Mech, f64, Option<f64>)]) -> Row {
+        let mut row = Row::measured(Group::FanoutLarge, 1 << 20, receivers);
+        for &(mech, rate, cpu) in cells {
+            row.add(
+                mech,
+                Ok(Sample::Throughput {
+                    msgs_per_s: rate,
+                    bytes_per_s: rate * (1 << 20) as f64,
+                    per_receiver: vec![rate; receivers],
+                    messages: 1,
+                    measured: 1,
+                    sender_cpu_ns: cpu,
+                }),
+            );
+        }
+        row
+    }
+
+    #[test]
+    fn large_message_targets_compare_two_figures_of_a_run() {
+        let rows = [
+            fan_row(
+                1,
+                &[
+                    (Mech::MmipcLoan, 1300.0, Some(2000.0)),
+                    (Mech::Iox2LoanEvent, 1000.0, None),
+                ],
+            ),
+            fan_row(
+                2,
+                &[
+                    (Mech::MmipcLoan, 900.0, Some(2500.0)),
+                    (Mech::Iox2LoanEvent, 1000.0, None),
+                ],
+            ),
+            fan_row(4, &[(Mech::MmipcLoan, 500.0, Some(3200.0))]),
+        ];
+        assert_eq!(rows[2].id, MIB_4);
+        let t = fan_targets(&rows);
+        // CPU 1→4 ÷ 1→1, rate 1→2 and 1→1 against the event variant; nothing measured for
+        // mmipc publish or the busy-poll variant.
+        assert_eq!(t.len(), 3);
+        assert_eq!(t[0].target.figure, Figure::SenderCpu);
+        assert!((t[0].ratio - 1.6).abs() < 1e-9);
+        assert!(!t[0].met());
+        assert_eq!(t[0].reading(), "MISSED: 1.60×");
+        assert!(t[0].name().ends_with("≤ 1.5×"), "{}", t[0].name());
+        assert!(!t[1].met(), "0.9 < 1");
+        assert!(t[2].met(), "1.3 ≥ 1.2");
+        assert_eq!(t[2].reading(), "met: 1.30×");
     }
 
     #[test]

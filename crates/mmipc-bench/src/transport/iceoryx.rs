@@ -50,7 +50,9 @@
 //! timeout on the socket first); a lost one costs one slice, since a wait that times out
 //! stores IDLE, and the next `notify` sends a datagram again.
 
+use std::collections::HashSet;
 use std::hint::spin_loop;
+use std::mem::MaybeUninit;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
@@ -63,6 +65,7 @@ use iceoryx2::prelude::{
     BackpressureStrategy, Node, NodeBuilder, ServiceName, SignalHandlingMode, ipc,
 };
 use iceoryx2::sample::Sample;
+use iceoryx2::sample_mut::SampleMut;
 use iceoryx2::service::port_factory::PortFactory as _;
 use iceoryx2::service::port_factory::event::PortFactory as EventFactory;
 use iceoryx2::service::port_factory::publish_subscribe::PortFactory as PubSubFactory;
@@ -97,6 +100,11 @@ pub struct Iox2Link {
     recipients: usize,
     /// Messages sent so far.
     sent: u64,
+    /// Send by writing in place in the loan ([`Mech::loans`]).
+    loans: bool,
+    /// Addresses of the publisher's sample slots written whole once (see
+    /// [`Iox2Link::send_in_place`]).
+    initialised: HashSet<usize>,
     down: Data,
     up: Option<Data>,
     /// Kept open for the listener or notifier on it.
@@ -190,8 +198,8 @@ pub(crate) fn subscriber(service: &Data, spec: &LinkSpec) -> Result<Subscriber<S
 
 fn events(spec: &LinkSpec) -> Result<bool> {
     match spec.mech {
-        Mech::Iox2Poll => Ok(false),
-        Mech::Iox2Event => Ok(true),
+        Mech::Iox2Poll | Mech::Iox2LoanPoll => Ok(false),
+        Mech::Iox2Event | Mech::Iox2LoanEvent => Ok(true),
         other => bail!("{} is not an iceoryx2 mechanism", other.id()),
     }
 }
@@ -218,6 +226,8 @@ impl Iox2Link {
             listener: None,
             recipients,
             sent: 0,
+            loans: spec.mech.loans(),
+            initialised: HashSet::new(),
             down,
             up,
             down_event,
@@ -251,6 +261,35 @@ impl Iox2Link {
         }
     }
 
+    /// Sends a `len`-byte message written by `write` in place in the loaned sample. A slot
+    /// is zeroed whole the first time it is lent (so that every byte is initialised before
+    /// `assume_init`); later loans of it hold what its previous message left, and `write`
+    /// writes what it needs, as into the sender's own buffer of the copying variants.
+    fn send_in_place(&mut self, len: usize, write: impl FnOnce(&mut [u8])) -> Result<()> {
+        let tx = self
+            .tx
+            .as_ref()
+            .context("this end of the link does not send")?;
+        let mut sample = tx.loan_slice_uninit(len).context("iceoryx2 loan")?;
+        let payload: &mut [MaybeUninit<u8>] = sample.payload_mut();
+        ensure!(
+            payload.len() == len,
+            "iceoryx2 lent {} bytes",
+            payload.len()
+        );
+        if self.initialised.insert(payload.as_ptr() as usize) {
+            payload.fill(MaybeUninit::new(0));
+        }
+        // SAFETY: every byte of this slot was initialised, above or when it was first lent
+        // (the slot stays mapped at this address and iceoryx2 never de-initialises it;
+        // subscribers only read it); `MaybeUninit<u8>` and `u8` have the same layout.
+        let bytes = unsafe { &mut *(std::ptr::from_mut(payload) as *mut [u8]) };
+        write(bytes);
+        // SAFETY: as above, every byte is initialised.
+        let sample = unsafe { sample.assume_init() };
+        self.finish_send(sample)
+    }
+
     fn send_copy(&mut self, msg: &[u8]) -> Result<()> {
         let tx = self
             .tx
@@ -260,6 +299,12 @@ impl Iox2Link {
             .loan_slice_uninit(msg.len())
             .context("iceoryx2 loan")?
             .write_from_slice(msg);
+        self.finish_send(sample)
+    }
+
+    /// Sends a filled sample; checks that it reached every receiver, and notifies them
+    /// ([`Mech::Iox2Event`], [`Mech::Iox2LoanEvent`]).
+    fn finish_send(&mut self, sample: SampleMut<Svc, [u8], ()>) -> Result<()> {
         let reached = sample.send().context("iceoryx2 send")?;
         ensure!(
             reached == self.recipients,
@@ -345,6 +390,14 @@ impl Transport for Iox2Link {
 
     fn send(&mut self, msg: &[u8]) -> Result<()> {
         self.send_copy(msg)
+    }
+
+    fn send_with(&mut self, scratch: &mut [u8], write: impl FnOnce(&mut [u8])) -> Result<()> {
+        if self.loans {
+            return self.send_in_place(scratch.len(), write);
+        }
+        write(scratch);
+        self.send_copy(scratch)
     }
 
     fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {

@@ -7,6 +7,12 @@
 //! harness chose for the row ([`crate::rows::mmipc_ring_for`] the message size, unless
 //! `--mmipc-ring-capacity` forces one; the library's default where the spec says none) and
 //! `OnFull::Block`, so nothing is dropped.
+//!
+//! The large-message variants: [`Mech::MmipcLoan`] writes each message in place in a
+//! `Publisher::loan` and reads it in place (`recv_ref`); [`Mech::MmipcInline`] and
+//! [`Mech::MmipcPayload`] set the publisher's `payload_threshold` to `usize::MAX` (every
+//! message copied into each ring) or 0 (every message written once into the payload
+//! segment). The others keep the library's default threshold.
 
 use anyhow::{Context, Result};
 use mmipc::{Publisher, Subscriber, WaitStrategy};
@@ -18,6 +24,8 @@ use crate::payload::STOP;
 pub struct MmipcLink {
     tx: Option<Publisher>,
     rx: Option<Subscriber>,
+    /// Send through loans and receive with `recv_ref` ([`Mech::loans`]).
+    loans: bool,
 }
 
 pub(super) fn strategy(mech: Mech) -> Result<WaitStrategy> {
@@ -29,6 +37,9 @@ pub(super) fn publisher(spec: &LinkSpec, channel: &str) -> Result<Publisher> {
     let mut builder = Publisher::builder(channel);
     if let Some(bytes) = spec.mmipc_ring {
         builder = builder.ring_capacity(bytes);
+    }
+    if let Some(bytes) = spec.mech.payload_threshold() {
+        builder = builder.payload_threshold(bytes);
     }
     builder
         .dir(&spec.dir)
@@ -62,7 +73,12 @@ impl Transport for MmipcLink {
             true => Some(publisher(spec, &up(spec))?),
             false => None,
         };
-        Ok((MmipcLink { tx, rx: Some(rx) }, String::new()))
+        let link = MmipcLink {
+            tx,
+            rx: Some(rx),
+            loans: spec.mech.loans(),
+        };
+        Ok((link, String::new()))
     }
 
     fn accept(link: MmipcLink, _spec: &LinkSpec) -> Result<MmipcLink> {
@@ -89,7 +105,11 @@ impl Transport for MmipcLink {
             rx.wait_for_publishers(1, SETUP_TIMEOUT)
                 .context("mmipc: waiting for the responder's publisher")?;
         }
-        Ok(MmipcLink { tx: Some(tx), rx })
+        Ok(MmipcLink {
+            tx: Some(tx),
+            rx,
+            loans: spec.mech.loans(),
+        })
     }
 
     fn send(&mut self, msg: &[u8]) -> Result<()> {
@@ -98,8 +118,25 @@ impl Transport for MmipcLink {
             .context("mmipc publish")
     }
 
+    fn send_with(&mut self, scratch: &mut [u8], write: impl FnOnce(&mut [u8])) -> Result<()> {
+        if !self.loans {
+            write(scratch);
+            return self.send(scratch);
+        }
+        let mut loan = half(&mut self.tx, "send")?
+            .loan(scratch.len())
+            .context("mmipc loan")?;
+        write(&mut loan);
+        loan.send().context("mmipc send of a loan")
+    }
+
     fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T> {
-        let msg = half(&mut self.rx, "receive")?.recv();
+        let rx = half(&mut self.rx, "receive")?;
+        if self.loans {
+            let msg = rx.recv_ref();
+            return Ok(f(&msg));
+        }
+        let msg = rx.recv();
         Ok(f(msg.payload()))
     }
 

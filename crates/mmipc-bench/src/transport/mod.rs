@@ -77,6 +77,24 @@ pub enum Mech {
     Tcp,
     /// One-slot shared-memory mailbox, both sides spinning: the hardware lower bound.
     Floor,
+    /// mmipc pub/sub, `WaitStrategy::default()`, the sender writing each message in place
+    /// in a [`mmipc::Publisher::loan`] (zero copies for a message at or above the payload
+    /// threshold) and the receivers reading it in place (`recv_ref`). Large-message rows.
+    MmipcLoan,
+    /// mmipc pub/sub, `WaitStrategy::default()`, `publish` + `recv` with
+    /// `payload_threshold(usize::MAX)`: every message copied into each subscriber's ring
+    /// (the behaviour before one-copy fan-out). Large-message and threshold rows.
+    MmipcInline,
+    /// mmipc pub/sub, `WaitStrategy::default()`, `publish` + `recv` with
+    /// `payload_threshold(0)`: every message written once into the payload segment. The
+    /// threshold rows.
+    MmipcPayload,
+    /// iceoryx2 as [`Mech::Iox2Poll`], the sender writing each message in place in its loan
+    /// (`loan_slice_uninit` + `assume_init`) instead of copying it in. Large-message rows.
+    Iox2LoanPoll,
+    /// iceoryx2 as [`Mech::Iox2Event`], the sender writing in place as
+    /// [`Mech::Iox2LoanPoll`]. Large-message rows.
+    Iox2LoanEvent,
     /// mmipc's ring alone (`mmipc::ring`, no pub/sub layer), `WaitStrategy::Spin`; measured
     /// by the `ring` command, not by `compare`.
     RingSpin,
@@ -88,13 +106,18 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in report order.
-    pub const ALL: [Mech; 11] = [
+    pub const ALL: [Mech; 16] = [
         Mech::MmipcSpin,
         Mech::MmipcDefault,
         Mech::MmipcPark,
         Mech::MmipcAsync,
+        Mech::MmipcLoan,
+        Mech::MmipcInline,
+        Mech::MmipcPayload,
         Mech::Iox2Poll,
         Mech::Iox2Event,
+        Mech::Iox2LoanPoll,
+        Mech::Iox2LoanEvent,
         Mech::Uds,
         Mech::TokioUds,
         Mech::Pipe,
@@ -116,6 +139,11 @@ impl Mech {
             Mech::Pipe => "pipe",
             Mech::Tcp => "tcp",
             Mech::Floor => "floor",
+            Mech::MmipcLoan => "mmipc-loan",
+            Mech::MmipcInline => "mmipc-inline",
+            Mech::MmipcPayload => "mmipc-payload",
+            Mech::Iox2LoanPoll => "iox2-loan-poll",
+            Mech::Iox2LoanEvent => "iox2-loan-event",
             Mech::RingSpin => "ring-spin",
             Mech::RingDefault => "ring-default",
             Mech::RingPark => "ring-park",
@@ -136,6 +164,11 @@ impl Mech {
             Mech::Pipe => "pipe".into(),
             Mech::Tcp => "TCP loopback".into(),
             Mech::Floor => "floor (1-slot shm)".into(),
+            Mech::MmipcLoan => "mmipc loan + recv_ref".into(),
+            Mech::MmipcInline => "mmipc inline (threshold off)".into(),
+            Mech::MmipcPayload => "mmipc payload (threshold 0)".into(),
+            Mech::Iox2LoanPoll => "iceoryx2 loan, busy-poll".into(),
+            Mech::Iox2LoanEvent => "iceoryx2 loan, event".into(),
             Mech::RingSpin | Mech::RingDefault | Mech::RingPark => match self.wait_strategy() {
                 Some(WaitStrategy::Spin) => "ring spin".into(),
                 Some(WaitStrategy::Park) => "ring park".into(),
@@ -148,9 +181,12 @@ impl Mech {
     pub fn wait_strategy(self) -> Option<WaitStrategy> {
         match self {
             Mech::MmipcSpin | Mech::RingSpin => Some(WaitStrategy::Spin),
-            Mech::MmipcDefault | Mech::MmipcAsync | Mech::RingDefault => {
-                Some(WaitStrategy::default())
-            }
+            Mech::MmipcDefault
+            | Mech::MmipcAsync
+            | Mech::MmipcLoan
+            | Mech::MmipcInline
+            | Mech::MmipcPayload
+            | Mech::RingDefault => Some(WaitStrategy::default()),
             Mech::MmipcPark | Mech::RingPark => Some(WaitStrategy::Park),
             _ => None,
         }
@@ -159,6 +195,37 @@ impl Mech {
     /// One of mmipc's own variants (pub/sub or the ring alone).
     pub fn is_mmipc(self) -> bool {
         self.wait_strategy().is_some()
+    }
+
+    /// Whether the mechanism is one of the variants measured only in the large-message and
+    /// threshold rows (`crate::rows::Group::mechs`).
+    pub fn is_payload_variant(self) -> bool {
+        matches!(
+            self,
+            Mech::MmipcLoan
+                | Mech::MmipcInline
+                | Mech::MmipcPayload
+                | Mech::Iox2LoanPoll
+                | Mech::Iox2LoanEvent
+        )
+    }
+
+    /// Whether the sender writes each message in place in a buffer the mechanism lends
+    /// ([`Transport::send_with`]), and (mmipc) the receivers read it in place.
+    pub fn loans(self) -> bool {
+        matches!(
+            self,
+            Mech::MmipcLoan | Mech::Iox2LoanPoll | Mech::Iox2LoanEvent
+        )
+    }
+
+    /// The mmipc `payload_threshold` of the mechanism (`None`: the library's default).
+    pub fn payload_threshold(self) -> Option<usize> {
+        match self {
+            Mech::MmipcInline => Some(usize::MAX),
+            Mech::MmipcPayload => Some(0),
+            _ => None,
+        }
     }
 
     /// Whether the mechanism can carry `pattern` to `receivers` processes.
@@ -244,6 +311,16 @@ pub trait Transport: Sized {
     /// Sends one message (to every responder, for the initiator).
     fn send(&mut self, msg: &[u8]) -> Result<()>;
 
+    /// Sends one message of `scratch.len()` bytes written by `write`. By default `write`
+    /// writes into `scratch` (the sender's own buffer, which keeps what earlier messages
+    /// left in it), which is then [`send`](Transport::send)-copied; mechanisms that lend
+    /// their buffer ([`Mech::loans`]) pass `write` the lent buffer instead, which likewise
+    /// holds what an earlier message left there (or zeros), and copy nothing.
+    fn send_with(&mut self, scratch: &mut [u8], write: impl FnOnce(&mut [u8])) -> Result<()> {
+        write(scratch);
+        self.send(scratch)
+    }
+
     /// Waits for the next message and passes it to `f`, in place where the mechanism allows.
     fn recv<T>(&mut self, f: impl FnOnce(&[u8]) -> T) -> Result<T>;
 
@@ -258,10 +335,16 @@ macro_rules! with_transport {
         match $mech {
             $crate::transport::Mech::MmipcSpin
             | $crate::transport::Mech::MmipcDefault
-            | $crate::transport::Mech::MmipcPark => {
+            | $crate::transport::Mech::MmipcPark
+            | $crate::transport::Mech::MmipcLoan
+            | $crate::transport::Mech::MmipcInline
+            | $crate::transport::Mech::MmipcPayload => {
                 $f::<$crate::transport::MmipcLink>($($arg),*)
             }
-            $crate::transport::Mech::Iox2Poll | $crate::transport::Mech::Iox2Event => {
+            $crate::transport::Mech::Iox2Poll
+            | $crate::transport::Mech::Iox2Event
+            | $crate::transport::Mech::Iox2LoanPoll
+            | $crate::transport::Mech::Iox2LoanEvent => {
                 $f::<$crate::transport::Iox2Link>($($arg),*)
             }
             $crate::transport::Mech::Uds => $f::<$crate::transport::Uds>($($arg),*),
