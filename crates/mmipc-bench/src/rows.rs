@@ -123,6 +123,7 @@ impl Group {
         match self {
             Group::FanoutLarge => Some(&[
                 Mech::MmipcLoan,
+                Mech::MmipcLoanPark,
                 Mech::MmipcDefault,
                 Mech::MmipcInline,
                 Mech::Iox2LoanPoll,

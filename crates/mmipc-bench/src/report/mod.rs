@@ -307,9 +307,11 @@ fn fan_note() -> String {
          Receivers check the three words of every message and every 1024th message byte by \
          byte, reading in place (mmipc loan: `recv_ref`; iceoryx2: `receive()`) or from their \
          copy (mmipc `recv`: a copy out of the payload segment, or out of the ring when \
-         inline). mmipc: `WaitStrategy::default()` both sides, `OnFull::Block`, payload \
-         segment of {} (the default), threshold {} (the default) except inline \
-         (`payload_threshold(usize::MAX)`). All receivers share one CPU.",
+         inline). mmipc: `WaitStrategy::default()` both sides (park: `WaitStrategy::Park`), \
+         `OnFull::Block`, payload segment of max({}, 16 × message size × (receivers + 1)): \
+         each subscriber may hold 16 messages, as the iceoryx2 subscribers' buffers; \
+         threshold {} (the default) except inline (`payload_threshold(usize::MAX)`). All \
+         receivers share one CPU.",
         fmt_size(::mmipc::DEFAULT_PAYLOAD_CAPACITY),
         fmt_size(::mmipc::DEFAULT_PAYLOAD_THRESHOLD),
     )

@@ -41,11 +41,20 @@ pub(super) fn publisher(spec: &LinkSpec, channel: &str) -> Result<Publisher> {
     if let Some(bytes) = spec.mech.payload_threshold() {
         builder = builder.payload_threshold(bytes);
     }
+    builder = builder.payload_capacity(payload_capacity(spec.size, spec.receivers));
     builder
         .dir(&spec.dir)
         .wait_strategy(strategy(spec.mech)?)
         .build()
         .with_context(|| format!("mmipc publisher on {channel}"))
+}
+
+/// The payload segment a user sending `size`-byte messages to `receivers` subscribers would
+/// configure: room for each subscriber to hold 16 of them (its share is a
+/// `1 / (subscribers + 1)` of the segment), as many as the iceoryx2 columns' subscriber
+/// buffers; the library's default (64 MiB) when that is more.
+pub(super) fn payload_capacity(size: usize, receivers: usize) -> usize {
+    (16 * size * (receivers + 1)).max(mmipc::DEFAULT_PAYLOAD_CAPACITY)
 }
 
 pub(super) fn subscriber(spec: &LinkSpec, channel: &str) -> Result<Subscriber> {

@@ -81,6 +81,9 @@ pub enum Mech {
     /// in a [`mmipc::Publisher::loan`] (zero copies for a message at or above the payload
     /// threshold) and the receivers reading it in place (`recv_ref`). Large-message rows.
     MmipcLoan,
+    /// As [`Mech::MmipcLoan`] with `WaitStrategy::Park` on both sides: receivers that sleep
+    /// at once, like iceoryx2's event variant (fairer when receivers share a CPU).
+    MmipcLoanPark,
     /// mmipc pub/sub, `WaitStrategy::default()`, `publish` + `recv` with
     /// `payload_threshold(usize::MAX)`: every message copied into each subscriber's ring
     /// (the behaviour before one-copy fan-out). Large-message and threshold rows.
@@ -106,12 +109,13 @@ pub enum Mech {
 
 impl Mech {
     /// Every mechanism, in report order.
-    pub const ALL: [Mech; 16] = [
+    pub const ALL: [Mech; 17] = [
         Mech::MmipcSpin,
         Mech::MmipcDefault,
         Mech::MmipcPark,
         Mech::MmipcAsync,
         Mech::MmipcLoan,
+        Mech::MmipcLoanPark,
         Mech::MmipcInline,
         Mech::MmipcPayload,
         Mech::Iox2Poll,
@@ -140,6 +144,7 @@ impl Mech {
             Mech::Tcp => "tcp",
             Mech::Floor => "floor",
             Mech::MmipcLoan => "mmipc-loan",
+            Mech::MmipcLoanPark => "mmipc-loan-park",
             Mech::MmipcInline => "mmipc-inline",
             Mech::MmipcPayload => "mmipc-payload",
             Mech::Iox2LoanPoll => "iox2-loan-poll",
@@ -165,6 +170,7 @@ impl Mech {
             Mech::Tcp => "TCP loopback".into(),
             Mech::Floor => "floor (1-slot shm)".into(),
             Mech::MmipcLoan => "mmipc loan + recv_ref".into(),
+            Mech::MmipcLoanPark => "mmipc loan + recv_ref, park".into(),
             Mech::MmipcInline => "mmipc inline (threshold off)".into(),
             Mech::MmipcPayload => "mmipc payload (threshold 0)".into(),
             Mech::Iox2LoanPoll => "iceoryx2 loan, busy-poll".into(),
@@ -187,7 +193,7 @@ impl Mech {
             | Mech::MmipcInline
             | Mech::MmipcPayload
             | Mech::RingDefault => Some(WaitStrategy::default()),
-            Mech::MmipcPark | Mech::RingPark => Some(WaitStrategy::Park),
+            Mech::MmipcPark | Mech::MmipcLoanPark | Mech::RingPark => Some(WaitStrategy::Park),
             _ => None,
         }
     }
@@ -203,6 +209,7 @@ impl Mech {
         matches!(
             self,
             Mech::MmipcLoan
+                | Mech::MmipcLoanPark
                 | Mech::MmipcInline
                 | Mech::MmipcPayload
                 | Mech::Iox2LoanPoll
@@ -215,7 +222,7 @@ impl Mech {
     pub fn loans(self) -> bool {
         matches!(
             self,
-            Mech::MmipcLoan | Mech::Iox2LoanPoll | Mech::Iox2LoanEvent
+            Mech::MmipcLoan | Mech::MmipcLoanPark | Mech::Iox2LoanPoll | Mech::Iox2LoanEvent
         )
     }
 
@@ -337,6 +344,7 @@ macro_rules! with_transport {
             | $crate::transport::Mech::MmipcDefault
             | $crate::transport::Mech::MmipcPark
             | $crate::transport::Mech::MmipcLoan
+            | $crate::transport::Mech::MmipcLoanPark
             | $crate::transport::Mech::MmipcInline
             | $crate::transport::Mech::MmipcPayload => {
                 $f::<$crate::transport::MmipcLink>($($arg),*)

@@ -4,9 +4,7 @@
 //! the loan API ([`Loan`], [`Publisher::loan`], [`Publisher::publish_with`]).
 //!
 //! **Budget.** Under every policy a subscriber holding descriptors of more than its share of
-//! the segment (`capacity / (subscribers + 1)`, at most the ring capacity: what a subscriber
-//! may have unread is bounded the same way inline or not; one message always fits) is
-//! treated like a
+//! the segment (`capacity / (subscribers + 1)`; one message always fits) is treated like a
 //! full ring: a drop under [`OnFull::DropNewest`] / [`OnFull::Fail`], a wait (bounded under
 //! [`OnFull::BlockFor`]) otherwise. So a stalled subscriber can pin at most its share, never
 //! the whole segment; and when blocks still cannot be had (the segment is fragmented or
@@ -160,7 +158,7 @@ impl Sending {
             .iter()
             .filter(|c| c.payloads && c.info.is_live())
             .count() as u64;
-        let budget = (seg.capacity() / (readers + 1)).min(self.ring_capacity as u64);
+        let budget = seg.capacity() / (readers + 1);
         let descriptor = payload::descriptor(seq, block);
         let header = seq.to_le_bytes();
         let wait = match self.on_full {
