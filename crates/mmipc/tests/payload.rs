@@ -480,6 +480,19 @@ fn hostile_descriptors_end_only_their_connection() {
     let mut producers = Vec::new();
     for (k, (frame, _)) in cases.iter().enumerate() {
         let publisher = format!("{:032x}", 0xbad0_u128 << 64 | k as u128);
+        // A young lock file nobody holds: a publisher that may be starting, whose files
+        // cleaners leave alone for 10 s (else one could take the segment, listed before the
+        // ring that needs it, for a dead publisher's garbage); readers take it for gone and
+        // drain its rings.
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        drop(
+            options
+                .open(dir.join(format!("pub-{publisher}.lock")))
+                .unwrap(),
+        );
         if k != 1 {
             segment(&publisher);
         }
@@ -524,4 +537,121 @@ fn hostile_descriptors_end_only_their_connection() {
     );
     assert_eq!((got, violations), (valid, cases.len() - valid));
     drop(producers);
+}
+
+/// Defect: blocks of the payload segment were used without asking the file system for the
+/// memory first; on a full tmpfs (a container's 64 MiB `/dev/shm` is the usual case) the
+/// publisher's write into a new page was `SIGBUS`, killing the process. Now the segment is
+/// backed (`posix_fallocate`) before blocks are handed out, and when that fails the message
+/// goes inline. Runs on a 4 MiB tmpfs mounted for the test (skipped where mounting is not
+/// allowed).
+/// A tmpfs of `size` mounted for a test, unmounted when dropped; `None` where mounting is not
+/// allowed (not root).
+#[cfg(target_os = "linux")]
+struct SmallTmpfs(tempfile::TempDir);
+
+#[cfg(target_os = "linux")]
+impl SmallTmpfs {
+    fn mount(size: &str) -> Option<SmallTmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={size},mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !mounted {
+            eprintln!("skipped: cannot mount a tmpfs here (not root?)");
+        }
+        mounted.then_some(SmallTmpfs(dir))
+    }
+}
+
+#[cfg(target_os = "linux")]
+impl Drop for SmallTmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+/// Defect: segments were sized but not backed; on a full tmpfs the first write into a new
+/// page of a doorbell or ring (made by `build` and by connecting) was `SIGBUS`. Now the file
+/// system backs them at creation, and a full one is an error.
+#[cfg(target_os = "linux")]
+#[test]
+fn building_on_a_full_tmpfs_is_an_error_not_a_crash() {
+    if child_role().is_some() {
+        return;
+    }
+    let Some(fs) = SmallTmpfs::mount("1m") else {
+        return;
+    };
+    // Fill it, leaving less than a page.
+    let filler = fs.0.path().join("filler");
+    let mut size = 1 << 20;
+    while size > 0 && std::fs::write(&filler, vec![0u8; size]).is_err() {
+        size -= 4096;
+    }
+    let err = Subscriber::builder("full")
+        .dir(fs.0.path())
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("reserve memory"), "{err}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn a_full_tmpfs_sends_large_messages_inline_instead_of_crashing() {
+    if child_role().is_some() {
+        return;
+    }
+    let Some(fs) = SmallTmpfs::mount("4m") else {
+        return;
+    };
+    let root = fs.0.path().to_path_buf();
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let sub = Subscriber::builder("full")
+                .dir(&root)
+                .max_message_size(32 << 20)
+                .build()
+                .unwrap();
+            std::thread::spawn(move || {
+                let mut sub = sub;
+                let mut got = Vec::new();
+                for _ in 0..12 {
+                    let msg = sub.recv_timeout(WATCHDOG).unwrap();
+                    verify_len(msg.sequence(), &msg, 1 << 20).unwrap();
+                    got.push(msg.sequence());
+                }
+                got
+            })
+        })
+        .collect();
+    let publisher = Publisher::builder("full")
+        .dir(&root)
+        .max_message_size(32 << 20)
+        .deliver_to_same_process(true)
+        .build()
+        .unwrap();
+    publisher.wait_for_subscribers(2, WATCHDOG).unwrap();
+    for seq in 1..=12 {
+        // A 1 MiB loan each time: the 64 MiB segment fits 4 MiB of tmpfs only in part.
+        publisher
+            .publish_with(1 << 20, |buf| {
+                buf.copy_from_slice(&payload_of(seq, 1 << 20))
+            })
+            .unwrap();
+    }
+    for r in readers {
+        assert_eq!(r.join().unwrap(), (1..=12).collect::<Vec<u64>>());
+    }
 }

@@ -37,6 +37,8 @@ const FILE_HEADER: u64 = 64;
 pub(crate) const BLOCK_HEADER: u64 = 64;
 const MAGIC: u64 = u64::from_le_bytes(*b"MMIPCPAY");
 const VERSION: u64 = 1;
+/// The file is backed by the file system in steps of at least this many bytes.
+const RESERVE_STEP: u64 = 1 << 20;
 /// Largest payload segment a subscriber maps (a bound on what a peer's file can make us map).
 pub(crate) const MAX_CAPACITY: u64 = 1 << 40;
 
@@ -175,6 +177,9 @@ impl Holdings {
 pub(crate) struct PayloadOut {
     bytes: MappedBytes,
     path: PathBuf,
+    /// Bytes of the file, from its start, the file system has backed (`sys::reserve_segment`):
+    /// blocks are handed out only below it, so a write to them cannot fault on a full tmpfs.
+    reserved: u64,
     alloc: Allocator,
     /// Blocks sent or being filled: offset → connections holding its descriptor.
     refs: HashMap<u64, u32>,
@@ -186,7 +191,8 @@ impl PayloadOut {
     /// for a subscriber still needs it ([`crate::connection::segment::ring_outlives_publisher`]).
     pub(crate) fn create(path: &Path, capacity: u64, access: sys::Access) -> Result<PayloadOut> {
         let capacity = capacity / 64 * 64;
-        let mut segment = sys::Segment::create(path, (FILE_HEADER + capacity) as usize, access)?;
+        let mut segment =
+            sys::Segment::create_sparse(path, (FILE_HEADER + capacity) as usize, access)?;
         segment.keep_name();
         let bytes = MappedBytes::new(Arc::new(segment)).ok_or_else(|| Error::BadSegment {
             path: path.to_owned(),
@@ -198,6 +204,8 @@ impl PayloadOut {
         Ok(PayloadOut {
             bytes,
             path: path.to_owned(),
+            // `create_sparse` backed the first page (the header's).
+            reserved: 4096,
             alloc: Allocator::new(FILE_HEADER, capacity),
             refs: HashMap::new(),
         })
@@ -221,7 +229,20 @@ impl PayloadOut {
     /// [`PayloadOut::hold`]s and [`PayloadOut::release`]s give it back, or
     /// [`PayloadOut::release`] is called once for the taker.
     pub(crate) fn try_alloc(&mut self, len: u64) -> Option<Block> {
-        let offset = self.alloc.alloc(block_size(len))?;
+        let size = block_size(len);
+        let offset = self.alloc.alloc(size)?;
+        if offset + size > self.reserved {
+            // Backed in steps of at least 1 MiB, up to the end of the file.
+            let end = (offset + size)
+                .next_multiple_of(RESERVE_STEP)
+                .min(self.bytes.len());
+            if sys::reserve_segment(&self.path, self.reserved, end - self.reserved).is_err() {
+                // No memory for it (a full tmpfs): the message goes inline.
+                self.alloc.release(offset, size);
+                return None;
+            }
+            self.reserved = end;
+        }
         // The taker's reference.
         self.refs.insert(offset, 1);
         Some(Block { offset, len })

@@ -9,6 +9,7 @@
 //! | [`Segment::open`]: open an existing segment without following symlinks, check that it is a regular file (Unix: owned by us, or of the channel's group, closed to other users) of `min_len..=max_len` bytes (so a short file cannot fault us), map it | yes | yes (`unix.rs`) | yes (privacy from the root's ACL) | `Unsupported` |
 //! | [`Segment::waker`] → [`Waker`] `wait(word, expected, timeout)` / `wake(word)`: sleep on / wake sleepers of a 32-bit word of the mapping, across processes; the sleeper resets or re-checks so that a wake between its check and its sleep is not lost | futex without `FUTEX_PRIVATE_FLAG` (zero-sized) | `os_sync_wait_on_address` / `os_sync_wake_by_address_all` with the `SHARED` flags (macOS 14.4+, looked up with `dlsym`), else `__ulock_wait` / `__ulock_wake` with `UL_COMPARE_AND_WAIT_SHARED` (zero-sized; the word is checked before sleeping) | a named manual-reset event per word (`Local\mmipc-<file name>-<offset>`), opened lazily: reset, re-check, wait | sleeps 1 ms, reports a wake-up |
 //! | [`unlink_segment`] / [`remove_file`]: remove a segment's (a file's) name at once; mappings stay valid | unlink | unlink | renamed to a hidden tombstone, then deleted (Windows keeps a deleted file's name while it is mapped) | `Unsupported` / std |
+//! | [`reserve_segment`]: make the file system back a range of a segment before it is written through a mapping (a full tmpfs then fails the call instead of `SIGBUS`) | `posix_fallocate` | no-op (files on disk) | no-op (files on disk) | no-op |
 //! | [`LockFile::acquire`]: an exclusive lock held for a process's lifetime and released by the OS when it dies; [`probe_lock`]: non-blocking test of someone else's | `flock` | `flock` | `LockFileEx` | `Unsupported` |
 //! | [`is_memory_fs`]: whether segments may live in a directory (else they go to a per-user tmpfs directory) | tmpfs/ramfs | always (no tmpfs; segments beside the records) | always | `false` |
 //! | [`write_file`] / [`read_small_file`]: small files (records) written 0600 (0660 for a group) and read without following symlinks (for a group: only of the group, not writable by others) | yes | yes | std, no reparse points | std |
@@ -72,7 +73,8 @@ pub(crate) use pipe::{Listener, Notifier, drain};
 #[allow(unused_imports)]
 pub(crate) use unix::{
     ExitWatch, LockFile, Segment, current_uid, dir_access, ensure_group_dir, ensure_private_dir,
-    probe_lock, read_small_file, remove_file, unlink_segment, watch_exit, write_file,
+    probe_lock, read_small_file, remove_file, reserve_segment, unlink_segment, watch_exit,
+    write_file,
 };
 
 /// The waitable event of a shared word, for waiters in an event loop.
@@ -83,8 +85,8 @@ pub(crate) use imp::{EventWatch, Listener};
 #[allow(unused_imports)]
 pub(crate) use imp::{
     ExitWatch, LockFile, Segment, Waker, current_uid, dir_access, ensure_group_dir,
-    ensure_private_dir, is_memory_fs, probe_lock, read_small_file, remove_file, unlink_segment,
-    watch_exit, write_file,
+    ensure_private_dir, is_memory_fs, probe_lock, read_small_file, remove_file, reserve_segment,
+    unlink_segment, watch_exit, write_file,
 };
 
 /// Locks a freshly opened lock file exclusively without blocking, for the backends whose

@@ -41,10 +41,21 @@ fn euid() -> u32 {
 
 impl Segment {
     /// Creates `path` exclusively (mode 0600, or 0660 of the group for [`Access::Group`];
-    /// never following a symlink), sizes it to `len` bytes of zeroes and maps it. On any
-    /// failure after creation the name is removed again; on success the returned segment
-    /// removes the name when dropped.
+    /// never following a symlink), sizes it to `len` bytes of zeroes, has the file system back
+    /// all of them ([`reserve_segment`]: a full tmpfs is an error here, not a `SIGBUS` at the
+    /// first write) and maps it. On any failure after creation the name is removed again; on
+    /// success the returned segment removes the name when dropped.
     pub(crate) fn create(path: &Path, len: usize, access: Access) -> Result<Segment> {
+        Self::create_backing(path, len, access, len)
+    }
+
+    /// As [`Segment::create`], backing only the first page: for a large segment whose owner
+    /// reserves the rest as it uses it ([`reserve_segment`]).
+    pub(crate) fn create_sparse(path: &Path, len: usize, access: Access) -> Result<Segment> {
+        Self::create_backing(path, len, access, len.min(4096))
+    }
+
+    fn create_backing(path: &Path, len: usize, access: Access, backed: usize) -> Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -56,6 +67,10 @@ impl Segment {
         let mapped = apply_access(&file, access)
             .and_then(|()| file.set_len(len as u64))
             .map_err(|e| Error::io("size segment", path, e))
+            .and_then(|()| {
+                reserve_segment(path, 0, backed as u64)
+                    .map_err(|e| Error::io("reserve memory for segment", path, e))
+            })
             .and_then(|()| {
                 memmap2::MmapOptions::new()
                     .len(len)
@@ -237,6 +252,38 @@ pub(crate) fn read_small_file(path: &Path, max: u64, access: Access) -> io::Resu
     let mut buf = Vec::with_capacity(meta.len() as usize);
     f.take(max).read_to_end(&mut buf)?;
     Ok(buf)
+}
+
+/// Makes the file system back `offset..offset + len` of the segment at `path` (Linux:
+/// `posix_fallocate`), so that writing there through a mapping cannot fault: on a full tmpfs
+/// (a container's 64 MiB `/dev/shm`) a write to a page that cannot be allocated is `SIGBUS`;
+/// this turns it into an error before the pages are used. Elsewhere (macOS: segments are
+/// files on disk) a no-op.
+pub(crate) fn reserve_segment(path: &Path, offset: u64, len: u64) -> io::Result<()> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)?;
+        let (Ok(offset), Ok(len)) = (libc::off_t::try_from(offset), libc::off_t::try_from(len))
+        else {
+            return Err(io::Error::from(io::ErrorKind::InvalidInput));
+        };
+        // SAFETY: `file` is an open descriptor for the duration of the call; the call has no
+        // memory arguments.
+        match unsafe { libc::posix_fallocate(file.as_raw_fd(), offset, len) } {
+            0 => Ok(()),
+            errno => Err(io::Error::from_raw_os_error(errno)),
+        }
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = (path, offset, len);
+        Ok(())
+    }
 }
 
 /// Removes a file's name (mappings and open descriptors stay valid).

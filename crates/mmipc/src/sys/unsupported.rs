@@ -17,6 +17,10 @@ pub(crate) struct Segment {
 }
 
 impl Segment {
+    pub(crate) fn create_sparse(path: &Path, len: usize, access: Access) -> Result<Segment> {
+        Self::create(path, len, access)
+    }
+
     pub(crate) fn create(_path: &Path, _len: usize, _access: Access) -> Result<Segment> {
         Err(Error::Unsupported {
             what: "shared-memory segments",
@@ -57,6 +61,10 @@ impl Segment {
     pub(crate) fn keep_name(&mut self) {
         match self.never {}
     }
+}
+
+pub(crate) fn reserve_segment(_path: &Path, _offset: u64, _len: u64) -> std::io::Result<()> {
+    Ok(())
 }
 
 pub(crate) fn remove_file(path: &Path) -> std::io::Result<()> {

@@ -97,6 +97,11 @@ pub(crate) fn is_memory_fs(_path: &Path) -> bool {
 impl Segment {
     /// Creates `path` exclusively, sizes it to `len` zero bytes and maps it. On failure after
     /// creation the name is removed again; on success the segment removes it when dropped.
+    /// As [`Segment::create`] (files on disk: nothing is reserved).
+    pub(crate) fn create_sparse(path: &Path, len: usize, access: Access) -> Result<Segment> {
+        Self::create(path, len, access)
+    }
+
     pub(crate) fn create(path: &Path, len: usize, _access: Access) -> Result<Segment> {
         let file = OpenOptions::new()
             .read(true)
@@ -613,6 +618,12 @@ pub(crate) fn read_small_file(path: &Path, max: u64, _access: Access) -> io::Res
 }
 
 /// Removes a file's name at once (see [`remove_now`]).
+/// Segments are files on disk here, their space allocated as they are written (no `SIGBUS`
+/// of a full tmpfs): nothing to reserve.
+pub(crate) fn reserve_segment(_path: &Path, _offset: u64, _len: u64) -> io::Result<()> {
+    Ok(())
+}
+
 pub(crate) fn remove_file(path: &Path) -> io::Result<()> {
     remove_now(path)
 }
