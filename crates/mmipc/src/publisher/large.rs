@@ -105,6 +105,7 @@ impl Sending {
     /// deadline under [`OnFull::BlockFor`]). `None`: the message goes inline.
     fn take_block(
         &self,
+        core: &Core<Sending>,
         out: &mut Out,
         len: usize,
         deadline: Option<Instant>,
@@ -129,8 +130,17 @@ impl Sending {
                 .filter(|c| c.info.is_live())
                 .max_by_key(|c| c.holdings.bytes())?;
             let until = c.holdings.oldest()?;
-            if let Err(RingError::Timeout) = c.producer.wait_consumed(until, deadline) {
-                return None;
+            match c.producer.wait_consumed(until, deadline) {
+                Ok(()) => {}
+                Err(RingError::Timeout) => return None,
+                // The ring failed (its subscriber left, or broke it): the connection ends
+                // here, as a write would end it, and lets go of what it held; else this loop
+                // would spin on it (past any deadline) until the maintenance thread noticed,
+                // and for ever if a hostile subscriber keeps heartbeating.
+                Err(e) => {
+                    let _ = c.settle(Err(e), len, &core.events);
+                    c.holdings.release_all(|b| seg.release(b));
+                }
             }
         }
     }
@@ -211,7 +221,7 @@ impl Sending {
         parts: &[&[u8]],
         len: usize,
     ) -> Option<Outcome> {
-        let block = self.take_block(out, len, self.block_deadline())?;
+        let block = self.take_block(core, out, len, self.block_deadline())?;
         if let Segment::Ready(seg) = &mut out.payload {
             seg.fill(block, seq, parts);
         }
@@ -351,7 +361,7 @@ impl Publisher {
             out.conns.append(&mut new);
         }
         let shared = if s.goes_large(len, &out.conns, true) {
-            s.take_block(&mut out, len, s.block_deadline())
+            s.take_block(core, &mut out, len, s.block_deadline())
         } else {
             None
         };
@@ -602,6 +612,54 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".pay"))
             .collect();
         assert!(files.is_empty(), "no payload segment: {files:?}");
+    }
+
+    /// A subscriber that breaks its ring (a read position that is not one) while it holds a
+    /// block, when the segment is short of room: taking a block under `BlockFor` must not spin
+    /// on that ring past the policy's time (it ends the connection, as a write would).
+    #[test]
+    fn taking_a_block_does_not_spin_on_a_ring_that_failed() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let slow = Duration::from_secs(3);
+        let sub = Subscriber::builder("spin")
+            .dir(dir.path())
+            .heartbeat_interval(slow)
+            .peer_timeout(slow * 4)
+            .build()
+            .unwrap();
+        let publisher = Publisher::builder("spin")
+            .dir(dir.path())
+            .deliver_to_same_process(true)
+            .heartbeat_interval(slow)
+            .peer_timeout(slow * 4)
+            .payload_capacity(1 << 20)
+            .on_full(OnFull::BlockFor(Duration::from_millis(100)))
+            .build()
+            .unwrap();
+        publisher
+            .wait_for_subscribers(1, Duration::from_secs(10))
+            .unwrap();
+        // The subscriber holds a block; an unsent loan holds another.
+        publisher.publish_with(400_000, |b| b.fill(1)).unwrap();
+        let held = publisher.loan(400_000).unwrap();
+        assert!(format!("{held:?}").contains("shared: true"));
+        // The subscriber's read position becomes a misaligned value (a hostile subscriber).
+        let ring = std::fs::read_dir(&publisher.core.dirs.segments)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("ring-"))
+            .unwrap()
+            .path();
+        let file = std::fs::OpenOptions::new().write(true).open(ring).unwrap();
+        file.write_all_at(&3u64.to_le_bytes(), 128).unwrap();
+        let start = std::time::Instant::now();
+        let loan = publisher.loan(300_000).unwrap();
+        let took = start.elapsed();
+        drop(loan);
+        drop(held);
+        assert!(took < Duration::from_secs(1), "loan took {took:?} under BlockFor(100 ms)");
+        drop(sub);
     }
 
     #[test]
