@@ -662,6 +662,45 @@ mod tests {
         drop(sub);
     }
 
+    /// An async publish that finds a departed subscriber drops its connection: what that
+    /// subscriber held of the payload segment must come back.
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn an_async_publish_that_drops_a_connection_frees_its_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Subscriber::builder("aio").dir(dir.path()).build().unwrap();
+        let b = Subscriber::builder("aio").dir(dir.path()).build().unwrap();
+        let publisher = Publisher::builder("aio")
+            .dir(dir.path())
+            .deliver_to_same_process(true)
+            .build()
+            .unwrap();
+        let events = publisher.events();
+        publisher
+            .wait_for_subscribers(2, Duration::from_secs(10))
+            .unwrap();
+        publisher.publish(&[5; 100_000]).unwrap();
+        drop(b);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match events.recv_timeout(left) {
+                Some(crate::Event::Disconnected { .. }) => break,
+                Some(_) => {}
+                None => panic!("no disconnect seen"),
+            }
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(publisher.publish_async(b"small"))
+            .unwrap();
+        assert_eq!(a.recv_timeout(Duration::from_secs(10)).unwrap().len(), 100_000);
+        assert_eq!(&*a.recv_timeout(Duration::from_secs(10)).unwrap(), b"small");
+        assert_eq!(publisher.payload_in_use(), 0);
+    }
+
     #[test]
     fn a_loan_after_close_is_refused() {
         let dir = tempfile::tempdir().unwrap();
