@@ -152,6 +152,29 @@ fn child_process_entry() {
             // Killed while holding it.
             std::thread::sleep(WATCHDOG);
         }
+        // Takes one large message, says HOLDING, and keeps it while it is stopped and
+        // resumed; once the file GO exists, says whether its bytes are still the message's.
+        "stopped-holder" => {
+            let mut sub = Subscriber::builder(&channel)
+                .dir(&dir)
+                .max_message_size(32 << 20)
+                .heartbeat_interval(Duration::from_millis(50))
+                .peer_timeout(Duration::from_millis(400))
+                .build()
+                .unwrap();
+            println!("READY");
+            let msg = sub.recv_ref_timeout(WATCHDOG).unwrap();
+            verify(msg.sequence(), &msg).unwrap();
+            println!("HOLDING {}", msg.sequence());
+            let go = dir.join("GO");
+            while !go.exists() {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            match verify(msg.sequence(), &msg) {
+                Ok(()) => println!("INTACT"),
+                Err(e) => println!("CHANGED {e}"),
+            }
+        }
         "endless" => {
             let publisher = Publisher::builder(&channel)
                 .dir(&dir)
@@ -654,4 +677,90 @@ fn a_full_tmpfs_sends_large_messages_inline_instead_of_crashing() {
     for r in readers {
         assert_eq!(r.join().unwrap(), (1..=12).collect::<Vec<u64>>());
     }
+}
+
+/// A subscriber judged hung (stopped past the peer timeout) while it held a large message in
+/// place: the publisher must not reuse that block while the resumed subscriber may still
+/// read it through its `MessageRef` (a Rust reference over memory rewritten under it). With
+/// rings this cannot happen (a ring that ended is never written again); with payload blocks
+/// it did: the connection's end released everything it held.
+#[cfg(unix)]
+#[test]
+fn a_subscriber_timed_out_while_holding_a_message_does_not_see_it_rewritten() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let env = child_env(root.path(), "stopped", &[("LEN", "1048576")]);
+    let mut holder = spawn_child(CHILD, "stopped-holder", &env);
+    assert_eq!(read_line_starting(&mut holder, "READY"), "READY");
+    let mut reader = Subscriber::builder("stopped")
+        .dir(root.path())
+        .max_message_size(32 << 20)
+        .build()
+        .unwrap();
+    let publisher = Publisher::builder("stopped")
+        .dir(root.path())
+        .deliver_to_same_process(true)
+        .max_message_size(32 << 20)
+        .payload_capacity(8 << 20)
+        .heartbeat_interval(Duration::from_millis(50))
+        .peer_timeout(Duration::from_millis(400))
+        .on_full(OnFull::DropNewest)
+        .build()
+        .unwrap();
+    let events = publisher.events();
+    publisher.wait_for_subscribers(2, WATCHDOG).unwrap();
+    let len = 1 << 20;
+    let send = |seq: u64| {
+        publisher
+            .publish_with(len, |buf| buf.copy_from_slice(&payload_of(seq, len)))
+            .unwrap();
+    };
+    send(1);
+    assert_eq!(read_line_starting(&mut holder, "HOLDING"), "HOLDING 1");
+    drop(reader.recv_timeout(WATCHDOG).unwrap());
+    let pid = holder.id().to_string();
+    let signal = |sig: &str| {
+        assert!(
+            std::process::Command::new("kill")
+                .args([sig, &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+    };
+    signal("-STOP");
+    let deadline = Instant::now() + WATCHDOG;
+    loop {
+        match events.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            Some(Event::Disconnected {
+                reason: DisconnectReason::TimedOut,
+                ..
+            }) => break,
+            Some(_) => {}
+            None => {
+                signal("-CONT");
+                panic!("the stopped holder was not timed out");
+            }
+        }
+    }
+    // The lowest blocks are taken again (first fit) by the next messages.
+    for seq in 2..=4 {
+        send(seq);
+        drop(reader.recv_timeout(WATCHDOG).unwrap());
+    }
+    signal("-CONT");
+    std::fs::write(root.path().join("GO"), b"").unwrap();
+    let line = read_line(&mut holder);
+    let line = if line.starts_with("INTACT") || line.starts_with("CHANGED") {
+        line
+    } else {
+        read_line(&mut holder)
+    };
+    let _ = wait_child(holder, "holder");
+    assert_eq!(
+        line, "INTACT",
+        "the held message was rewritten under the holder"
+    );
 }

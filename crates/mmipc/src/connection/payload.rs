@@ -175,6 +175,8 @@ impl Holdings {
 /// The publisher's payload segment: the mapping, the allocator and, per block in use, how
 /// many connections hold its descriptor.
 pub(crate) struct PayloadOut {
+    /// What ended connections still held, kept until their subscriber released it or is gone.
+    parked: Vec<Parked>,
     bytes: MappedBytes,
     path: PathBuf,
     /// Bytes of the file, from its start, the file system has backed (`sys::reserve_segment`):
@@ -202,6 +204,7 @@ impl PayloadOut {
         // writes (nobody reads the segment before a descriptor names a block of it).
         unsafe { bytes.data().write(0, &words(MAGIC, VERSION)) };
         Ok(PayloadOut {
+            parked: Vec::new(),
             bytes,
             path: path.to_owned(),
             // `create_sparse` backed the first page (the header's).
@@ -267,6 +270,43 @@ impl PayloadOut {
             self.refs.remove(&block.offset);
             self.alloc.release(block.offset, block.size());
         }
+    }
+
+    /// Keeps what an ended connection held (`holdings`) until its subscriber has released it
+    /// (`read()`, its published read position, passed it) or is gone (`alive()` is false):
+    /// a subscriber judged hung may still hold a message in place when it resumes, and its
+    /// bytes must not change under it; it may also drain the rest of the ring (the end of a
+    /// connection is reported after its last message), and those blocks are parked too.
+    pub(crate) fn park(
+        &mut self,
+        mut holdings: Holdings,
+        read: impl Fn() -> u64 + Send + Sync + 'static,
+        alive: impl Fn() -> bool + Send + Sync + 'static,
+    ) {
+        holdings.reclaim(read(), |b| self.release(b));
+        if holdings.oldest().is_some() {
+            self.parked.push(Parked {
+                holdings,
+                read: Box::new(read),
+                alive: Box::new(alive),
+            });
+        }
+    }
+
+    /// Lets go of parked blocks their subscribers released, and (with `probe`, which costs a
+    /// lock probe per parked connection: when blocks are short) of those whose subscriber is
+    /// gone.
+    pub(crate) fn reclaim_parked(&mut self, probe: bool) {
+        let mut parked = std::mem::take(&mut self.parked);
+        parked.retain_mut(|p| {
+            p.holdings.reclaim((p.read)(), |b| self.release(b));
+            if probe && p.holdings.oldest().is_some() && !(p.alive)() {
+                p.holdings.release_all(|b| self.release(b));
+            }
+            p.holdings.oldest().is_some()
+        });
+        parked.append(&mut self.parked);
+        self.parked = parked;
     }
 
     /// Writes the block header of message `seq` and copies `parts` (`block.len` bytes in
@@ -358,6 +398,13 @@ fn words(a: u64, b: u64) -> [u8; 16] {
     w[..8].copy_from_slice(&a.to_le_bytes());
     w[8..].copy_from_slice(&b.to_le_bytes());
     w
+}
+
+/// An ended connection's holdings, and how to tell when they may go.
+struct Parked {
+    holdings: Holdings,
+    read: Box<dyn Fn() -> u64 + Send + Sync>,
+    alive: Box<dyn Fn() -> bool + Send + Sync>,
 }
 
 /// The descriptor frame of message `seq` in `block`, for a ring.

@@ -260,24 +260,28 @@ impl Sending {
         let seq = out.seq;
         let mut owed = false;
         framing::with_frame(seq, parts, |frame| {
-            out.conns.retain_mut(|c| {
-                if !c.info.is_live() {
-                    return false;
+            let Out { conns, payload, .. } = &mut *out;
+            conns.retain_mut(|c| {
+                let stays = c.info.is_live()
+                    && (c.too_large(len, &core.events) || {
+                        let mut done = 0;
+                        let result = c.producer.write_some(frame, &mut done);
+                        match c.settle(result, len, &core.events) {
+                            Delivery::Done => true,
+                            Delivery::NoRoom => {
+                                c.owed = Some(done);
+                                owed = true;
+                                true
+                            }
+                            Delivery::Ended => false,
+                        }
+                    });
+                // A connection dropped here lets go of its blocks of the payload segment
+                // (descriptors that sync publishes sent it).
+                if !stays {
+                    c.forget(payload, &core.dirs);
                 }
-                if c.too_large(len, &core.events) {
-                    return true;
-                }
-                let mut done = 0;
-                let result = c.producer.write_some(frame, &mut done);
-                match c.settle(result, len, &core.events) {
-                    Delivery::Done => true,
-                    Delivery::NoRoom => {
-                        c.owed = Some(done);
-                        owed = true;
-                        true
-                    }
-                    Delivery::Ended => false,
-                }
+                stays
             });
             if owed {
                 let deadline = match self.on_full {

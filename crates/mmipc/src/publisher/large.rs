@@ -31,11 +31,29 @@ pub(super) enum Segment {
 }
 
 impl Outgoing {
-    /// Lets go of what this connection held of the payload segment: it is being dropped.
-    pub(super) fn forget(&mut self, payload: &mut Segment) {
+    /// Hands what this connection held of the payload segment to the segment's parked list:
+    /// the connection is being dropped (ended by the runtime, or failed here), and its
+    /// subscriber may still hold a message in place, or drain the rest of the ring. (The
+    /// ring's consumer side is closed too, so that a hung subscriber that resumes learns
+    /// that the connection is over.)
+    pub(super) fn forget(&mut self, payload: &mut Segment, dirs: &crate::channel::ChannelDirs) {
         if let Segment::Ready(seg) = payload {
-            self.holdings.release_all(|b| seg.release(b));
+            self.park(seg, dirs);
         }
+    }
+
+    fn park(&mut self, seg: &mut PayloadOut, dirs: &crate::channel::ChannelDirs) {
+        if self.holdings.oldest().is_none() {
+            return;
+        }
+        self.info.control.close_consumer_side();
+        let control = self.info.control.share();
+        let (dirs, sub) = (dirs.clone(), self.info.peer.id);
+        seg.park(
+            std::mem::take(&mut self.holdings),
+            move || control.consumer_progress().1,
+            move || crate::discovery::is_alive(&dirs, crate::discovery::EndpointKind::Subscriber, sub),
+        );
     }
 
     /// Reloads the subscriber's read position and lets go of what it released.
@@ -105,6 +123,7 @@ impl Sending {
     /// deadline under [`OnFull::BlockFor`]). `None`: the message goes inline.
     fn take_block(
         &self,
+        core: &Core<Sending>,
         out: &mut Out,
         len: usize,
         deadline: Option<Instant>,
@@ -117,6 +136,12 @@ impl Sending {
             for c in conns.iter_mut() {
                 c.reclaim(seg);
             }
+            seg.reclaim_parked(false);
+            if let Some(block) = seg.try_alloc(len as u64) {
+                return Some(block);
+            }
+            // Short of blocks: let go of what ended connections of gone subscribers held.
+            seg.reclaim_parked(true);
             if let Some(block) = seg.try_alloc(len as u64) {
                 return Some(block);
             }
@@ -129,8 +154,17 @@ impl Sending {
                 .filter(|c| c.info.is_live())
                 .max_by_key(|c| c.holdings.bytes())?;
             let until = c.holdings.oldest()?;
-            if let Err(RingError::Timeout) = c.producer.wait_consumed(until, deadline) {
-                return None;
+            match c.producer.wait_consumed(until, deadline) {
+                Ok(()) => {}
+                Err(RingError::Timeout) => return None,
+                // The ring failed (its subscriber left, or broke it): the connection ends
+                // here, as a write would end it, and lets go of what it held; else this loop
+                // would spin on it (past any deadline) until the maintenance thread noticed,
+                // and for ever if a hostile subscriber keeps heartbeating.
+                Err(e) => {
+                    let _ = c.settle(Err(e), len, &core.events);
+                    c.park(seg, &core.dirs);
+                }
             }
         }
     }
@@ -168,7 +202,7 @@ impl Sending {
         };
         conns.retain_mut(|c| {
             if !c.info.is_live() {
-                c.holdings.release_all(|b| seg.release(b));
+                c.park(seg, &core.dirs);
                 return false;
             }
             if c.too_large(len, &core.events) {
@@ -193,7 +227,7 @@ impl Sending {
             };
             let stays = outcome.settle(self, c, result, len, &core.events);
             if !stays {
-                c.holdings.release_all(|b| seg.release(b));
+                c.park(seg, &core.dirs);
             }
             stays
         });
@@ -211,7 +245,7 @@ impl Sending {
         parts: &[&[u8]],
         len: usize,
     ) -> Option<Outcome> {
-        let block = self.take_block(out, len, self.block_deadline())?;
+        let block = self.take_block(core, out, len, self.block_deadline())?;
         if let Segment::Ready(seg) = &mut out.payload {
             seg.fill(block, seq, parts);
         }
@@ -351,7 +385,7 @@ impl Publisher {
             out.conns.append(&mut new);
         }
         let shared = if s.goes_large(len, &out.conns, true) {
-            s.take_block(&mut out, len, s.block_deadline())
+            s.take_block(core, &mut out, len, s.block_deadline())
         } else {
             None
         };
@@ -411,6 +445,7 @@ impl Publisher {
         for c in conns.iter_mut() {
             c.reclaim(seg);
         }
+        seg.reclaim_parked(true);
         (seg.capacity() - seg.free_bytes()) as usize
     }
 }
@@ -602,6 +637,93 @@ mod tests {
             .filter(|e| e.file_name().to_string_lossy().ends_with(".pay"))
             .collect();
         assert!(files.is_empty(), "no payload segment: {files:?}");
+    }
+
+    /// A subscriber that breaks its ring (a read position that is not one) while it holds a
+    /// block, when the segment is short of room: taking a block under `BlockFor` must not spin
+    /// on that ring past the policy's time (it ends the connection, as a write would).
+    #[test]
+    fn taking_a_block_does_not_spin_on_a_ring_that_failed() {
+        use std::os::unix::fs::FileExt;
+        let dir = tempfile::tempdir().unwrap();
+        let slow = Duration::from_secs(3);
+        let sub = Subscriber::builder("spin")
+            .dir(dir.path())
+            .heartbeat_interval(slow)
+            .peer_timeout(slow * 4)
+            .build()
+            .unwrap();
+        let publisher = Publisher::builder("spin")
+            .dir(dir.path())
+            .deliver_to_same_process(true)
+            .heartbeat_interval(slow)
+            .peer_timeout(slow * 4)
+            .payload_capacity(1 << 20)
+            .on_full(OnFull::BlockFor(Duration::from_millis(100)))
+            .build()
+            .unwrap();
+        publisher
+            .wait_for_subscribers(1, Duration::from_secs(10))
+            .unwrap();
+        // The subscriber holds a block; an unsent loan holds another.
+        publisher.publish_with(400_000, |b| b.fill(1)).unwrap();
+        let held = publisher.loan(400_000).unwrap();
+        assert!(format!("{held:?}").contains("shared: true"));
+        // The subscriber's read position becomes a misaligned value (a hostile subscriber).
+        let ring = std::fs::read_dir(&publisher.core.dirs.segments)
+            .unwrap()
+            .flatten()
+            .find(|e| e.file_name().to_string_lossy().starts_with("ring-"))
+            .unwrap()
+            .path();
+        let file = std::fs::OpenOptions::new().write(true).open(ring).unwrap();
+        file.write_all_at(&3u64.to_le_bytes(), 128).unwrap();
+        let start = std::time::Instant::now();
+        let loan = publisher.loan(300_000).unwrap();
+        let took = start.elapsed();
+        drop(loan);
+        drop(held);
+        assert!(took < Duration::from_secs(1), "loan took {took:?} under BlockFor(100 ms)");
+        drop(sub);
+    }
+
+    /// An async publish that finds a departed subscriber drops its connection: what that
+    /// subscriber held of the payload segment must come back.
+    #[cfg(feature = "tokio")]
+    #[test]
+    fn an_async_publish_that_drops_a_connection_frees_its_blocks() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut a = Subscriber::builder("aio").dir(dir.path()).build().unwrap();
+        let b = Subscriber::builder("aio").dir(dir.path()).build().unwrap();
+        let publisher = Publisher::builder("aio")
+            .dir(dir.path())
+            .deliver_to_same_process(true)
+            .build()
+            .unwrap();
+        let events = publisher.events();
+        publisher
+            .wait_for_subscribers(2, Duration::from_secs(10))
+            .unwrap();
+        publisher.publish(&[5; 100_000]).unwrap();
+        drop(b);
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            match events.recv_timeout(left) {
+                Some(crate::Event::Disconnected { .. }) => break,
+                Some(_) => {}
+                None => panic!("no disconnect seen"),
+            }
+        }
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(publisher.publish_async(b"small"))
+            .unwrap();
+        assert_eq!(a.recv_timeout(Duration::from_secs(10)).unwrap().len(), 100_000);
+        assert_eq!(&*a.recv_timeout(Duration::from_secs(10)).unwrap(), b"small");
+        assert_eq!(publisher.payload_in_use(), 0);
     }
 
     #[test]

@@ -651,7 +651,7 @@ impl Sending {
                     outcome.settle(self, c, result, len, &core.events)
                 };
             if !stays {
-                c.forget(payload);
+                c.forget(payload, &core.dirs);
             }
             stays
         });
@@ -688,9 +688,12 @@ impl Sending {
             }
         }
         // The payload segment stays with the rings that stay (their descriptors name its
-        // blocks); the last subscriber to drain one, or a cleaner, removes it.
+        // blocks); the last subscriber to drain one, or a cleaner, removes it. Looked at again
+        // after our own rings went: a subscriber that drained and removed the last of them
+        // meanwhile may have seen our record and left the segment to us.
         if let large::Segment::Ready(seg) = &out.payload
-            && !rings_stay
+            && (!rings_stay
+                || discovery::rings_of(&core.dirs, EndpointKind::Publisher, core.id).is_empty())
         {
             let _ = sys::unlink_segment(seg.path());
         }
@@ -733,7 +736,7 @@ impl Sending {
                 // Unregister first: the subscriber may still drain this ring, and a count
                 // left behind makes each of its releases ring (and write our pipe).
                 c.disarm();
-                c.forget(payload);
+                c.forget(payload, &core.dirs);
                 return false;
             }
             let result = c.producer.write_some(&[&b.frame], &mut done);
@@ -750,7 +753,7 @@ impl Sending {
             c.owed = None;
             c.disarm();
             if delivery == Delivery::Ended {
-                c.forget(payload);
+                c.forget(payload, &core.dirs);
             }
             delivery != Delivery::Ended
         });
@@ -785,7 +788,7 @@ impl Sending {
                     true
                 }
                 Delivery::Ended => {
-                    c.forget(payload);
+                    c.forget(payload, &core.dirs);
                     false
                 }
             }

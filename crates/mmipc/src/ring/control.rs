@@ -20,6 +20,13 @@ impl RingControl {
         RingControl { region }
     }
 
+    /// Another handle on the same header.
+    pub(crate) fn share(&self) -> RingControl {
+        RingControl {
+            region: self.region.share(),
+        }
+    }
+
     /// Bytes the producer has written through the ring since it was created (records,
     /// framing and padding included), as the header says.
     pub(crate) fn written(&self) -> u64 {

@@ -303,14 +303,16 @@ impl Role for Receiving {
     }
 }
 
-/// Removes the payload segment of `publisher` once it is gone and no ring of it is left: the
+/// Removes the payload segment of `publisher` once it is closing or gone (its record is
+/// removed first thing in a close; or its lock is free) and no ring of it is left: the
 /// descriptors in its rings name blocks of it (its subscribers mapped it when they opened
-/// their rings, so the name is no longer needed). Each subscriber removes its ring before
-/// looking, so the last of several finishing at once sees none.
+/// their rings, so the name is no longer needed). Each subscriber, and the closing publisher,
+/// removes its rings before looking, so the last of them to finish sees none.
 fn remove_payload_if_last(core: &Core<Receiving>, publisher: EndpointId) {
     let path = segment::payload_path(&core.dirs, publisher);
+    let record = discovery::record_path(&core.dirs, EndpointKind::Publisher, publisher);
     if path.exists()
-        && !discovery::is_alive(&core.dirs, EndpointKind::Publisher, publisher)
+        && (!record.exists() || !discovery::is_alive(&core.dirs, EndpointKind::Publisher, publisher))
         && discovery::rings_of(&core.dirs, EndpointKind::Publisher, publisher).is_empty()
     {
         let _ = sys::unlink_segment(&path);
