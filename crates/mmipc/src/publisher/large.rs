@@ -371,16 +371,7 @@ impl Publisher {
     pub fn loan(&self, len: usize) -> Result<Loan<'_>, PublishError> {
         let core = &*self.core;
         let s = &core.role;
-        if len > core.common.max_message_size {
-            return Err(PublishError::MessageTooLarge {
-                len,
-                max: core.common.max_message_size,
-            });
-        }
-        let mut out = lock(&s.out);
-        if runtime::Endpoint::is_closed(core) {
-            return Err(PublishError::Closed);
-        }
+        let mut out = s.begin(core, len)?;
         if let Some(mut new) = s.pending.take() {
             out.conns.append(&mut new);
         }

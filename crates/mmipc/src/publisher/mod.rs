@@ -484,17 +484,7 @@ impl Publisher {
         let core = &*self.core;
         let s = &core.role;
         let len: usize = parts.iter().map(|p| p.len()).sum();
-        if len > core.common.max_message_size {
-            return Err(PublishError::MessageTooLarge {
-                len,
-                max: core.common.max_message_size,
-            });
-        }
-        let mut out = lock(&s.out);
-        // Checked under the lock: `close` takes it too, so no publish runs past a close.
-        if runtime::Endpoint::is_closed(core) {
-            return Err(PublishError::Closed);
-        }
+        let mut out = s.begin(core, len)?;
         let seq = s.next_seq(core, &mut out);
         let large = if s.goes_large(len, &out.conns, false) {
             s.publish_large(core, &mut out, seq, parts, len)
@@ -608,6 +598,27 @@ impl std::fmt::Debug for Publisher {
 }
 
 impl Sending {
+    /// Checks a `len`-byte message against `max_message_size` and takes the publishing path,
+    /// unless the publisher is closed (checked under the lock: `close` takes it too, so no
+    /// publish runs past a close).
+    fn begin<'s>(
+        &'s self,
+        core: &Core<Sending>,
+        len: usize,
+    ) -> Result<std::sync::MutexGuard<'s, Out>, PublishError> {
+        if len > core.common.max_message_size {
+            return Err(PublishError::MessageTooLarge {
+                len,
+                max: core.common.max_message_size,
+            });
+        }
+        let out = lock(&self.out);
+        if runtime::Endpoint::is_closed(core) {
+            return Err(PublishError::Closed);
+        }
+        Ok(out)
+    }
+
     /// Picks up new connections, delivers a backlog first, and numbers the next message.
     fn next_seq(&self, core: &Core<Sending>, out: &mut Out) -> u64 {
         if let Some(mut new) = self.pending.take() {

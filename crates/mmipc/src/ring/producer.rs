@@ -362,16 +362,27 @@ impl Producer {
             WaitStrategy::SpinThenPark(spin) => WaitStrategy::SpinThenPark(spin.min(RELEASE_SPIN)),
             other => other,
         };
+        self.wait_on_space_bell(strategy, deadline, |p| {
+            p.refresh()?;
+            Ok(p.read_cache >= pos)
+        })
+    }
+
+    /// Waits on the space bell (the consumer rings it when it hands back room) until `ready`
+    /// holds or `deadline` passes.
+    fn wait_on_space_bell(
+        &mut self,
+        strategy: WaitStrategy,
+        deadline: Option<Instant>,
+        mut ready: impl FnMut(&mut Producer) -> Result<bool, RingError>,
+    ) -> Result<(), RingError> {
         let region = self.region.share();
         let result = wait_until(
             region.futex(),
             &region.header().space_bell,
             strategy,
             deadline,
-            || {
-                self.refresh()?;
-                Ok(self.read_cache >= pos)
-            },
+            || ready(self),
         );
         match result {
             Ok(()) => Ok(()),
@@ -762,20 +773,7 @@ impl Producer {
         };
         // Publish the position (pending padding's too) and wake the consumer before sleeping.
         self.commit();
-        let strategy = self.strategy;
-        let region = self.region.share();
-        let result = wait_until(
-            region.futex(),
-            &region.header().space_bell,
-            strategy,
-            deadline,
-            || self.refresh(),
-        );
-        match result {
-            Ok(()) => Ok(()),
-            Err(WaitError::TimedOut) => Err(RingError::Timeout),
-            Err(WaitError::Failed(e)) => Err(e),
-        }
+        self.wait_on_space_bell(self.strategy, deadline, Producer::refresh)
     }
 }
 
