@@ -25,13 +25,19 @@
 //! # Ok::<(), mmipc::Error>(())
 //! ```
 //!
+//! Large messages (from [`DEFAULT_PAYLOAD_THRESHOLD`]) are written once into the publisher's
+//! payload segment, whatever the number of subscribers, and a [`Publisher::loan`] lets you
+//! write one in place ([`Loan`]: zero copies); subscribers read them in place with
+//! [`Subscriber::recv_ref`].
+//!
 //! Files live under [`default_root`] (or the directory given to the builders): one JSON record
 //! and one lock file per endpoint, plus shared segments on tmpfs. See docs/ARCHITECTURE.md and
 //! docs/PROTOCOL.md in the repository.
 //!
 //! # Trust
 //!
-//! Everything another process writes (records, ring headers and records, doorbells) is
+//! Everything another process writes (records, ring headers and records, doorbells,
+//! descriptors of large messages and their blocks' headers) is
 //! validated before use: a misbehaving peer causes a clean error and a dropped connection
 //! ([`DisconnectReason::ProtocolViolation`]), never an out-of-bounds access, a panic or
 //! unbounded memory. One limit: a process of your user that **truncates** a segment file
