@@ -633,6 +633,7 @@ mod tests {
     /// A subscriber that breaks its ring (a read position that is not one) while it holds a
     /// block, when the segment is short of room: taking a block under `BlockFor` must not spin
     /// on that ring past the policy's time (it ends the connection, as a write would).
+    #[cfg(unix)] // writes the ring's file through the file API (`FileExt::write_all_at`)
     #[test]
     fn taking_a_block_does_not_spin_on_a_ring_that_failed() {
         use std::os::unix::fs::FileExt;
