@@ -562,12 +562,6 @@ fn hostile_descriptors_end_only_their_connection() {
     drop(producers);
 }
 
-/// Defect: blocks of the payload segment were used without asking the file system for the
-/// memory first; on a full tmpfs (a container's 64 MiB `/dev/shm` is the usual case) the
-/// publisher's write into a new page was `SIGBUS`, killing the process. Now the segment is
-/// backed (`posix_fallocate`) before blocks are handed out, and when that fails the message
-/// goes inline. Runs on a 4 MiB tmpfs mounted for the test (skipped where mounting is not
-/// allowed).
 /// A tmpfs of `size` mounted for a test, unmounted when dropped; `None` where mounting is not
 /// allowed (not root).
 #[cfg(target_os = "linux")]
@@ -630,6 +624,12 @@ fn building_on_a_full_tmpfs_is_an_error_not_a_crash() {
     assert!(err.to_string().contains("reserve memory"), "{err}");
 }
 
+/// Defect: blocks of the payload segment were used without asking the file system for the
+/// memory first; on a full tmpfs (a container's 64 MiB `/dev/shm` is the usual case) the
+/// publisher's write into a new page was `SIGBUS`, killing the process. Now the segment is
+/// backed (`posix_fallocate`) before blocks are handed out, and when that fails the message
+/// goes inline. Runs on a 4 MiB tmpfs mounted for the test (skipped where mounting is not
+/// allowed).
 #[cfg(target_os = "linux")]
 #[test]
 fn a_full_tmpfs_sends_large_messages_inline_instead_of_crashing() {
