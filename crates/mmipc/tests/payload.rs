@@ -529,7 +529,7 @@ fn hostile_descriptors_end_only_their_connection() {
         producers.push(producer);
     }
     let valid = cases.iter().filter(|c| c.1).count();
-    let (mut got, mut violations) = (0, 0);
+    let (mut got, mut violations, mut crashed) = (0, 0, 0);
     let deadline = Instant::now() + WATCHDOG;
     // Until every ring was judged (the subscriber finds them through its directory watch).
     while got < valid || violations < cases.len() - valid {
@@ -541,18 +541,24 @@ fn hostile_descriptors_end_only_their_connection() {
             assert_eq!(&*msg, &[7u8; 100][..]);
             got += 1;
         }
-        violations += events
-            .try_iter()
-            .filter(|e| {
-                matches!(
-                    e,
-                    Event::Disconnected {
-                        reason: DisconnectReason::ProtocolViolation,
-                        ..
-                    }
-                )
-            })
-            .count();
+        for event in events.try_iter() {
+            match event {
+                Event::Disconnected {
+                    reason: DisconnectReason::ProtocolViolation,
+                    ..
+                } => violations += 1,
+                // The valid rings' publishers look gone (their locks are free).
+                Event::Disconnected {
+                    reason: DisconnectReason::Crashed,
+                    ..
+                } => crashed += 1,
+                _ => {}
+            }
+        }
+        // Defect (CI, 1 run in many): the runtime reported the end of a drained ring as
+        // `Crashed` between the reader consuming its bad record and recording the violation;
+        // the test then waited for a violation that never came.
+        assert!(crashed <= valid, "{crashed} crashes, {valid} valid rings");
     }
     assert!(
         sub.recv_timeout(Duration::from_millis(300)).is_err(),

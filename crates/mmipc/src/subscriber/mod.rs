@@ -594,6 +594,15 @@ fn stage(c: &mut Incoming, core: &Core<Receiving>) -> Staged {
         c.done = true;
         Staged::Ended
     };
+    // A staged record that breaks the protocol: the violation is recorded before the record
+    // is consumed, because once the ring reads empty the runtime reports a departed
+    // publisher's end with the reason recorded so far (`Crashed`, `Closed`).
+    let refuse = |c: &mut Incoming| {
+        c.info.record(DisconnectReason::ProtocolViolation);
+        drop(c.consumer.try_read_in_place());
+        c.consumer.reject();
+        end(c, DisconnectReason::ProtocolViolation)
+    };
     match c.consumer.prepare() {
         Ok(true) => {
             let frame = c.consumer.staged().unwrap_or_default();
@@ -618,18 +627,10 @@ fn stage(c: &mut Incoming, core: &Core<Receiving>) -> Staged {
                         c.staged = Some(block);
                         Staged::Ready(seq)
                     }
-                    None => {
-                        drop(c.consumer.try_read_in_place());
-                        c.consumer.reject();
-                        end(c, DisconnectReason::ProtocolViolation)
-                    }
+                    None => refuse(c),
                 },
-                Frame::Invalid => {
-                    // Too short for a frame, or a sequence number that went backwards.
-                    drop(c.consumer.try_read_in_place());
-                    c.consumer.reject();
-                    end(c, DisconnectReason::ProtocolViolation)
-                }
+                // Too short for a frame, or a sequence number that went backwards.
+                Frame::Invalid => refuse(c),
             }
         }
         Ok(false) => Staged::Nothing,
