@@ -19,9 +19,11 @@
 //! descriptor it wrote and a reference count per block (`PayloadOut::hold` / `release`).
 //! A connection that ends (crash, close, time-out) releases everything it held.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+
+use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::ring::MappedBytes;
@@ -183,8 +185,10 @@ pub(crate) struct PayloadOut {
     /// blocks are handed out only below it, so a write to them cannot fault on a full tmpfs.
     reserved: u64,
     alloc: Allocator,
-    /// Blocks sent or being filled: offset → connections holding its descriptor.
-    refs: HashMap<u64, u32>,
+    /// Blocks sent or being filled: offset → connections holding its descriptor. Looked up
+    /// 2 + 2 × subscribers times per message, with keys we chose (our own offsets): a
+    /// multiplicative hash, not SipHash, which cost ~8% of a 1→4 publisher's CPU.
+    refs: FxHashMap<u64, u32>,
 }
 
 impl PayloadOut {
@@ -210,7 +214,7 @@ impl PayloadOut {
             // `create_sparse` backed the first page (the header's).
             reserved: 4096,
             alloc: Allocator::new(FILE_HEADER, capacity),
-            refs: HashMap::new(),
+            refs: FxHashMap::default(),
         })
     }
 
