@@ -121,7 +121,11 @@ fn ctrl_c_ends_a_windows_publisher_with_its_summary() {
     });
     let publ = mmipc(&exe, root.path(), &["pub", "tick", "tock", "--rate", "50"]);
     let out = sub.wait_with_output().expect("sub output");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).replace("\r\n", "\n"),
         "tock\ntock\ntock\n"

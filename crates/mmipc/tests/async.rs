@@ -500,6 +500,67 @@ fn publish_async_waits_for_a_slow_subscriber_without_blocking_the_runtime() {
     assert_eq!(mmipc::ring::rescued_wakeups(), rescued, "lost wake-ups");
 }
 
+/// Large messages through `publish_async` are written once into the payload segment (the
+/// subscribers get descriptors; it was a copy per ring before), also when one subscriber is
+/// slow: what it has no room or budget for now it gets inline, as room appears, in order.
+/// Two subscriber processes (one fast, one slow), messages of up to 300 KiB, a 64 KiB ring
+/// and a 4 MiB payload segment: every message arrives intact and in order in both, blocks
+/// are handed out (`payload_in_use`) and all given back at the end.
+#[test]
+fn publish_async_writes_large_messages_once_for_fast_and_slow_subscribers() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let channel = "async-large";
+    let (count, seed, max) = (150u64, 17, 300_000);
+    let rescued = mmipc::ring::rescued_wakeups();
+    let mut fast = spawn_subscriber("slow-sub", channel, root.path(), count, seed, max, 0);
+    read_line_starting(&mut fast, "READY");
+    let mut slow = spawn_subscriber("slow-sub", channel, root.path(), count, seed, max, 2000);
+    read_line_starting(&mut slow, "READY");
+    runtime().block_on(async {
+        let publisher = Publisher::builder(channel)
+            .dir(root.path())
+            .ring_capacity(64 << 10)
+            .payload_capacity(4 << 20)
+            .on_full(OnFull::Block)
+            .build()
+            .unwrap();
+        publisher
+            .wait_for_subscribers_async(2, WATCHDOG)
+            .await
+            .unwrap();
+        let mut most_in_use = 0;
+        for i in 0..count {
+            publisher
+                .publish_async(&make_msg(seed, i, max))
+                .await
+                .unwrap();
+            most_in_use = most_in_use.max(publisher.payload_in_use());
+        }
+        assert!(
+            most_in_use > 0,
+            "no large message went through the payload segment"
+        );
+        for (child, what) in [(fast, "fast subscriber"), (slow, "slow subscriber")] {
+            let (status, out) = wait_child(child, what);
+            assert!(status.success(), "{out}");
+            assert!(out.contains(&format!("RECEIVED {count}")), "{out}");
+        }
+        // Both have read and released everything.
+        let deadline = std::time::Instant::now() + WATCHDOG;
+        while publisher.payload_in_use() > 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "blocks never given back"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    });
+    assert_eq!(mmipc::ring::rescued_wakeups(), rescued, "lost wake-ups");
+}
+
 /// Cancelling `publish_async` while it waits for room loses no order: a message the
 /// cancelled publish had written to no ring is not sent; one it had begun is delivered
 /// first thing by the next publish (async, or the final sync one). The subscriber sees

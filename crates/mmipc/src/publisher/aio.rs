@@ -258,6 +258,19 @@ impl Sending {
     fn enter(&self, core: &Core<Sending>, out: &mut Out, parts: &[&[u8]], len: usize) -> u64 {
         out.seq += 1;
         let seq = out.seq;
+        // A large message is written once (a descriptor to each subscriber), if a block of
+        // the payload segment can be had now.
+        if let Some(frame) = self.enter_large(core, out, seq, parts, len) {
+            if let Some(frame) = frame {
+                out.backlog = Some(Backlog {
+                    seq,
+                    frame,
+                    len,
+                    deadline: self.backlog_deadline(),
+                });
+            }
+            return seq;
+        }
         let mut owed = false;
         framing::with_frame(seq, parts, |frame| {
             let Out { conns, payload, .. } = &mut *out;
@@ -284,19 +297,24 @@ impl Sending {
                 stays
             });
             if owed {
-                let deadline = match self.on_full {
-                    OnFull::BlockFor(d) => crate::options::deadline_after(d),
-                    _ => None,
-                };
                 out.backlog = Some(Backlog {
                     seq,
                     frame: frame.concat(),
                     len,
-                    deadline,
+                    deadline: self.backlog_deadline(),
                 });
             }
         });
         seq
+    }
+
+    /// When the connections owed a new backlog message drop it: under [`OnFull::BlockFor`],
+    /// that long from now.
+    fn backlog_deadline(&self) -> Option<Instant> {
+        match self.on_full {
+            OnFull::BlockFor(d) => crate::options::deadline_after(d),
+            _ => None,
+        }
     }
 }
 

@@ -127,14 +127,15 @@ impl Sending {
     }
 
     /// Takes a block for a `len`-byte payload, reclaiming what subscribers released and, if
-    /// the policy waits, waiting for them (for ever under [`OnFull::Block`]; until the
-    /// deadline under [`OnFull::BlockFor`]). `None`: the message goes inline.
+    /// the policy waits and `may_wait`, waiting for them (for ever under [`OnFull::Block`];
+    /// until the deadline under [`OnFull::BlockFor`]). `None`: the message goes inline.
     fn take_block(
         &self,
         core: &Core<Sending>,
         out: &mut Out,
         len: usize,
         deadline: Option<Instant>,
+        may_wait: bool,
     ) -> Option<Block> {
         let Out { conns, payload, .. } = out;
         let Segment::Ready(seg) = payload else {
@@ -153,7 +154,7 @@ impl Sending {
             if let Some(block) = seg.try_alloc(len as u64) {
                 return Some(block);
             }
-            if matches!(self.on_full, OnFull::DropNewest | OnFull::Fail) {
+            if !may_wait || matches!(self.on_full, OnFull::DropNewest | OnFull::Fail) {
                 return None;
             }
             // Wait for the subscriber holding the most to release its oldest descriptor.
@@ -253,11 +254,89 @@ impl Sending {
         parts: &[&[u8]],
         len: usize,
     ) -> Option<Outcome> {
-        let block = self.take_block(core, out, len, self.block_deadline())?;
+        let block = self.take_block(core, out, len, self.block_deadline(), true)?;
         if let Segment::Ready(seg) = &mut out.payload {
             seg.fill(block, seq, parts);
         }
         Some(self.deliver(core, out, seq, block))
+    }
+
+    /// An async publish's new message of `len` bytes (see `aio.rs`), if it goes through the
+    /// payload segment and a block can be had now: written once into the block, then, never
+    /// waiting, a descriptor to each subscriber that reads them and is within its budget,
+    /// the payload inline to the others (a subscriber over its budget is slow: it gets a copy
+    /// in its ring, as an older subscriber does). Subscribers without room now are owed the
+    /// message inline (`Outgoing::owed`), and the returned frame (header and payload) is the
+    /// backlog they get as room appears. `None`: nothing was sent (the message goes inline).
+    #[cfg(all(any(unix, windows), feature = "tokio"))]
+    pub(super) fn enter_large(
+        &self,
+        core: &Core<Sending>,
+        out: &mut Out,
+        seq: u64,
+        parts: &[&[u8]],
+        len: usize,
+    ) -> Option<Option<Vec<u8>>> {
+        if !self.goes_large(len, &out.conns, false) {
+            return None;
+        }
+        let block = self.take_block(core, out, len, None, false)?;
+        let Out { conns, payload, .. } = out;
+        let Segment::Ready(seg) = payload else {
+            return None;
+        };
+        seg.fill(block, seq, parts);
+        let readers = conns
+            .iter()
+            .filter(|c| c.payloads && c.info.is_live())
+            .count() as u64;
+        let budget = seg.capacity() / (readers + 1);
+        let descriptor = payload::descriptor(seq, block);
+        let header = seq.to_le_bytes();
+        let mut owed = false;
+        conns.retain_mut(|c| {
+            if !c.info.is_live() {
+                c.park(seg, &core.dirs);
+                return false;
+            }
+            if c.too_large(len, &core.events) {
+                return true;
+            }
+            let mut done = 0;
+            let by_descriptor =
+                c.payloads && matches!(c.within_budget(seg, block.size(), budget, None), Ok(true));
+            let result = if by_descriptor {
+                c.producer.write_some(&[&descriptor], &mut done)
+            } else {
+                c.producer.write_some(&[&header, seg.payload(block)], &mut done)
+            };
+            match c.settle(result, len, &core.events) {
+                Delivery::Done => {
+                    if by_descriptor {
+                        c.holdings.push(c.producer.position(), block);
+                        seg.hold(block);
+                    }
+                    true
+                }
+                Delivery::NoRoom => {
+                    if by_descriptor {
+                        // Owed the inline frame from its start.
+                        c.producer.abandon(done);
+                        done = 0;
+                    }
+                    c.owed = Some(done);
+                    owed = true;
+                    true
+                }
+                Delivery::Ended => {
+                    c.park(seg, &core.dirs);
+                    false
+                }
+            }
+        });
+        let frame = owed.then(|| [&header[..], seg.payload(block)].concat());
+        seg.release(block);
+        Some(frame)
     }
 
     /// How long taking a block may wait: for ever under [`OnFull::Block`], the policy's time
@@ -384,7 +463,7 @@ impl Publisher {
             out.conns.append(&mut new);
         }
         let shared = if s.goes_large(len, &out.conns, true) {
-            s.take_block(core, &mut out, len, s.block_deadline())
+            s.take_block(core, &mut out, len, s.block_deadline(), true)
         } else {
             None
         };
