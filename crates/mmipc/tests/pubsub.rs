@@ -443,6 +443,22 @@ impl Kid {
         assert_eq!(rc, 0, "kill {}", self.name);
     }
 
+    /// Waits until a SIGSTOP has stopped every thread of the child: kill(2) wakes one thread
+    /// to begin the group stop, and the others run on until it gets a CPU (on a busy machine
+    /// the child's reader thread went on taking messages after `signal` returned).
+    #[cfg(unix)]
+    fn wait_stopped(&self) {
+        let mut status = 0;
+        // SAFETY: waitpid(2) on our own, not yet reaped, child; WUNTRACED reports a stop and
+        // reaps nothing.
+        let rc = unsafe { libc::waitpid(self.pid(), &mut status, libc::WUNTRACED) };
+        assert!(
+            rc == self.pid() && libc::WIFSTOPPED(status),
+            "{} did not stop: {rc} {status:#x}",
+            self.name
+        );
+    }
+
     /// kill -9, and reap.
     fn kill(&mut self) {
         if let Some(mut c) = self.child.take() {
@@ -1379,6 +1395,9 @@ fn lossy_policy_with_a_stopped_subscriber(policy: OnFull, channel: &str) {
     let slow_id = slow.expect("ID");
     publisher.wait_for_subscribers(2, WATCHDOG).unwrap();
     slow.signal(libc::SIGSTOP);
+    // Defect (1 run in 50 on a loaded machine): without this wait the "stopped" reader read
+    // on, and its ring took messages after refusing one.
+    slow.wait_stopped();
     // Publishing to a full ring never blocks under these policies, or (BlockFor) only for
     // its time: a publish still running after this is a hang.
     let limit = Duration::from_secs(20);
@@ -1623,6 +1642,7 @@ fn corrupt_consumer_position(channel: &str) -> DisconnectReason {
     publisher.publish(b"before").unwrap();
     assert_eq!(sub.expect("GOT"), "before");
     sub.signal(libc::SIGSTOP);
+    sub.wait_stopped();
     let ring = ring_between(
         &root.path().join(channel),
         &publisher.id().to_string(),
