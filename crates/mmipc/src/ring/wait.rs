@@ -57,6 +57,10 @@ impl Default for WaitStrategy {
     }
 }
 
+/// Spins of a wait before it first yields its CPU (`sched_yield`), and how often after.
+const YIELD_AFTER: u32 = 256;
+const YIELD_EVERY: u32 = 64;
+
 /// Longest single sleep: a waiter re-checks at least this often, so a peer that corrupted
 /// the `waiters` count (and thus never rings) delays us but cannot hang us.
 const MAX_SLEEP: Duration = Duration::from_millis(500);
@@ -238,7 +242,8 @@ pub(crate) fn wait_until<E>(
             i = i.wrapping_add(1);
             // A long wait yields the CPU now and then: when spinners outnumber cores (several
             // subscribers on a small machine), the thread we wait for may need this one.
-            if !cfg!(loom) && i.is_multiple_of(1024) {
+            // The first spins never yield (a peer answering within a few µs is seen at once).
+            if !cfg!(loom) && i >= YIELD_AFTER && i.is_multiple_of(YIELD_EVERY) {
                 std::thread::yield_now();
             }
             // Reading the clock costs ~20 ns; do it every 64 spins.
