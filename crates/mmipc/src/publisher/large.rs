@@ -197,11 +197,7 @@ impl Sending {
         };
         let len = block.len as usize;
         let size = block.size();
-        let readers = conns
-            .iter()
-            .filter(|c| c.payloads && c.info.is_live())
-            .count() as u64;
-        let budget = seg.capacity() / (readers + 1);
+        let budget = budget(seg, conns);
         let descriptor = payload::descriptor(seq, block);
         let header = seq.to_le_bytes();
         let wait = match self.on_full {
@@ -286,11 +282,7 @@ impl Sending {
             return None;
         };
         seg.fill(block, seq, parts);
-        let readers = conns
-            .iter()
-            .filter(|c| c.payloads && c.info.is_live())
-            .count() as u64;
-        let budget = seg.capacity() / (readers + 1);
+        let budget = budget(seg, conns);
         let descriptor = payload::descriptor(seq, block);
         let header = seq.to_le_bytes();
         let mut owed = false;
@@ -347,6 +339,16 @@ impl Sending {
             _ => None,
         }
     }
+}
+
+/// What each subscriber that reads descriptors may hold of the segment:
+/// `capacity / (such subscribers + 1)` (the module's budget rule).
+fn budget(seg: &PayloadOut, conns: &[Outgoing]) -> u64 {
+    let readers = conns
+        .iter()
+        .filter(|c| c.payloads && c.info.is_live())
+        .count() as u64;
+    seg.capacity() / (readers + 1)
 }
 
 /// Who a message could not reach.
