@@ -19,11 +19,12 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail, ensure};
+use mmipc_benchkit::units::fmt_size;
 
 use crate::harness::{Ctx, EXIT_TIMEOUT, Peers, READY_TIMEOUT, RUN_SLACK, Settings};
 use crate::os::{MemUse, Segment};
 use crate::peer::{PeerLine, PeerResult, PeerSpec, Role};
-use crate::rows::{Group, IDLE, LIFE_CYCLE, MEMORY, Row, Sample};
+use crate::rows::{Group, IDLE, LIFE_CYCLE, MEMORY, Row, SOFTWARE, Sample};
 use crate::transport::{LinkSpec, Mech, Pattern, SETUP_TIMEOUT};
 
 /// Messages the memory rows exchange before reading the processes' memory.
@@ -145,6 +146,98 @@ fn outcome_text<T: std::fmt::Debug>(r: &Result<T>) -> String {
         Ok(v) => format!("{v:.3?}"),
         Err(e) => format!("FAILED: {e:#}"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Software path
+// ---------------------------------------------------------------------------------------------
+
+/// Messages per round of the software-path row.
+const SOFTWARE_MESSAGES: u32 = 1_000_000;
+
+/// The part of a round trip that is not the hardware's hand-off between CPUs: a 64-byte
+/// message sent and received in one thread, both ends in this process, with the calls of the
+/// round-trip rows (mmipc: `publish` then the copying `recv`, spinning; the floor: its
+/// `send` then `recv` copying the bytes out, as its echo does). Nothing crosses a CPU, the
+/// data stays in the cache: what is left is instructions. A round trip has two of these on
+/// its critical path (one per direction), so twice the difference between two mechanisms
+/// here is what their software adds to the round trip beyond the hand-offs.
+pub fn software_path(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
+    let mechs = s.mechs_among(&[Mech::MmipcSpin, Mech::Floor]);
+    if !s.wants(Group::Latency) || mechs.is_empty() {
+        return Ok(Vec::new());
+    }
+    #[rustfmt::skip]
+    let [mut row] = scalar_rows(SOFTWARE, "ns", [
+        ("software-64-ns", format!("{} sent and received in one thread, per message", fmt_size(MEMORY_SIZE))),
+    ]);
+    let started = Instant::now();
+    for round in 0..s.rounds {
+        for &mech in &mechs {
+            let outcome = fresh(ctx, |dir, name| software_once(mech, dir, name));
+            progress(started, "software", round, s, mech, &outcome_text(&outcome));
+            row.add(
+                mech,
+                outcome.map(Sample::Scalar).map_err(|e| format!("{e:#}")),
+            );
+        }
+    }
+    Ok(vec![row])
+}
+
+/// ns per message of one in-thread run.
+fn software_once(mech: Mech, dir: &Path, name: String) -> Result<f64> {
+    let msg: Vec<u8> = (0..MEMORY_SIZE).map(|i| i as u8).collect();
+    let mut copy = vec![0u8; MEMORY_SIZE];
+    let time = |mut one: Box<dyn FnMut() -> Result<()> + '_>| -> Result<f64> {
+        for _ in 0..SOFTWARE_MESSAGES / 10 {
+            one()?;
+        }
+        let start = Instant::now();
+        for _ in 0..SOFTWARE_MESSAGES {
+            one()?;
+        }
+        Ok(start.elapsed().as_nanos() as f64 / f64::from(SOFTWARE_MESSAGES))
+    };
+    let ns = match mech {
+        Mech::MmipcSpin => {
+            let mut sub = mmipc::Subscriber::builder(&name)
+                .dir(dir)
+                .wait_strategy(mmipc::WaitStrategy::Spin)
+                .build()?;
+            let publisher = mmipc::Publisher::builder(&name)
+                .dir(dir)
+                .deliver_to_same_process(true)
+                .wait_strategy(mmipc::WaitStrategy::Spin)
+                .build()?;
+            publisher.wait_for_subscribers(1, SETUP_TIMEOUT)?;
+            sub.wait_for_publishers(1, SETUP_TIMEOUT)?;
+            time(Box::new(|| {
+                publisher.publish(&msg)?;
+                let got = sub.recv();
+                ensure!(got.payload() == msg, "got {} bytes back", got.len());
+                Ok(())
+            }))?
+        }
+        Mech::Floor => {
+            use crate::transport::{Floor, Transport};
+            let spec = LinkSpec {
+                pattern: Pattern::PingPong,
+                ..link(mech, dir, name, 1)
+            };
+            let (a, _) = Floor::listen(&spec)?;
+            let mut a = Floor::accept(a, &spec)?;
+            let mut b = Floor::connect(&spec, &[])?;
+            time(Box::new(|| {
+                a.send(&msg)?;
+                b.recv(|got| copy.copy_from_slice(got))?;
+                ensure!(copy == msg, "got other bytes back");
+                Ok(())
+            }))?
+        }
+        other => bail!("no in-thread run for {}", other.id()),
+    };
+    Ok(ns)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -548,7 +641,8 @@ fn idle_once(
 
 /// All of the above, in report order.
 pub fn extra_rows(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
-    let mut rows = connect_time(ctx, s)?;
+    let mut rows = software_path(ctx, s)?;
+    rows.extend(connect_time(ctx, s)?);
     rows.extend(crash_detection(ctx, s)?);
     rows.extend(memory(ctx, s)?);
     rows.extend(idle_cpu(ctx, s)?);

@@ -24,7 +24,9 @@
 //! with the payload segment for every message and for none, 4 KiB to 256 KiB.
 //!
 //! Besides round trips, throughput and fan-out (`--rows latency,throughput,fanout`), it
-//! measures connection set-up and crash detection (`lifecycle`), resident and shared memory
+//! measures the software path of a round trip (with `latency`: a 64 B message sent and
+//! received in one thread, mmipc beside the floor, so the instructions apart from the
+//! hand-offs between CPUs), connection set-up and crash detection (`lifecycle`), resident and shared memory
 //! (`memory`) and idle CPU (`idle`), see `hooks`. mmipc rings in the measured rows are sized
 //! for the message: max(256 KiB, 4 × message size rounded up to a power of two), unless
 //! `--mmipc-ring-capacity` forces one size.

@@ -20,6 +20,8 @@ pub const LIFE_CYCLE: &str = "life cycle";
 pub const MEMORY: &str = "memory";
 /// See [`LIFE_CYCLE`].
 pub const IDLE: &str = "idle";
+/// See [`LIFE_CYCLE`]: the latency group's in-thread rows (`crate::hooks::software_path`).
+pub const SOFTWARE: &str = "software";
 /// Group name of the large-message fan-out rows ([`Group::FanoutLarge`]).
 pub const FANOUT_LARGE: &str = "fanout-large";
 /// Group name of the threshold rows ([`Group::ThresholdSweep`]).
