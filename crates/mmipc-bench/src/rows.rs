@@ -140,7 +140,13 @@ impl Group {
     pub fn takes(self, mech: Mech) -> bool {
         match self.mechs() {
             Some(list) => list.contains(&mech),
-            None => !mech.is_payload_variant(),
+            // Loans read in place are measured one way too, beside iceoryx2, which sends
+            // that way in every row.
+            None => {
+                !mech.is_payload_variant()
+                    || (mech == Mech::MmipcLoan
+                        && matches!(self, Group::Throughput | Group::Fanout))
+            }
         }
     }
 
@@ -461,7 +467,10 @@ mod tests {
         assert!(Group::FanoutLarge.takes(Mech::MmipcLoan));
         assert!(Group::FanoutLarge.takes(Mech::MmipcDefault));
         assert!(!Group::FanoutLarge.takes(Mech::Uds));
-        assert!(!Group::Fanout.takes(Mech::MmipcLoan));
+        assert!(Group::Fanout.takes(Mech::MmipcLoan));
+        assert!(Group::Throughput.takes(Mech::MmipcLoan));
+        assert!(!Group::Latency.takes(Mech::MmipcLoan));
+        assert!(!Group::Fanout.takes(Mech::MmipcLoanPark));
         assert!(!Group::Latency.takes(Mech::Iox2LoanEvent));
         assert!(Group::Fanout.takes(Mech::Iox2Event));
         assert!(Group::ThresholdSweep.takes(Mech::MmipcPayload));

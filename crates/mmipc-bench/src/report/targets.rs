@@ -17,6 +17,10 @@ pub const TARGETS: &[(&str, Mech, Mech)] = &[
     ("tput-64", Mech::MmipcDefault, Mech::Iox2Poll),
     ("tput-4096", Mech::MmipcDefault, Mech::Iox2Poll),
     ("tput-1048576", Mech::MmipcDefault, Mech::Iox2Poll),
+    // The same with mmipc's zero-copy API (a loan, read in place), as iceoryx2 sends.
+    ("tput-64", Mech::MmipcLoan, Mech::Iox2Poll),
+    ("tput-4096", Mech::MmipcLoan, Mech::Iox2Poll),
+    ("tput-1048576", Mech::MmipcLoan, Mech::Iox2Poll),
     // Async (issue 14): RTT within 2× of the sync default mode and 10× below tokio's
     // UnixStream, throughput at least 0.8× sync.
     ("rtt-64", Mech::MmipcAsync, Mech::MmipcDefault),

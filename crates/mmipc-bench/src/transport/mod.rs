@@ -79,7 +79,9 @@ pub enum Mech {
     Floor,
     /// mmipc pub/sub, `WaitStrategy::default()`, the sender writing each message in place
     /// in a [`mmipc::Publisher::loan`] (zero copies for a message at or above the payload
-    /// threshold) and the receivers reading it in place (`recv_ref`). Large-message rows.
+    /// threshold; below it a private buffer, copied into each ring at `send`) and the
+    /// receivers reading it in place (`recv_ref`): the way iceoryx2 sends in every row.
+    /// Large-message rows, and one way (1→1, 1→2).
     MmipcLoan,
     /// As [`Mech::MmipcLoan`] with `WaitStrategy::Park` on both sides: receivers that sleep
     /// at once, like iceoryx2's event variant (fairer when receivers share a CPU).
@@ -204,7 +206,8 @@ impl Mech {
     }
 
     /// Whether the mechanism is one of the variants measured only in the large-message and
-    /// threshold rows (`crate::rows::Group::mechs`).
+    /// threshold rows (`crate::rows::Group::mechs`; `Group::takes` adds the loan variant
+    /// to the one-way rows).
     pub fn is_payload_variant(self) -> bool {
         matches!(
             self,

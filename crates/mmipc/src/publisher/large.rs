@@ -432,7 +432,8 @@ pub struct Loan<'a> {
 
 enum Buf {
     Shared(payload::Loaned),
-    Private(Vec<u8>),
+    /// The publisher's spare buffer (at least `len` bytes), of which the first `len` are lent.
+    Private { bytes: Vec<u8>, len: usize },
     /// Sent (or given back).
     Gone,
 }
@@ -471,7 +472,15 @@ impl Publisher {
         };
         let buf = match (shared, &out.payload) {
             (Some(block), Segment::Ready(seg)) => Buf::Shared(seg.lend(block)),
-            _ => Buf::Private(vec![0; len]),
+            _ => {
+                // The last small loan's buffer: its bytes are initialized (zeroed once, then
+                // earlier messages of ours), so only a longer loan zeroes, and only the rest.
+                let mut bytes = std::mem::take(&mut out.spare);
+                if bytes.len() < len {
+                    bytes.resize(len, 0);
+                }
+                Buf::Private { bytes, len }
+            }
         };
         Ok(Loan {
             publisher: self,
@@ -549,7 +558,15 @@ impl Loan<'_> {
     pub fn send(mut self) -> Result<(), PublishError> {
         let publisher = self.publisher;
         match std::mem::replace(&mut self.buf, Buf::Gone) {
-            Buf::Private(bytes) => publisher.publish(&bytes),
+            Buf::Private { bytes, len } => {
+                let core = &*publisher.core;
+                let s = &core.role;
+                let mut out = s.begin(core, len)?;
+                let outcome = s.publish_in(core, &mut out, &[&bytes[..len]], len);
+                keep_spare(&mut out, bytes);
+                drop(out);
+                outcome.result(s, len)
+            }
             Buf::Shared(loaned) => {
                 let core = &*publisher.core;
                 let s = &core.role;
@@ -578,7 +595,7 @@ impl std::ops::Deref for Loan<'_> {
     fn deref(&self) -> &[u8] {
         match &self.buf {
             Buf::Shared(loaned) => loaned.bytes(),
-            Buf::Private(bytes) => bytes,
+            Buf::Private { bytes, len } => &bytes[..*len],
             Buf::Gone => &[],
         }
     }
@@ -588,7 +605,7 @@ impl std::ops::DerefMut for Loan<'_> {
     fn deref_mut(&mut self) -> &mut [u8] {
         match &mut self.buf {
             Buf::Shared(loaned) => loaned.bytes_mut(),
-            Buf::Private(bytes) => bytes,
+            Buf::Private { bytes, len } => &mut bytes[..*len],
             Buf::Gone => &mut [],
         }
     }
@@ -596,14 +613,30 @@ impl std::ops::DerefMut for Loan<'_> {
 
 impl Drop for Loan<'_> {
     fn drop(&mut self) {
-        if let Buf::Shared(loaned) = std::mem::replace(&mut self.buf, Buf::Gone) {
-            let block = loaned.block();
-            drop(loaned);
-            let mut out = lock(&self.publisher.core.role.out);
-            if let Segment::Ready(seg) = &mut out.payload {
-                seg.release(block);
+        match std::mem::replace(&mut self.buf, Buf::Gone) {
+            Buf::Shared(loaned) => {
+                let block = loaned.block();
+                drop(loaned);
+                let mut out = lock(&self.publisher.core.role.out);
+                if let Segment::Ready(seg) = &mut out.payload {
+                    seg.release(block);
+                }
             }
+            Buf::Private { bytes, .. } => keep_spare(&mut lock(&self.publisher.core.role.out), bytes),
+            Buf::Gone => {}
         }
+    }
+}
+
+/// Largest private loan buffer a publisher keeps for the next small loan: a private loan
+/// above it (a large message that found no shared space) is freed after use.
+const SPARE_MAX: usize = 64 << 10;
+
+/// Keeps a sent (or given back) private loan buffer for the next loan, unless one is kept
+/// already (loans outstanding at once) or it is too large to keep.
+fn keep_spare(out: &mut Out, bytes: Vec<u8>) {
+    if out.spare.capacity() == 0 && bytes.len() <= SPARE_MAX {
+        out.spare = bytes;
     }
 }
 
@@ -672,6 +705,50 @@ mod tests {
             .wait_for_subscribers(1, Duration::from_secs(10))
             .unwrap();
         (publisher, sub)
+    }
+
+    #[test]
+    fn small_loans_reuse_one_buffer_and_send_exactly_their_bytes() {
+        let dir = tempfile::tempdir().unwrap();
+        let (publisher, mut sub) = pair(dir.path(), |b| b);
+        let recv = |sub: &mut Subscriber| sub.recv_timeout(Duration::from_secs(10)).unwrap();
+        let mut first = publisher.loan(300).unwrap();
+        first.fill(1);
+        let at = first.as_ptr();
+        first.send().unwrap();
+        // A shorter loan gets the same buffer (no allocation), cut to its length.
+        let mut second = publisher.loan(10).unwrap();
+        assert_eq!((second.as_ptr(), second.len()), (at, 10));
+        second.fill(2);
+        second.send().unwrap();
+        // A longer one grows it; what it does not write is what was there (initialized).
+        let third = publisher.loan(500).unwrap();
+        assert_eq!(third.len(), 500);
+        assert_eq!(&third[..10], &[2; 10][..]);
+        // Two at once: the second is a buffer of its own; both go out whole, in send order.
+        let mut fourth = publisher.loan(20).unwrap();
+        fourth.fill(4);
+        fourth.send().unwrap();
+        drop(third);
+        let mut fifth = publisher.loan(30).unwrap();
+        fifth.fill(5);
+        publisher.publish_with(40, |b| b.fill(6)).unwrap();
+        fifth.send().unwrap();
+        assert_eq!(&*recv(&mut sub), &[1; 300][..]);
+        assert_eq!(&*recv(&mut sub), &[2; 10][..]);
+        assert_eq!(&*recv(&mut sub), &[4; 20][..]);
+        assert_eq!(&*recv(&mut sub), &[6; 40][..]);
+        assert_eq!(&*recv(&mut sub), &[5; 30][..]);
+        // A private loan above what is kept (a large one that found no shared space) is not
+        // kept: the next small loan allocates anew.
+        let other = tempfile::tempdir().unwrap();
+        let (big, _sub) = pair(other.path(), |b| b.payload_capacity(0));
+        let large = big.loan(SPARE_MAX + 1).unwrap();
+        assert!(format!("{large:?}").contains("shared: false"));
+        large.send().unwrap();
+        assert_eq!(lock(&big.core.role.out).spare.capacity(), 0);
+        big.loan(8).unwrap().send().unwrap();
+        assert_eq!(lock(&big.core.role.out).spare.len(), 8);
     }
 
     #[test]

@@ -253,6 +253,7 @@ impl PublisherBuilder {
                 seq: 0,
                 backlog: None,
                 payload,
+                spare: Vec::new(),
             }),
             pending: Handoff::default(),
             #[cfg(all(any(unix, windows), feature = "tokio"))]
@@ -295,6 +296,9 @@ struct Out {
     backlog: Option<Backlog>,
     /// Where large messages are written once.
     payload: large::Segment,
+    /// The private buffer of the last small [`Loan`](large::Loan), kept for the next one (no
+    /// allocation, no zeroing): all its bytes are initialized.
+    spare: Vec<u8>,
 }
 
 /// A message an async publish left owed to some connections (their rings were full): every
@@ -485,16 +489,7 @@ impl Publisher {
         let s = &core.role;
         let len: usize = parts.iter().map(|p| p.len()).sum();
         let mut out = s.begin(core, len)?;
-        let seq = s.next_seq(core, &mut out);
-        let large = if s.goes_large(len, &out.conns, false) {
-            s.publish_large(core, &mut out, seq, parts, len)
-        } else {
-            None
-        };
-        let outcome = match large {
-            Some(outcome) => outcome,
-            None => framing::with_frame(seq, parts, |frame| s.deliver_inline(core, &mut out, frame, len)),
-        };
+        let outcome = s.publish_in(core, &mut out, parts, len);
         drop(out);
         outcome.result(s, len)
     }
@@ -617,6 +612,21 @@ impl Sending {
             return Err(PublishError::Closed);
         }
         Ok(out)
+    }
+
+    /// Numbers and sends message `parts` (`len` bytes) under the lock `begin` took: once
+    /// into the payload segment if it goes there, else copied into every ring.
+    fn publish_in(&self, core: &Core<Sending>, out: &mut Out, parts: &[&[u8]], len: usize) -> large::Outcome {
+        let seq = self.next_seq(core, out);
+        let large = if self.goes_large(len, &out.conns, false) {
+            self.publish_large(core, out, seq, parts, len)
+        } else {
+            None
+        };
+        match large {
+            Some(outcome) => outcome,
+            None => framing::with_frame(seq, parts, |frame| self.deliver_inline(core, out, frame, len)),
+        }
     }
 
     /// Picks up new connections, delivers a backlog first, and numbers the next message.
