@@ -717,7 +717,10 @@ mod tests {
         assert_eq!(rows[0], (Group::Fanout, 64, 2));
         assert_eq!(rows[2], (Group::FanoutLarge, 64 << 10, 1));
         assert_eq!(rows[10], (Group::FanoutLarge, 4 << 20, 4));
-        assert!(plan[0].1.contains(&Mech::MmipcLoan), "loans one way, beside iceoryx2");
+        assert!(
+            plan[0].1.contains(&Mech::MmipcLoan),
+            "loans one way, beside iceoryx2"
+        );
         assert!(!plan[0].1.contains(&Mech::MmipcLoanPark));
         assert!(!plan[0].1.contains(&Mech::Floor), "a ping-pong device");
         let mut want = Group::FanoutLarge.mechs().unwrap().to_vec();

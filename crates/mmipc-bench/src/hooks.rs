@@ -421,7 +421,7 @@ pub fn memory(ctx: &Ctx, s: &Settings) -> Result<Vec<Row>> {
     #[rustfmt::skip]
     let [mut bell, mut fan] = [
         ("shm-doorbell-bytes", "doorbell segment file per subscriber (size)", "B"),
-        ("shm-1-publisher-16-subscribers-mib", "1 publisher + 16 subscribers: all segments, in whole pages", "MiB"),
+        ("shm-1-publisher-16-subscribers-mib", "1 publisher + 16 subscribers: rings and doorbells, in whole pages", "MiB"),
     ].map(|(id, title, unit)| Row::scalar(id, MEMORY, title, unit, false));
     let started = Instant::now();
     let kib = |bytes: u64| bytes as f64 / 1024.0;

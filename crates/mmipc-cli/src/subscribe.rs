@@ -212,6 +212,7 @@ pub(crate) fn reason_text(reason: DisconnectReason) -> &'static str {
         DisconnectReason::Crashed => "crashed",
         DisconnectReason::TimedOut => "timed out",
         DisconnectReason::ProtocolViolation => "protocol violation",
+        DisconnectReason::Evicted => "evicted (this end was judged hung)",
         _ => "disconnected",
     }
 }

@@ -498,8 +498,14 @@ impl<R: Role> runtime::Endpoint for Core<R> {
             .iter_mut()
             .filter_map(|(&id, c)| Some((id, c.silence.judge(&c.info, now, delayed)?)))
             .collect();
+        // A peer that judged us hung (we were stopped) is alive: the next scan connects
+        // to it anew, at once rather than at the next safety rescan.
+        let evicted = ended.iter().any(|&(_, r)| r == DisconnectReason::Evicted);
         for (id, reason) in ended {
             self.end(&mut m, id, reason);
+        }
+        if evicted {
+            runtime::rescan();
         }
         now + interval
     }

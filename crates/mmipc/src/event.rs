@@ -58,6 +58,11 @@ pub enum DisconnectReason {
     TimedOut,
     /// The peer wrote something that breaks the protocol into shared memory.
     ProtocolViolation,
+    /// The peer ended the connection because *this* endpoint stopped heartbeating for longer
+    /// than the peer's timeout (its process was stopped, hung, or starved of CPU): what the
+    /// peer reported as [`DisconnectReason::TimedOut`]. Messages sent meanwhile are lost to
+    /// it; it connects again on its own once it runs.
+    Evicted,
 }
 
 /// A change in an endpoint's connections, from [`Publisher::events`](crate::Publisher::events)

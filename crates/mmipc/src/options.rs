@@ -93,8 +93,9 @@ pub const DEFAULT_REASSEMBLY_BUDGET: usize = 256 << 20;
 pub const DEFAULT_PAYLOAD_THRESHOLD: usize = 16 * 1024;
 
 /// Bytes of a publisher's payload segment (see
-/// [`PublisherBuilder::payload_capacity`](crate::PublisherBuilder::payload_capacity)): made on
-/// the first large message; memory is used only as blocks are written.
+/// [`PublisherBuilder::payload_capacity`](crate::PublisherBuilder::payload_capacity)): made
+/// with the publisher as a sparse file; memory is backed (in steps of 1 MiB or more) as
+/// blocks are first handed out.
 ///
 /// # Examples
 ///
@@ -198,6 +199,23 @@ pub(crate) fn validate_capacity(capacity: usize) -> Result<()> {
     Ok(())
 }
 
+/// Checks a publisher's `payload_capacity`: 0 (no payload segment) or from 64 bytes to what
+/// a subscriber maps ([`crate::connection::payload::MAX_CAPACITY`], 1 TiB). A larger segment
+/// would be refused by every subscriber, each of its large messages lost to a protocol
+/// violation.
+pub(crate) fn validate_payload_capacity(bytes: usize) -> Result<()> {
+    let max = crate::connection::payload::MAX_CAPACITY;
+    if bytes != 0 && !(64..=max).contains(&(bytes as u64)) {
+        return Err(Error::InvalidOption {
+            option: "payload_capacity",
+            problem: format!(
+                "{bytes} bytes: use 0 (every message inline) or from 64 bytes to {max} (1 TiB)"
+            ),
+        });
+    }
+    Ok(())
+}
+
 /// The builder options both endpoints take, written once: `dir`, `wait_strategy`,
 /// `heartbeat_interval`, `peer_timeout`. The builder has a `common: Common`; `$ty` is the
 /// endpoint's type name, `$waits` says what a wait strategy governs, `$peer` names the peer.
@@ -223,14 +241,14 @@ macro_rules! common_builder_options {
         /// that every member uses, ideally on a memory file system such as `/dev/shm`
         /// (shared memory then never touches a disk).
         ///
-        /// With sharing on, directories are made with mode 2770 (setgid: files take the
-        /// directory's group) and files with mode 0660, whatever the umask; an existing root
-        /// must belong to a group this process is a member of, and every directory and file
-        /// used must belong to that group and give no access to other users, or the endpoint
-        /// refuses it ([`Error::InsecureDirectory`](crate::Error::InsecureDirectory),
-        /// [`Error::BadSegment`](crate::Error::BadSegment)); a file owned by another
-        /// member is fine. Every member of the group can then read, publish and disturb the
-        /// channel as you can: share only with accounts you trust (see the threat model in
+        /// With sharing on, directories are made with mode 2770 (setgid: files take the directory's
+        /// group) and files with mode 0660, whatever the umask; an existing root must belong to a
+        /// group this process is a member of, and every directory and file used must belong to that
+        /// group and give no access to other users, or the endpoint refuses it
+        /// ([`Error::GroupDirectory`](crate::Error::GroupDirectory) for a directory,
+        /// [`Error::BadSegment`](crate::Error::BadSegment) for a file); a file owned by another
+        /// member is fine. Every member of the group can then read, publish and disturb the channel
+        /// as you can: share only with accounts you trust (see the threat model in
         /// `docs/PROTOCOL.md`). Every endpoint of the channel must use the same setting: an
         /// endpoint without it refuses the group's directory as not private.
         ///

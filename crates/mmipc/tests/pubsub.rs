@@ -123,6 +123,10 @@ fn child_process_entry() {
                 publisher.publish(&make_msg(seed, i, max)).unwrap();
             }
         }
+        // Says "READY" once connected, receives until told (by a message "quit") to stop,
+        // then goes on receiving until the end of its first connection is reported (the end
+        // of a ring is reported once it is drained, maybe after "quit" came through the new
+        // connection): prints why it ended (`@END <reason>`) and "OK".
         "idle-sub" => {
             let mut sub = Subscriber::builder(&channel)
                 .dir(&dir)
@@ -130,14 +134,42 @@ fn child_process_entry() {
                 .peer_timeout(Duration::from_millis(400))
                 .build()
                 .unwrap();
-            // Receive until told (by a message "quit") to stop.
-            loop {
-                let msg = sub.recv_timeout(WATCHDOG).unwrap();
-                if msg.payload() == b"quit" {
-                    println!("OK");
-                    return;
+            let events = sub.events();
+            sub.wait_for_publishers(1, WATCHDOG).unwrap();
+            println!("READY");
+            while sub.recv_timeout(WATCHDOG).unwrap().payload() != b"quit" {}
+            let deadline = std::time::Instant::now() + WATCHDOG;
+            while std::time::Instant::now() < deadline {
+                let _ = sub.recv_timeout(Duration::from_millis(20));
+                if let Some(Event::Disconnected { reason, .. }) = events.try_recv() {
+                    println!("@END {reason:?}");
+                    break;
                 }
             }
+            println!("OK");
+        }
+        // Publishes "tick" every 20 ms until its subscriber's connection ended (it judged us
+        // hung) and a new one is up, then "quit"; prints why the first ended, and "OK".
+        "idle-pub" => {
+            let publisher = Publisher::builder(&channel)
+                .dir(&dir)
+                .heartbeat_interval(Duration::from_millis(50))
+                .peer_timeout(Duration::from_millis(400))
+                .build()
+                .unwrap();
+            let events = publisher.events();
+            let mut ended = None;
+            while ended.is_none() || publisher.num_active_connections() == 0 {
+                let _ = publisher.publish(b"tick");
+                while let Some(e) = events.recv_timeout(Duration::from_millis(20)) {
+                    if let Event::Disconnected { reason, .. } = e {
+                        ended.get_or_insert(reason);
+                    }
+                }
+            }
+            publisher.publish(b"quit").unwrap();
+            println!("@END {:?}", ended.unwrap());
+            println!("OK");
         }
         // A subscriber (options from the environment) that prints its id, then one line per
         // message (`@MSG <sequence> <index> <len>`, the payload checked against its stamp),
@@ -1141,10 +1173,12 @@ fn stopped_subscriber_times_out_and_reconnects_after_sigcont() {
         .build()
         .unwrap();
     let events = publisher.events();
-    let child = spawn_child(CHILD, "idle-sub", &child_env(root.path(), "stop", &[]));
+    let mut child = spawn_child(CHILD, "idle-sub", &child_env(root.path(), "stop", &[]));
     let pid = child.id() as i32;
     publisher.wait_for_subscribers(1, WATCHDOG).unwrap();
     assert!(matches!(next_event(&events), Event::Connected { .. }));
+    // Stopped once it has seen the connection too (not still inside `build`).
+    read_line_starting(&mut child, "READY");
     // SAFETY: plain kill(2) on our own child.
     assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
     match next_event(&events) {
@@ -1159,7 +1193,57 @@ fn stopped_subscriber_times_out_and_reconnects_after_sigcont() {
     );
     publisher.publish(b"quit").unwrap();
     let (status, out) = wait_child(child, "resumed subscriber");
-    assert!(status.success() && out.contains("OK"));
+    assert!(status.success() && out.contains("OK"), "{out}");
+    // The resumed subscriber learns why: it was judged hung, not closed by a live publisher.
+    assert!(out.contains("@END Evicted"), "{out}");
+    assert!(!out.contains("@END Closed"), "{out}");
+}
+
+/// The other way round: a subscriber judges a stopped publisher hung; the publisher, resumed,
+/// reports that it was evicted (its writes find the ring closed), then reconnects at once
+/// (it used to report `Closed`, and to reconnect only at the next safety rescan, 60 s later,
+/// unless something else changed in the directory).
+#[cfg(unix)] // signals (SIGSTOP), Unix permissions or /proc
+#[test]
+fn a_stopped_publisher_learns_it_was_evicted_when_it_resumes() {
+    if child_role().is_some() {
+        return;
+    }
+    let root = test_root();
+    let mut sub = Subscriber::builder("evict")
+        .dir(root.path())
+        .heartbeat_interval(Duration::from_millis(50))
+        .peer_timeout(Duration::from_millis(400))
+        .build()
+        .unwrap();
+    let events = sub.events();
+    let child = spawn_child(CHILD, "idle-pub", &child_env(root.path(), "evict", &[]));
+    let pid = child.id() as i32;
+    assert_eq!(sub.recv_timeout(WATCHDOG).unwrap().payload(), b"tick");
+    // SAFETY: plain kill(2) on our own child.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGSTOP) }, 0);
+    loop {
+        match next_event(&events) {
+            Event::Disconnected { reason, .. } => {
+                assert_eq!(reason, DisconnectReason::TimedOut);
+                break;
+            }
+            _ => continue,
+        }
+    }
+    // SAFETY: as above.
+    assert_eq!(unsafe { libc::kill(pid, libc::SIGCONT) }, 0);
+    let resumed = Instant::now();
+    while sub.recv_timeout(WATCHDOG).unwrap().payload() != b"quit" {}
+    assert!(
+        resumed.elapsed() < Duration::from_secs(20),
+        "the resumed publisher took {:?} to reconnect (the safety rescan is 60 s)",
+        resumed.elapsed()
+    );
+    let (status, out) = wait_child(child, "resumed publisher");
+    assert!(status.success() && out.contains("OK"), "{out}");
+    assert!(out.contains("@END Evicted"), "{out}");
+    assert!(!out.contains("@END Closed"), "{out}");
 }
 
 #[test]

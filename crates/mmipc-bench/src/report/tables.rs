@@ -181,8 +181,10 @@ pub(super) fn scalar_group_text(group: &str, meta: &Meta) -> (String, String) {
                  records) by the subscriber once it has received everything: their sizes, and \
                  the tmpfs pages allocated to them (st_blocks). The 16-subscriber total has \
                  the 16 subscribers in one process (segments are per subscriber endpoint, not \
-                 per process), one message each, and rounds every segment file up to whole \
-                 pages: what tmpfs holds once every page has been touched. KiB = 1024 bytes.",
+                 per process), one message each, and rounds every ring and doorbell file up \
+                 to whole pages: what tmpfs holds once every page has been touched (the \
+                 publisher's payload segment, sparse and untouched by 64 B messages, is left \
+                 out). KiB = 1024 bytes.",
                 fmt_thousands(MEMORY_MESSAGES as f64),
                 fmt_size(MEMORY_SIZE),
             )),

@@ -81,6 +81,7 @@ impl ConnInfo {
             2 => DisconnectReason::Crashed,
             3 => DisconnectReason::TimedOut,
             4 => DisconnectReason::ProtocolViolation,
+            5 => DisconnectReason::Evicted,
             _ => return None,
         })
     }
@@ -160,11 +161,7 @@ impl Silence {
             return Some(info.reason().unwrap_or(DisconnectReason::Closed));
         }
         if peer_closed {
-            return Some(if control.violated() {
-                DisconnectReason::ProtocolViolation
-            } else {
-                DisconnectReason::Closed
-            });
+            return Some(closed_reason(control));
         }
         let progress = peer_progress(info, self.peer);
         if progress != self.last_progress || delayed {
@@ -188,8 +185,19 @@ pub(crate) fn departure(info: &ConnInfo, peer: PeerEnd) -> DisconnectReason {
     };
     if !closed {
         DisconnectReason::Crashed
-    } else if info.control.violated() {
+    } else {
+        closed_reason(&info.control)
+    }
+}
+
+/// Why a ring whose other side is closed ended, as its header says: a protocol violation
+/// either end found, an eviction (one end judged the other hung; the end that judged has
+/// recorded `TimedOut` already, so only the evicted end reports this), else a close.
+pub(crate) fn closed_reason(control: &RingControl) -> DisconnectReason {
+    if control.violated() {
         DisconnectReason::ProtocolViolation
+    } else if control.evicted() {
+        DisconnectReason::Evicted
     } else {
         DisconnectReason::Closed
     }

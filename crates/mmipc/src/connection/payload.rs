@@ -17,7 +17,10 @@
 //! the end of the descriptor's record is that release (the subscriber publishes it as soon as
 //! it drops the message). The publisher keeps, per connection, the ring position after each
 //! descriptor it wrote and a reference count per block (`PayloadOut::hold` / `release`).
-//! A connection that ends (crash, close, time-out) releases everything it held.
+//! A connection that ends (crash, close, time-out) parks what it held: each block is freed
+//! once its subscriber's read position passes it, or all of them once the subscriber is gone
+//! (its lock free; probed when blocks run short), because a subscriber judged hung may still
+//! be reading one in place.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

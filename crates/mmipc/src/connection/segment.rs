@@ -1,7 +1,8 @@
 //! Names of a connection's shared files in the channel's segment directory, and the rule of
 //! who removes a ring: `ring-<publisher>-<subscriber>-<generation>` (one per connection; a
-//! reconnect takes the next generation) and `sub-<subscriber>.bell` (the subscriber's
-//! doorbell, shared by all its rings). Owns naming and parsing; must not create, open or
+//! reconnect takes the next generation), `sub-<subscriber>.bell` (the subscriber's doorbell,
+//! shared by all its rings), `pub-<publisher>.pay` (the publisher's payload segment) and
+//! `pub-<publisher>.wake` (its wake-up pipe). Owns naming and parsing; must not create, open or
 //! remove files.
 
 use std::path::PathBuf;

@@ -1,12 +1,15 @@
 //! Publishing on tokio (the `tokio` feature): a publish that waits for room in a full ring
 //! without blocking the executor thread.
 //!
-//! The message is written at once to every ring with room; the rings without room are owed
-//! it (the publisher's backlog, see `Backlog`), and the publish registers on their space
-//! bells and waits for its wake-up source (`source`): on Unix the publisher's wake-up pipe
-//! (`pub-<id>.wake`), which a subscriber writes to when it frees room while the ring's
-//! `space_listen` flag is set; on Windows the space bells' named events themselves, plus an
-//! event of its own for wake-ups from this process. Fragments of a message larger than the
+//! A large message is first written once into the payload segment if a block can be had now
+//! (`Sending::enter_large`): a descriptor to each subscriber with room and budget, the payload
+//! inline to the others. Otherwise the message is written at once to every ring with room. Either
+//! way the rings without room are owed it (the publisher's backlog, see `Backlog`), and the publish
+//! registers on their space bells and waits for its wake-up source (`source`): on Unix the
+//! publisher's wake-up pipe (`pub-<id>.wake`), which a subscriber writes to when it frees room
+//! while the ring's `space_listen` flag is set; on Windows the space bells' named events
+//! themselves, plus an event of its own for wake-ups from this process. Fragments of a message
+//! larger than the
 //! ring go in as room appears.
 
 use std::time::{Duration, Instant};

@@ -1,15 +1,18 @@
-//! Large messages, written once: the publisher's payload segment (made on the first large
-//! message), the delivery of a block's descriptor to every subscriber under the [`OnFull`]
-//! policy and a per-subscriber budget, the reclaiming of blocks every holder released, and
-//! the loan API ([`Loan`], [`Publisher::loan`], [`Publisher::publish_with`]).
+//! Large messages, written once: the publisher's payload segment (made with the publisher, a sparse
+//! file backed as blocks are first handed out), the delivery of a block's descriptor to every
+//! subscriber under the [`OnFull`] policy and a per-subscriber budget, the reclaiming of blocks
+//! every holder released, and the loan API ([`Loan`], [`Publisher::loan`],
+//! [`Publisher::publish_with`]).
 //!
 //! **Budget.** Under every policy a subscriber holding descriptors of more than its share of
 //! the segment (`capacity / (subscribers + 1)`; one message always fits) is treated like a
 //! full ring: a drop under [`OnFull::DropNewest`] / [`OnFull::Fail`], a wait (bounded under
 //! [`OnFull::BlockFor`]) otherwise. So a stalled subscriber can pin at most its share, never
-//! the whole segment; and when blocks still cannot be had (the segment is fragmented or
-//! held by several slow subscribers at once), the message is copied into the rings inline,
-//! as small messages are, rather than waiting for slow subscribers against the policy.
+//! the whole segment. When no block can be had (the segment is fragmented or held by several
+//! slow subscribers at once), [`OnFull::Block`] waits for the subscriber holding the most,
+//! [`OnFull::BlockFor`] does so until its time is up, and [`OnFull::DropNewest`] /
+//! [`OnFull::Fail`] at once: then the message is copied into the rings inline, as small
+//! messages are.
 
 use std::time::Instant;
 
@@ -705,6 +708,26 @@ mod tests {
             .wait_for_subscribers(1, Duration::from_secs(10))
             .unwrap();
         (publisher, sub)
+    }
+
+    /// A payload segment no subscriber would map (over 1 TiB) was accepted, and every large
+    /// message then ended its connection as a protocol violation; `usize::MAX` overflowed
+    /// (a panic with overflow checks).
+    #[test]
+    fn a_payload_capacity_out_of_range_is_an_invalid_option() {
+        let dir = tempfile::tempdir().unwrap();
+        let build = |bytes| Publisher::builder("cap").dir(dir.path()).payload_capacity(bytes).build();
+        for bytes in [usize::MAX, (1 << 40) + 64, 1 << 41, 1, 63] {
+            let err = build(bytes).expect_err("out of range");
+            assert!(
+                matches!(err, crate::Error::InvalidOption { option: "payload_capacity", .. }),
+                "{bytes}: {err}"
+            );
+            assert!(err.to_string().contains("1 TiB"), "{err}");
+        }
+        for bytes in [0, 64, 1 << 20] {
+            build(bytes).unwrap();
+        }
     }
 
     #[test]

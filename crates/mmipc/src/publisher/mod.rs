@@ -160,15 +160,21 @@ impl PublisherBuilder {
         self
     }
 
-    /// Bytes of the payload segment (default [`DEFAULT_PAYLOAD_CAPACITY`]), made on the first
-    /// large message; pages are used as blocks are written, and a block is reused once every
-    /// subscriber released it. Messages larger than half of it go inline (in fragments);
-    /// `0` sends everything inline. Each subscriber may hold at most a share of it
-    /// (`capacity / (subscribers + 1)`, always one message): beyond that it is treated as a
-    /// full ring under the [`OnFull`] policy, so a stalled subscriber cannot hold the others
-    /// hostage. Size it for the depth you want: with 4 MiB frames to 4 subscribers, 320 MiB
-    /// lets each hold 16 frames (measured: deeper queues keep subscribers that share a CPU
-    /// busy in longer turns).
+    /// Bytes of the payload segment (default [`DEFAULT_PAYLOAD_CAPACITY`]; 0, or from 64
+    /// bytes to 1 TiB), made with the publisher as a sparse file: pages are backed as blocks
+    /// are first handed out, and a block is reused once every subscriber released it. Each
+    /// message takes its length plus a 64-byte header, rounded up to 64; messages whose block
+    /// is larger than half of the segment go inline (in fragments); `0` sends everything
+    /// inline. Each subscriber may hold at most a share of it (`capacity / (subscribers +
+    /// 1)`, always one message): beyond that it is treated as a full ring under the
+    /// [`OnFull`] policy, so a stalled subscriber cannot hold the others hostage. Size it for
+    /// the depth you want: with 4 MiB frames to 4 subscribers, 320 MiB lets each hold 15
+    /// frames (measured: deeper queues keep subscribers that share a CPU busy in longer
+    /// turns).
+    ///
+    /// # Errors
+    /// [`build`](Self::build) fails with [`Error::InvalidOption`](crate::Error::InvalidOption)
+    /// for a size out of range (a subscriber maps at most 1 TiB).
     ///
     /// # Examples
     ///
@@ -176,7 +182,7 @@ impl PublisherBuilder {
     /// # let dir = tempfile::tempdir()?;
     /// let publisher = mmipc::Publisher::builder("docs")
     ///     .dir(dir.path())
-    ///     .payload_capacity(256 << 20) // frames of up to 128 MiB, written once
+    ///     .payload_capacity(256 << 20) // frames of up to 128 MiB - 64 B, written once
     ///     .max_message_size(128 << 20)
     ///     .build()?;
     /// # Ok::<(), Box<dyn std::error::Error>>(())
@@ -229,6 +235,7 @@ impl PublisherBuilder {
     pub fn build(mut self) -> Result<Publisher> {
         self.common.validate()?;
         validate_capacity(self.ring_capacity)?;
+        crate::options::validate_payload_capacity(self.payload_capacity)?;
         // The payload segment exists before any ring: every subscriber maps it when it opens
         // its ring, so it can read descriptors even after the file is gone.
         let payload_capacity = self.payload_capacity as u64;
@@ -380,8 +387,13 @@ impl Outgoing {
                 self.info.end(DisconnectReason::ProtocolViolation, events);
                 Delivery::Ended
             }
+            // Closed: by the subscriber (normally, or because it judged us hung), or by us.
             Err(_) => {
-                self.info.end(DisconnectReason::Closed, events);
+                let reason = match self.info.control.evicted() {
+                    true => DisconnectReason::Evicted,
+                    false => DisconnectReason::Closed,
+                };
+                self.info.end(reason, events);
                 Delivery::Ended
             }
         }
@@ -911,8 +923,12 @@ impl Role for Sending {
     ) {
         conn.info.end(reason, &core.events);
         // Release a publish blocked on this ring, and tell a resumed subscriber the
-        // connection is over.
-        conn.info.control.close_consumer_side();
+        // connection is over (and, if we judged it hung, that it was evicted).
+        if reason == DisconnectReason::TimedOut {
+            conn.info.control.evict();
+        } else {
+            conn.info.control.close_consumer_side();
+        }
         conn.info.control.close_producer_side();
         conn.extra.doorbell.ring();
         // An async publish waiting for room in this ring looks again.

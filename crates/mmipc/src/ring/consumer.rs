@@ -2,8 +2,9 @@
 //! messages under a shared [`Budget`]. It owns the read position and validates every
 //! position, length, record kind and lap tag it reads before use. It learns of a record from
 //! the record's header word (one cache line for a small message), and loads the producer's
-//! position only when the header says nothing is there (to tell an empty ring from a closed
-//! or corrupt one, and to wait). It must not write the data area (only the consumer's side of
+//! position only when the header says nothing is there, in one empty read of 64 and after a
+//! close (to tell an empty ring from a closed or corrupt one); a waiter polls only the header
+//! and the closed flag. It must not write the data area (only the consumer's side of
 //! the header) nor trust anything the producer wrote.
 
 use std::time::Instant;

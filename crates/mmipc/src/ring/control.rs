@@ -3,7 +3,7 @@
 //! header fields only, through atomics; it must not touch the data area or either end's
 //! private state.
 
-use super::layout::{CLOSED, OPEN, VIOLATED};
+use super::layout::{CLOSED, EVICTED, OPEN, VIOLATED};
 use super::region::Region;
 use super::wait::notify;
 use crate::sync::Ordering;
@@ -91,13 +91,30 @@ impl RingControl {
             || h.consumer.closed.load(Ordering::Acquire) == VIOLATED
     }
 
+    /// Whether the connection was ended because one end judged the other hung
+    /// ([`RingControl::evict`]).
+    pub(crate) fn evicted(&self) -> bool {
+        self.region.header().consumer.closed.load(Ordering::Acquire) == EVICTED
+    }
+
     /// Marks the consumer side closed (its process died or hung) and wakes a parked producer.
     pub(crate) fn close_consumer_side(&self) {
+        self.close_consumer_side_as(CLOSED);
+    }
+
+    /// Marks the consumer side closed because one end judged the other hung (it stopped
+    /// heartbeating for longer than the peer timeout): the judged end, if it resumes, learns
+    /// that it was evicted. Either end may call it; the producer side is closed separately.
+    pub(crate) fn evict(&self) {
+        self.close_consumer_side_as(EVICTED);
+    }
+
+    fn close_consumer_side_as(&self, code: u32) {
         let h = self.region.header();
-        let _ =
-            h.consumer
-                .closed
-                .compare_exchange(OPEN, CLOSED, Ordering::AcqRel, Ordering::Acquire);
+        let _ = h
+            .consumer
+            .closed
+            .compare_exchange(OPEN, code, Ordering::AcqRel, Ordering::Acquire);
         notify(self.region.futex(), &h.space_bell);
     }
 

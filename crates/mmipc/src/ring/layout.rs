@@ -69,6 +69,9 @@ pub(crate) const OPEN: u32 = 0;
 pub(crate) const CLOSED: u32 = 1;
 /// Side closed because it found a protocol violation.
 pub(crate) const VIOLATED: u32 = 2;
+/// Consumer side closed because one end judged the other hung (it stopped heartbeating for
+/// longer than the peer timeout): the judged end, if it resumes, learns it was evicted.
+pub(crate) const EVICTED: u32 = 3;
 
 /// The segment header. Every field is atomic because another process may write any of them
 /// at any time; values are copied into locals once and validated before use.

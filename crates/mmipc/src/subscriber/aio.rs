@@ -1,6 +1,7 @@
-//! Receiving on tokio (the `tokio` feature, Unix): futures and a stream that wait on the
-//! subscriber's wake-up pipe through the reactor, so that any number of subscribers wait
-//! in one task set without a thread each.
+//! Receiving on tokio (the `tokio` feature): futures and a stream that wait, on Unix, on the
+//! subscriber's wake-up pipe through the reactor, and on Windows on its doorbell's named
+//! event through the system thread pool, so that any number of subscribers wait in one task
+//! set without a thread each.
 //!
 //! A receive first looks for a message like [`Subscriber::try_recv`] (no system call when
 //! one is there), then, under [`WaitStrategy::SpinThenPark`](crate::WaitStrategy), gives the

@@ -197,11 +197,7 @@ impl Role for Receiving {
                 // A newer generation replaces an old connection the publisher gave up on:
                 // the old ring gets no more messages. Its reader drains it before it reads
                 // the new one (per-publisher order).
-                let reason = if c.info.control.violated() {
-                    DisconnectReason::ProtocolViolation
-                } else {
-                    DisconnectReason::Closed
-                };
+                let reason = crate::connection::liveness::closed_reason(&c.info.control);
                 c.info.control.close_producer_side();
                 core.end(m, p, reason);
             }
@@ -269,8 +265,11 @@ impl Role for Receiving {
         // cannot), so that the reader, after the last complete message, sees the end and
         // reports it.
         info.control.close_producer_side();
-        if reason != DisconnectReason::Closed {
-            // Ours too, so that a resumed (hung) publisher stops writing.
+        if reason == DisconnectReason::TimedOut {
+            // Ours too, so that a resumed (hung) publisher stops writing, and learns why.
+            info.control.evict();
+        } else if reason != DisconnectReason::Closed {
+            // Ours too, so that a resumed publisher stops writing.
             info.control.close_consumer_side();
         }
         let _ = sys::unlink_segment(&conn.ring_path);

@@ -637,10 +637,12 @@ fn stage(c: &mut Incoming, core: &Core<Receiving>) -> Staged {
         Err(RingError::Violation(_) | RingError::Rejected) => {
             end(c, DisconnectReason::ProtocolViolation)
         }
-        // The publisher closed its side: because it found us (or the ring) broken, or
-        // normally.
-        Err(_) if c.info.control.violated() => end(c, DisconnectReason::ProtocolViolation),
-        Err(_) => end(c, DisconnectReason::Closed),
+        // The publisher closed its side: because it found us (or the ring) broken, judged us
+        // hung, or normally.
+        Err(_) => {
+            let reason = crate::connection::liveness::closed_reason(&c.info.control);
+            end(c, reason)
+        }
     }
 }
 
