@@ -25,10 +25,10 @@
 //! # Ok::<(), mmipc::Error>(())
 //! ```
 //!
-//! Large messages (from [`DEFAULT_PAYLOAD_THRESHOLD`]) are written once into the publisher's
-//! payload segment, whatever the number of subscribers, and a [`Publisher::loan`] lets you
-//! write one in place ([`Loan`]: zero copies); subscribers read them in place with
-//! [`Subscriber::recv_ref`].
+//! Large messages (from [`DEFAULT_PAYLOAD_THRESHOLD`]) to two or more subscribers are written
+//! once into the publisher's payload segment, whatever their number, and a
+//! [`Publisher::loan`] lets you write one in place ([`Loan`]: zero copies, also to one
+//! subscriber); subscribers read them in place with [`Subscriber::recv_ref`].
 //!
 //! Files live under [`default_root`] (or the directory given to the builders): one JSON record
 //! and one lock file per endpoint, plus shared segments on tmpfs. See docs/ARCHITECTURE.md and

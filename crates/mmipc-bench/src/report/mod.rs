@@ -306,10 +306,12 @@ fn fan_note() -> String {
          sample slot zeroed once the first time it is lent, then `assume_init` + `send`). \
          Receivers check the three words of every message and every 1024th message byte by \
          byte, reading in place (mmipc loan: `recv_ref`; iceoryx2: `receive()`) or from their \
-         copy (mmipc `recv`: a copy out of the payload segment, or out of the ring when \
-         inline). mmipc: `WaitStrategy::default()` both sides (park: `WaitStrategy::Park`), \
+         copy (mmipc `recv`: a copy out of the payload segment to 2 or 4 receivers, out of \
+         the ring 1→1, where `publish` copies into the ring, once either way, and inline). \
+         mmipc: `WaitStrategy::default()` both sides (park: `WaitStrategy::Park`), \
          `OnFull::Block`, payload segment of max({}, 16 × message size × (receivers + 1)): \
-         each subscriber may hold 16 messages, as the iceoryx2 subscribers' buffers; \
+         each subscriber may hold about 16 messages (15 of 4 MiB: blocks have a 64-byte \
+         header), as the iceoryx2 subscribers' buffers; \
          threshold {} (the default) except inline (`payload_threshold(usize::MAX)`). All \
          receivers share one CPU.",
         fmt_size(::mmipc::DEFAULT_PAYLOAD_CAPACITY),

@@ -403,10 +403,12 @@ impl Outcome {
 
 /// A buffer for one message, lent by [`Publisher::loan`]: fill it, then
 /// [`send`](Loan::send) it. For a message of at least the publisher's
-/// [`payload_threshold`](crate::PublisherBuilder::payload_threshold) it is a block of the
-/// publisher's payload segment in shared memory, so sending it copies nothing: subscribers
-/// read it where you wrote it. Smaller messages are lent a private buffer and copied into
-/// each subscriber's ring at `send`, as [`Publisher::publish`] does. Dropping an unsent loan
+/// [`payload_threshold`](crate::PublisherBuilder::payload_threshold), with a subscriber that
+/// reads descriptors connected, it is a block of the publisher's payload segment in shared
+/// memory, so sending it copies nothing: subscribers read it where you wrote it. Smaller
+/// messages (and any when no such subscriber is connected, or no shared space can be had)
+/// are lent a private buffer and copied into each subscriber's ring at `send`, as
+/// [`Publisher::publish`] does. Dropping an unsent loan
 /// gives its space back.
 ///
 /// The bytes are whatever the space held before (not zeroed): write all of them. A shared
@@ -444,8 +446,8 @@ enum Buf {
 impl Publisher {
     /// Lends a buffer of `len` bytes to fill and [`send`](Loan::send): a block of shared
     /// memory written once for every subscriber when `len` is at least the
-    /// [`payload_threshold`](crate::PublisherBuilder::payload_threshold) (else a private
-    /// buffer, copied at `send`). Under [`OnFull::Block`] it waits for subscribers to release
+    /// [`payload_threshold`](crate::PublisherBuilder::payload_threshold) and a subscriber that
+    /// reads descriptors is connected (else a private buffer, copied at `send`). Under [`OnFull::Block`] it waits for subscribers to release
     /// space (under [`OnFull::BlockFor`], until its time is up); when no shared space can be
     /// had it lends a private buffer rather than fail.
     ///
