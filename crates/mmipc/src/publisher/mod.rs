@@ -579,7 +579,10 @@ impl Publisher {
     }
 
     /// Closes the publisher: subscribers see the end of its stream, files are removed.
-    /// Dropping it does the same.
+    /// Dropping it does the same. Everything published is delivered (rings still holding
+    /// messages stay for their subscribers to drain), except a message a cancelled
+    /// `publish_async` (the `tokio` feature) left owed to subscribers whose rings were full:
+    /// those subscribers count it as a drop.
     ///
     /// # Examples
     ///
