@@ -722,6 +722,8 @@ mod tests {
             "loans one way, beside iceoryx2"
         );
         assert!(!plan[0].1.contains(&Mech::MmipcLoanPark));
+        assert!(plan[0].1.contains(&Mech::Iox2LoanPoll), "and iceoryx2's");
+        assert!(!plan[0].1.contains(&Mech::Iox2LoanEvent));
         assert!(!plan[0].1.contains(&Mech::Floor), "a ping-pong device");
         let mut want = Group::FanoutLarge.mechs().unwrap().to_vec();
         want.sort();

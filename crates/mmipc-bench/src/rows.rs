@@ -140,11 +140,11 @@ impl Group {
     pub fn takes(self, mech: Mech) -> bool {
         match self.mechs() {
             Some(list) => list.contains(&mech),
-            // Loans read in place are measured one way too, beside iceoryx2, which sends
-            // that way in every row.
+            // Loans read in place are measured one way too, beside iceoryx2's loans written
+            // in place (its other columns copy each message into the loan).
             None => {
                 !mech.is_payload_variant()
-                    || (mech == Mech::MmipcLoan
+                    || (matches!(mech, Mech::MmipcLoan | Mech::Iox2LoanPoll)
                         && matches!(self, Group::Throughput | Group::Fanout))
             }
         }
@@ -469,6 +469,8 @@ mod tests {
         assert!(!Group::FanoutLarge.takes(Mech::Uds));
         assert!(Group::Fanout.takes(Mech::MmipcLoan));
         assert!(Group::Throughput.takes(Mech::MmipcLoan));
+        assert!(Group::Throughput.takes(Mech::Iox2LoanPoll));
+        assert!(!Group::Throughput.takes(Mech::Iox2LoanEvent));
         assert!(!Group::Latency.takes(Mech::MmipcLoan));
         assert!(!Group::Fanout.takes(Mech::MmipcLoanPark));
         assert!(!Group::Latency.takes(Mech::Iox2LoanEvent));

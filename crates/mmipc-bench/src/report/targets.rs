@@ -17,10 +17,10 @@ pub const TARGETS: &[(&str, Mech, Mech)] = &[
     ("tput-64", Mech::MmipcDefault, Mech::Iox2Poll),
     ("tput-4096", Mech::MmipcDefault, Mech::Iox2Poll),
     ("tput-1048576", Mech::MmipcDefault, Mech::Iox2Poll),
-    // The same with mmipc's zero-copy API (a loan, read in place), as iceoryx2 sends.
-    ("tput-64", Mech::MmipcLoan, Mech::Iox2Poll),
-    ("tput-4096", Mech::MmipcLoan, Mech::Iox2Poll),
-    ("tput-1048576", Mech::MmipcLoan, Mech::Iox2Poll),
+    // Like for like with the zero-copy APIs: each side's loan, written and read in place.
+    ("tput-64", Mech::MmipcLoan, Mech::Iox2LoanPoll),
+    ("tput-4096", Mech::MmipcLoan, Mech::Iox2LoanPoll),
+    ("tput-1048576", Mech::MmipcLoan, Mech::Iox2LoanPoll),
     // Async (issue 14): RTT within 2× of the sync default mode and 10× below tokio's
     // UnixStream, throughput at least 0.8× sync.
     ("rtt-64", Mech::MmipcAsync, Mech::MmipcDefault),

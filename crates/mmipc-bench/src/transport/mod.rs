@@ -95,7 +95,8 @@ pub enum Mech {
     /// threshold rows.
     MmipcPayload,
     /// iceoryx2 as [`Mech::Iox2Poll`], the sender writing each message in place in its loan
-    /// (`loan_slice_uninit` + `assume_init`) instead of copying it in. Large-message rows.
+    /// (`loan_slice_uninit` + `assume_init`) instead of copying it in. Large-message rows,
+    /// and one way (1→1, 1→2) beside mmipc's loans.
     Iox2LoanPoll,
     /// iceoryx2 as [`Mech::Iox2Event`], the sender writing in place as
     /// [`Mech::Iox2LoanPoll`]. Large-message rows.
