@@ -49,7 +49,13 @@ impl Outgoing {
         if self.holdings.oldest().is_none() {
             return;
         }
-        self.info.control.close_consumer_side();
+        // The value that matches why the connection ended: this may run before `end` marks
+        // a subscriber judged hung as evicted, and the first value written stays.
+        if self.info.reason() == Some(crate::DisconnectReason::TimedOut) {
+            self.info.control.evict();
+        } else {
+            self.info.control.close_consumer_side();
+        }
         let control = self.info.control.share();
         let (dirs, sub) = (dirs.clone(), self.info.peer.id);
         seg.park(
@@ -480,10 +486,17 @@ impl Publisher {
             _ => {
                 // The last small loan's buffer: its bytes are initialized (zeroed once, then
                 // earlier messages of ours), so only a longer loan zeroes, and only the rest.
-                let mut bytes = std::mem::take(&mut out.spare);
-                if bytes.len() < len {
-                    bytes.resize(len, 0);
-                }
+                // A larger one (a large message without shared space) is allocated zeroed
+                // (pages the kernel zeroed), not grown from the spare under the lock.
+                let bytes = if len <= SPARE_MAX {
+                    let mut bytes = std::mem::take(&mut out.spare);
+                    if bytes.len() < len {
+                        bytes.resize(len, 0);
+                    }
+                    bytes
+                } else {
+                    vec![0; len]
+                };
                 Buf::Private { bytes, len }
             }
         };

@@ -854,10 +854,13 @@ impl Drop for Consumer {
         if self.failed.is_none() && self.released != self.read {
             self.release();
         }
-        let h = self.region.header();
-        if h.consumer.closed.load(Ordering::Relaxed) == OPEN {
-            h.consumer.closed.store(CLOSED, Ordering::Release);
-        }
+        // Never over another value (a violation, an eviction) written meanwhile.
+        let _ = self.region.header().consumer.closed.compare_exchange(
+            OPEN,
+            CLOSED,
+            Ordering::Release,
+            Ordering::Relaxed,
+        );
         self.wake_producer();
     }
 }

@@ -1004,3 +1004,18 @@ fn only_a_sleep_that_times_out_counts_as_a_rescued_wake_up() {
     );
     assert!(wait(FutexWait::TimedOut) >= 1, "the cap rescued this one");
 }
+
+/// An eviction written while the consumer is still open (the runtime thread judging the
+/// publisher hung as the reader drops its end) stays: the consumer's own close never
+/// overwrites it (it used to load OPEN, then store CLOSED over the eviction).
+#[test]
+fn a_dropped_consumer_keeps_an_eviction_written_before_it() {
+    let (tx, rx) = with_capacity(64);
+    tx.control().evict();
+    drop(rx);
+    assert!(tx.control().evicted());
+    assert_eq!(
+        tx.region.header().consumer.closed.load(Ordering::Acquire),
+        layout::EVICTED
+    );
+}

@@ -264,14 +264,15 @@ impl Role for Receiving {
         // Its side is closed (a departed publisher closed it already; a dead or hung one
         // cannot), so that the reader, after the last complete message, sees the end and
         // reports it.
-        info.control.close_producer_side();
+        // Ours first (the reader ends the ring, and its consumer closes our side, only
+        // after it sees the producer side closed): so that a resumed (hung) publisher stops
+        // writing and learns why.
         if reason == DisconnectReason::TimedOut {
-            // Ours too, so that a resumed (hung) publisher stops writing, and learns why.
             info.control.evict();
         } else if reason != DisconnectReason::Closed {
-            // Ours too, so that a resumed publisher stops writing.
             info.control.close_consumer_side();
         }
+        info.control.close_producer_side();
         let _ = sys::unlink_segment(&conn.ring_path);
         remove_payload_if_last(core, id);
         core.role.ring_doorbell();
